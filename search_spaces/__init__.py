@@ -1,0 +1,26 @@
+"""Search-space families. Each is registered here by name and imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from nas.errors import UnknownName
+
+# name -> "module:Class". One line per space; families live in their own packages with the
+# same file names (space.py, ops.py, network.py, supernet.py, encodings.py).
+REGISTRY: dict[str, str] = {
+    "nb201": "search_spaces.nb201.space:NB201Space",
+}
+
+
+def space_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_space(name: str, **options: Any):
+    """An instance of the space registered as ``name``."""
+    if name not in REGISTRY:
+        raise UnknownName(f"unknown search space {name!r}; choose one of {space_names()}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)
