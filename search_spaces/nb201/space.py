@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import ClassVar
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
+from nas.paths import DATA_ENV, shared_data_dir
 from nas.space import Genotype, SearchSpace
 from search_spaces.nb201 import network
 from search_spaces.nb201.ops import OPS
@@ -63,21 +63,6 @@ def parse_nb201(text: str) -> NB201Genotype:
                 )
             ops.append(op)
     return NB201Genotype(tuple(ops))
-
-
-DATA_ENV = "NAS_DATA_DIR"
-
-
-def shared_data_dir() -> Path:
-    """The reference data folder: ``$NAS_DATA_DIR`` or ``../shared/data`` beside the project."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent.parent / "shared" / "data"
-        if cand.is_dir():
-            return cand
-    return Path.cwd().parent / "shared" / "data"
 
 
 TABLE_FILE = "nasbench/nb201_natsbench_tss_test_acc_200ep.csv"
