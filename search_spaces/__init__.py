@@ -10,6 +10,7 @@ from nas.errors import UnknownName
 # name -> "module:Class". One line per space; families live in their own packages with the
 # same file names (space.py, ops.py, network.py, supernet.py, encodings.py).
 REGISTRY: dict[str, str] = {
+    "nb101": "search_spaces.nb101.space:NB101Space",
     "nb201": "search_spaces.nb201.space:NB201Space",
 }
 

@@ -90,7 +90,7 @@ def load_table(path: str | None = None) -> dict[str, dict[str, float | str]]:
 
 KNOWN = {
     # The best CIFAR-10 cell of the table (94.37% test accuracy).
-    "best_cifar10": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "best_cifar10": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
     "all_conv3x3": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
     "resnet": "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|",
 }
@@ -100,8 +100,8 @@ class NB201Space(SearchSpace):
     """NAS-Bench-201: a 4-node cell, 6 edges, 5 operations per edge.
 
     Args:
-        channels: width of the first stage (16 in the benchmark).
-        cells_per_stage: cells per stage (5 in the benchmark).
+        channels: width of the first stage (default 16 as in the benchmark; 8 on digits).
+        cells_per_stage: cells per stage (default 5 as in the benchmark; 1 on digits).
     """
 
     name: ClassVar[str] = "nb201"
@@ -111,9 +111,14 @@ class NB201Space(SearchSpace):
     default_dataset: ClassVar[str] = "cifar10"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
 
-    def __init__(self, channels: int = 16, cells_per_stage: int = 5) -> None:
+    def __init__(self, channels: int | None = None, cells_per_stage: int | None = None) -> None:
         self.channels = channels
         self.cells_per_stage = cells_per_stage
+
+    def skeleton(self, dataset: str) -> tuple[int, int]:
+        """(channels, cells per stage): the benchmark's 16 and 5, or 8 and 1 for digits."""
+        c, n = (8, 1) if dataset == "digits" else (16, 5)
+        return (self.channels or c, self.cells_per_stage or n)
 
     def choices(self) -> list[tuple[str, int]]:
         return [(f"edge_{t}_{f}", len(OPS)) for t, f in network.EDGES]
@@ -139,13 +144,14 @@ class NB201Space(SearchSpace):
         if not isinstance(genotype, NB201Genotype):
             raise InvalidGenotype(f"nb201: not an NB201 genotype: {genotype!r}")
         shape, classes = network.DATASETS[dataset]
-        g = network.build(genotype.ops, shape, classes, self.channels, self.cells_per_stage)
+        channels, cells = self.skeleton(dataset)
+        g = network.build(genotype.ops, shape, classes, channels, cells)
         g.meta.update(
             space=self.name,
             arch=genotype.to_str(),
             dataset=dataset,
-            channels=self.channels,
-            cells_per_stage=self.cells_per_stage,
+            channels=channels,
+            cells_per_stage=cells,
         )
         return g
 

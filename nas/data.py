@@ -1,0 +1,103 @@
+"""Datasets for training evaluators: scikit-learn's digits (built in) and a local CIFAR-10.
+
+Arrays are NHWC float32, standardised; labels int32. Splits are fixed by a seed so that every
+candidate of a search sees the same data.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nas.errors import DataError, UnknownName
+
+CIFAR_ENV = "NAS_CIFAR10_DIR"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/validation split in memory."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def load_digits(seed: int = 0, val_fraction: float = 0.2) -> Dataset:
+    """scikit-learn's 1,797 handwritten 8x8 digits, standardised, split by ``seed``."""
+    from sklearn.datasets import load_digits as _load
+
+    d = _load()
+    x = (d.images.astype(np.float32) / 16.0)[..., None]
+    x = (x - x.mean()) / x.std()
+    y = d.target.astype(np.int32)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * val_fraction))
+    val, train = order[:n_val], order[n_val:]
+    return Dataset("digits", x[train], y[train], x[val], y[val], 10)
+
+
+def _unpickle(path: Path) -> dict:
+    with path.open("rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def load_cifar10(folder: str | os.PathLike | None = None, limit: int | None = None) -> Dataset:
+    """CIFAR-10 from a local ``cifar-10-batches-py`` folder (the python pickles).
+
+    The folder is ``folder``, else ``$NAS_CIFAR10_DIR``. Nothing is downloaded.
+    """
+    folder = folder or os.environ.get(CIFAR_ENV)
+    if not folder:
+        raise DataError(
+            f"CIFAR-10 needs a local cifar-10-batches-py folder: pass --data-dir or set {CIFAR_ENV}"
+        )
+    root = Path(folder)
+    files = [root / f"data_batch_{i}" for i in range(1, 6)]
+    test = root / "test_batch"
+    missing = [str(p) for p in files + [test] if not p.exists()]
+    if missing:
+        raise DataError(f"CIFAR-10 folder {root} is missing {missing[0]}")
+
+    def read(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for p in paths:
+            try:
+                d = _unpickle(p)
+                xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(d[b"labels"], np.int32))
+            except (pickle.UnpicklingError, KeyError, EOFError, ValueError) as e:
+                raise DataError(f"{p} is not a CIFAR-10 python batch: {e}") from None
+        return np.concatenate(xs), np.concatenate(ys)
+
+    xtr, ytr = read(files)
+    xte, yte = read([test])
+    if limit:
+        xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: limit // 5], yte[: limit // 5]
+    mean = np.array([0.4914, 0.4822, 0.4465], np.float32)
+    std = np.array([0.2470, 0.2435, 0.2616], np.float32)
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        return ((x.transpose(0, 2, 3, 1).astype(np.float32) / 255.0) - mean) / std
+
+    return Dataset("cifar10", prep(xtr), ytr, prep(xte), yte, 10)
+
+
+def load_dataset(name: str, seed: int = 0, data_dir: str | None = None) -> Dataset:
+    """A training dataset by name: ``digits`` or ``cifar10``."""
+    if name == "digits":
+        return load_digits(seed)
+    if name == "cifar10":
+        return load_cifar10(data_dir)
+    raise UnknownName(f"no training data for dataset {name!r}; choose 'digits' or 'cifar10'")

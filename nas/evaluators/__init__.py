@@ -1,0 +1,32 @@
+"""Evaluators: train-from-scratch, tabular benchmark (supernet and predictor ones plug in here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nas.errors import UnknownName
+from nas.evaluators.base import EvalResult, Evaluator
+from nas.space import SearchSpace
+
+EVALUATORS = ("train", "benchmark")
+
+
+def get_evaluator(
+    name: str, space: SearchSpace, dataset: str | None = None, **options: Any
+) -> Evaluator:
+    """An evaluator by name."""
+    if name == "train":
+        from nas.evaluators.train import TrainConfig, TrainEvaluator
+
+        cfg = TrainConfig(
+            **{k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
+        )
+        return TrainEvaluator(space, dataset, cfg, data_dir=options.get("data_dir"))
+    if name == "benchmark":
+        from nas.evaluators.benchmark import BenchmarkEvaluator
+
+        return BenchmarkEvaluator(space, dataset)
+    raise UnknownName(f"unknown evaluator {name!r}; choose one of {list(EVALUATORS)}")
+
+
+__all__ = ["EVALUATORS", "EvalResult", "Evaluator", "get_evaluator"]

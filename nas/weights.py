@@ -1,0 +1,84 @@
+"""Model weights as safetensors (a format that executes no code on load)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from nas.errors import DataError
+from nas.graph import ArchGraph
+
+
+def _key(path) -> str:
+    parts = []
+    for p in path:
+        name = getattr(p, "key", None)
+        if name is None:
+            name = getattr(p, "name", None)
+        if name is None:
+            name = getattr(p, "idx", p)
+        parts.append(str(name))
+    return ".".join(parts)
+
+
+def flat_state(model: nnx.Module) -> dict[str, np.ndarray]:
+    """Every variable of ``model`` (parameters and batch statistics) by a dotted name."""
+    state = nnx.state(model, nnx.Param, nnx.BatchStat)
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {_key(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def save_weights(model: nnx.Module, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write the model's variables to a safetensors file."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    save_file(flat_state(model), str(path), metadata=meta)
+    return path
+
+
+def load_weights(model: nnx.Module, path: str | Path) -> nnx.Module:
+    """Load a safetensors file written by :func:`save_weights` into ``model`` (in place)."""
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"weights file {path} does not exist")
+    tensors = load_file(str(path))
+    state = nnx.state(model, nnx.Param, nnx.BatchStat)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+    new = []
+    for p, leaf in leaves:
+        k = _key(p)
+        if k not in tensors:
+            raise DataError(f"{path} has no tensor {k!r}: it was saved for another architecture")
+        if tensors[k].shape != leaf.shape:
+            raise DataError(
+                f"{path}: tensor {k!r} has shape {tensors[k].shape}, model wants {leaf.shape}"
+            )
+        new.append(jax.numpy.asarray(tensors[k]))
+    nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+    return model
+
+
+def load_model(folder: str | Path):
+    """Rebuild a model from an exported folder (``arch.json`` + ``weights.safetensors``)."""
+    from nas.model import build_model
+
+    folder = Path(folder)
+    arch = folder / "arch.json"
+    if not arch.exists():
+        raise DataError(f"{folder} holds no arch.json; export with --format flax or json first")
+    data = json.loads(arch.read_text())
+    graph = ArchGraph.from_json(data["graph"] if "graph" in data else data)
+    model = build_model(graph)
+    weights = folder / "weights.safetensors"
+    if weights.exists():
+        load_weights(model, weights)
+    return model
