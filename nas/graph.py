@@ -636,7 +636,19 @@ class ArchGraph:
                     resolved = sorted(resolved)
                 memo[n] = _h([op, _canon_attr(attrs), shape, resolved])
         out = _resolve(memo[self._output])
-        live = nx.ancestors(self.g, self._output)
+        # Nodes whose value reaches the output: not through a zero, not from a dead branch.
+        live: set[int] = set()
+        stack = [self._output]
+        while stack:
+            n = stack.pop()
+            if n in live:
+                continue
+            live.add(n)
+            if self.op(n) == "zero" or _is_zero(memo[n]):
+                continue
+            for p in self.inputs(n):
+                if not (_is_zero(memo[p]) and self.op(n) in ("add", "concat")):
+                    stack.append(p)
         param_hashes = sorted(
             memo[n] for n in live if self.op(n) in PARAMETRIC_OPS and not _is_zero(memo[n])
         )

@@ -197,5 +197,9 @@ class SearchSpace(ABC):
         """Tabular benchmark metrics (``accuracy`` in percent); spaces with a table override."""
         raise UnknownName(f"space {self.name!r} has no benchmark table")
 
+    def check_table(self, dataset: str) -> None:
+        """Raise (missing file, unknown dataset) unless the table can answer for ``dataset``."""
+        self.lookup(self.sample(np.random.default_rng(0)), dataset)
+
     def has_table(self) -> bool:
         return type(self).lookup is not SearchSpace.lookup

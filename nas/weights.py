@@ -27,7 +27,7 @@ def _key(path) -> str:
 
 def flat_state(model: nnx.Module) -> dict[str, np.ndarray]:
     """Every variable of ``model`` (parameters and batch statistics) by a dotted name."""
-    state = nnx.state(model, nnx.Param, nnx.BatchStat)
+    state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
     return {_key(path): np.asarray(leaf) for path, leaf in leaves}
 
@@ -51,7 +51,7 @@ def load_weights(model: nnx.Module, path: str | Path) -> nnx.Module:
     if not path.exists():
         raise DataError(f"weights file {path} does not exist")
     tensors = load_file(str(path))
-    state = nnx.state(model, nnx.Param, nnx.BatchStat)
+    state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
     new = []
     for p, leaf in leaves:

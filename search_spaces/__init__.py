@@ -12,6 +12,13 @@ from nas.errors import UnknownName
 REGISTRY: dict[str, str] = {
     "nb101": "search_spaces.nb101.space:NB101Space",
     "nb201": "search_spaces.nb201.space:NB201Space",
+    "darts": "search_spaces.darts.space:DartsSpace",
+    "nasnet": "search_spaces.nasnet.space:NasnetSpace",
+    "nb301": "search_spaces.darts.space:NB301Space",
+    "spos": "search_spaces.spos.space:SPOSSpace",
+    "nbmacro": "search_spaces.nbmacro.space:NBMacroSpace",
+    "ofa": "search_spaces.ofa.space:OFASpace",
+    "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",
 }
 
 

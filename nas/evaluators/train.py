@@ -87,8 +87,8 @@ class Trainer:
         self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
-        state = nnx.state((self.model, self.optimizer))
-        nnx.update((self.model, self.optimizer), jax.device_put(state, self.replicated))
+        for obj in (self.model, self.optimizer):
+            nnx.update(obj, jax.device_put(nnx.state(obj), self.replicated))
 
         trainer = self
 

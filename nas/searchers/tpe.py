@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import optuna
 
+from nas.errors import InvalidGenotype
 from nas.evaluators.base import EvalResult
 from nas.searchers.base import Searcher
 from nas.space import Genotype, SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class OptunaSearcher(Searcher):
@@ -25,19 +29,33 @@ class OptunaSearcher(Searcher):
     def __init__(self, space: SearchSpace, seed: int = 0, objective: str = "accuracy") -> None:
         super().__init__(space, seed)
         self.objective = objective
-        self._sampler = self.make_sampler(seed)
-        self._study = optuna.create_study(direction="maximize", sampler=self._sampler)
+        self.n_asked = 0
+        self._study = optuna.create_study(direction="maximize", sampler=self.make_sampler(seed))
         self._pending: dict[Genotype, list[optuna.trial.Trial]] = {}
         self._history: list[tuple[dict[str, Any], float | None]] = []
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
 
     def ask(self) -> Genotype:
-        trial = self._study.ask()
-        genotype = self.space.suggest(trial)
-        self._pending.setdefault(genotype, []).append(trial)
-        return genotype
+        # Spaces with constraints (NB101's connectivity) can reject a suggestion: fail that
+        # internal trial so the sampler learns from it, and ask again.
+        for _ in range(200):
+            # A sampler seeded by the ask count: proposals depend only on (seed, history), so
+            # a restored searcher continues exactly where the original would have.
+            self._study.sampler = self.make_sampler(self.seed * 1_000_003 + self.n_asked)
+            self.n_asked += 1
+            trial = self._study.ask()
+            try:
+                genotype = self.space.suggest(trial)
+            except InvalidGenotype:
+                self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            self._pending.setdefault(genotype, []).append(trial)
+            return genotype
+        return self.space.sample(self.rng)
 
     def tell(self, genotype: Genotype, result: EvalResult) -> None:
         super().tell(genotype, result)
@@ -56,12 +74,18 @@ class OptunaSearcher(Searcher):
         self._history.append((dict(trial.params), value))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "history": [[p, v] for p, v in self._history]}
+        return {
+            **super().state_dict(),
+            "n_asked": self.n_asked,
+            "history": [[p, v] for p, v in self._history],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self._sampler = self.make_sampler(self.seed + len(state["history"]))
-        self._study = optuna.create_study(direction="maximize", sampler=self._sampler)
+        self.n_asked = int(state["n_asked"])
+        self._study = optuna.create_study(
+            direction="maximize", sampler=self.make_sampler(self.seed)
+        )
         dists = {
             name: optuna.distributions.CategoricalDistribution(list(range(n)))
             for name, n in self.space.choices()

@@ -1,0 +1,39 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.paths import shared_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def require_data(relative: str) -> Path:
+    """A reference data file: under CI its absence fails the test, elsewhere it skips."""
+    path = shared_data_dir() / relative
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference data {path} is missing under CI")
+        pytest.skip(f"reference data {path} not present")
+    return path
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``nas`` in a fresh process (JAX never forks)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nas.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
