@@ -21,7 +21,8 @@ install: $(STAMP)
 # trained from scratch on scikit-learn's handwritten digits, best one exported.
 run: $(STAMP)
 	$(BIN)/nas search --space nb201 --strategy evolution --evaluator train \
-		--dataset digits --budget 12 --seed 0 --out runs/quickstart
+		--dataset digits --budget 12 --seed 0 --out runs/quickstart \
+		$(if $(wildcard runs/quickstart/study.db),--resume,)
 	$(BIN)/nas export --storage sqlite:///runs/quickstart/study.db --study quickstart \
 		--trial best --format flax --out runs/quickstart/export
 	@echo "exported to runs/quickstart/export"

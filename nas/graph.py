@@ -19,7 +19,7 @@ Example:
     >>> g.shape(g.output)
     (10,)
     >>> g.params()
-    360
+    86
 """
 
 from __future__ import annotations

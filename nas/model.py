@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from nas.graph import ArchGraph, _padding, _pair
@@ -62,9 +63,17 @@ def _pool(x: jax.Array, attrs: dict[str, Any], kind: str) -> jax.Array:
     summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pads)
     if attrs.get("count_include_pad", True) or not any((t, b, left, r)):
         return summed / (kh * kw)
-    ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
-    counts = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pads)
+    # Valid-element counts depend only on static shapes: compute them in numpy.
+    rows = _window_counts(x.shape[1], kh, sh, t, b)
+    cols = _window_counts(x.shape[2], kw, sw, left, r)
+    counts = np.outer(rows, cols).astype(np.float32)[None, :, :, None]
     return summed / counts
+
+
+def _window_counts(size: int, k: int, s: int, lo: int, hi: int) -> np.ndarray:
+    n_out = (size + lo + hi - k) // s + 1
+    starts = np.arange(n_out) * s - lo
+    return np.minimum(starts + k, size) - np.maximum(starts, 0)
 
 
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:

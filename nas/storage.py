@@ -19,9 +19,11 @@ def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(Path(out_dir) / 'study.db').as_posix()}"
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
+def _storage(url: str, create: bool) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
+        if not create and not path.exists():
+            raise StorageError(f"cannot open storage {url}: {path} does not exist")
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
@@ -35,7 +37,7 @@ def open_study(url: str, name: str, *, create: bool, resume: bool) -> optuna.Stu
     Creating a study that exists without ``resume`` is refused, so nothing stored is
     overwritten or mixed by accident.
     """
-    storage = _storage(url)
+    storage = _storage(url, create)
     exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
     if exists and create and not resume:
         raise StorageError(
