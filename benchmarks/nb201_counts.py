@@ -252,7 +252,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ok = lambda b: "[green]ok[/]" if b else "[red]FAIL[/]"  # noqa: E731
     console.print(f"[bold]NAS-Bench-201 counts[/] ({len(cells)} cells x {len(DATASETS)} datasets)")
     for name, a in anchors.items():
-        console.print(f"  anchor {name}: {a['closed_form']} {ok(a['ok'])}")
+        cf = a["closed_form"]
+        console.print(
+            f"  anchor {name}: params {cf['params']:,}, FLOPs {cf['flops']:,} {ok(a['ok'])}"
+        )
     c = report["closed_form"]
     console.print(
         f"  IR vs closed form: {c['checked']} checked, {c['mismatches']} mismatches "
