@@ -112,7 +112,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from nas.evaluators import get_evaluator
     from nas.search import print_summary, run_search
-    from nas.searchers import get_searcher
+    from nas.searchers import Constrained, get_searcher, parse_quantity
     from search_spaces import get_space
 
     space = get_space(args.space)
@@ -123,11 +123,31 @@ def cmd_search(args: argparse.Namespace) -> int:
         options["data_dir"] = args.data_dir
     evaluator = get_evaluator(args.evaluator, space, args.dataset, seed=args.seed, **options)
     searcher = get_searcher(args.strategy, space, seed=args.seed)
+    limits = {
+        key: parse_quantity(value)
+        for key, value in (
+            ("flops", args.max_flops),
+            ("params", args.max_params),
+            ("latency", args.max_latency),
+        )
+        if value is not None
+    }
+    if limits:
+        searcher = Constrained(searcher, evaluator.cost, limits)
     out = Path(args.out or f"runs/{args.study or f'{args.space}-{args.strategy}-{args.seed}'}")
     settings = {
         "seed": args.seed,
         "budget": args.budget,
         "command": " ".join(sys.argv[1:]),
+        "limits": {
+            k: v
+            for k, v in (
+                ("max_flops", args.max_flops),
+                ("max_params", args.max_params),
+                ("max_latency", args.max_latency),
+            )
+            if v
+        },
     }
     result = run_search(
         space,
@@ -196,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run folder (default: runs/<study>)")
     s.add_argument("--steps", type=int, help="training steps per candidate (train evaluator)")
     s.add_argument("--data-dir", help="local cifar-10-batches-py folder for --dataset cifar10")
+    s.add_argument("--max-flops", help="hard limit on multiply-accumulates, e.g. 600M")
+    s.add_argument("--max-params", help="hard limit on parameters, e.g. 3.5M")
+    s.add_argument("--max-latency", help="hard limit on latency (ms) where the space has a table")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)

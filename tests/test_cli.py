@@ -312,3 +312,33 @@ def test_kill_9_and_resume_loses_no_finished_trial(tmp_path):
             "select count(*) from trial_user_attributes where key='interrupted'"
         ).fetchone()[0]
         assert marked >= 1
+
+
+def test_hard_constraints_filter_proposals_and_impossible_ones_fail_cleanly(tmp_path):
+    require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")
+    out = search(tmp_path, "--max-flops", "50M", budget=15)
+    assert out.returncode == 0, out.stderr
+    con = sqlite3.connect(tmp_path / "run" / "study.db")
+    costs = [
+        json.loads(v)
+        for (v,) in con.execute("select value_json from trial_user_attributes where key='cost'")
+    ]
+    assert len(costs) == 15 and all(c["flops"] <= 50e6 for c in costs)
+    bad = run_cli(
+        "search",
+        "--space",
+        "nb201",
+        "--strategy",
+        "random",
+        "--evaluator",
+        "benchmark",
+        "--budget",
+        "3",
+        "--max-flops",
+        "1M",
+        "--out",
+        str(tmp_path / "bad"),
+        "--no-progress",
+    )
+    assert bad.returncode == 2 and "impossible constraint" in bad.stderr
+    assert "smallest flops seen 7,783,050" in bad.stderr

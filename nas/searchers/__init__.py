@@ -6,7 +6,7 @@ from typing import Any
 
 from nas.errors import UnknownName
 from nas.searchers.base import Searcher
-from nas.searchers.wrappers import Deduplicated
+from nas.searchers.wrappers import Constrained, Deduplicated, parse_quantity
 from nas.space import SearchSpace
 
 STRATEGIES = ("random", "evolution", "tpe")
@@ -33,4 +33,11 @@ def get_searcher(
     return Deduplicated(s) if dedup else s
 
 
-__all__ = ["STRATEGIES", "Deduplicated", "Searcher", "get_searcher"]
+__all__ = [
+    "STRATEGIES",
+    "Constrained",
+    "Deduplicated",
+    "Searcher",
+    "get_searcher",
+    "parse_quantity",
+]

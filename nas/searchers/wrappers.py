@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult
 from nas.searchers.base import Searcher
 from nas.space import Genotype
@@ -52,3 +54,77 @@ class Deduplicated(Searcher):
         self.results = {
             k: EvalResult(status=s, metrics=m) for k, (s, m) in state.get("results", {}).items()
         }
+
+
+class Constrained(Searcher):
+    """Proposes only genotypes whose cost is within hard limits (for example max FLOPs).
+
+    Rejected proposals are told back to the inner searcher as failures (so evolution never
+    breeds from them) and never reach an evaluator. A limit no architecture meets is an error.
+
+    Args:
+        inner: the searcher to filter.
+        cost_fn: genotype -> cost dict (``params``, ``flops``, possibly ``latency``).
+        limits: cost key -> maximum allowed value.
+        max_tries: proposals tried per ask before the constraint is called impossible.
+    """
+
+    def __init__(
+        self,
+        inner: Searcher,
+        cost_fn: Callable[[Genotype], dict[str, float]],
+        limits: dict[str, float],
+        max_tries: int = 2000,
+    ) -> None:
+        super().__init__(inner.space, inner.seed)
+        self.inner = inner
+        self.name = inner.name
+        self.cost_fn = cost_fn
+        self.limits = dict(limits)
+        self.max_tries = max_tries
+        self.rejected = 0
+
+    def violations(self, genotype: Genotype) -> list[str]:
+        cost = self.cost_fn(genotype)
+        return [f"{k} {cost[k]:,.0f} > {v:,.0f}" for k, v in self.limits.items() if cost[k] > v]
+
+    def ask(self) -> Genotype:
+        smallest: dict[str, float] = {}
+        for _ in range(self.max_tries):
+            g = self.inner.ask()
+            bad = self.violations(g)
+            if not bad:
+                return g
+            self.rejected += 1
+            cost = self.cost_fn(g)
+            for k in self.limits:
+                smallest[k] = min(smallest.get(k, float("inf")), cost[k])
+            self.inner.tell(g, EvalResult.failure("constraint: " + ", ".join(bad)))
+        seen = ", ".join(f"smallest {k} seen {v:,.0f}" for k, v in smallest.items())
+        raise ConfigError(
+            f"impossible constraint {self.limits}: none of {self.max_tries} proposals met it ({seen})"
+        )
+
+    def tell(self, genotype: Genotype, result: EvalResult) -> None:
+        self.inner.tell(genotype, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "rejected": self.rejected}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.rejected = int(state.get("rejected", 0))
+
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_quantity(text: str) -> float:
+    """``600M`` -> 6e8; plain numbers pass through."""
+    t = str(text).strip().lower()
+    try:
+        if t and t[-1] in _SUFFIX:
+            return float(t[:-1]) * _SUFFIX[t[-1]]
+        return float(t)
+    except ValueError:
+        raise ConfigError(f"not a quantity: {text!r} (use e.g. 600M, 3.5M, 2e9)") from None
