@@ -122,7 +122,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.data_dir:
         options["data_dir"] = args.data_dir
     evaluator = get_evaluator(args.evaluator, space, args.dataset, seed=args.seed, **options)
-    searcher = get_searcher(args.strategy, space, seed=args.seed)
+    from nas.objectives import parse_objectives
+
+    objectives = parse_objectives(args.objectives)
+    searcher_options: dict[str, Any] = {}
+    if args.objectives:
+        searcher_options["objectives"] = [
+            f"{o.name}:{'max' if o.direction == 'maximize' else 'min'}" for o in objectives
+        ]
+    searcher = get_searcher(args.strategy, space, seed=args.seed, **searcher_options)
     limits = {
         key: parse_quantity(value)
         for key, value in (
@@ -135,6 +143,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     if limits:
         searcher = Constrained(searcher, evaluator.cost, limits)
     out = Path(args.out or f"runs/{args.study or f'{args.space}-{args.strategy}-{args.seed}'}")
+    budget = args.budget
+    if args.strategy == "darts":  # one differentiable search (--budget steps), one trial
+        from nas.searchers.darts import darts_cli_setup
+
+        searcher, evaluator, budget = darts_cli_setup(
+            space, evaluator, args.budget, args.order, args.seed, out, args.data_dir
+        )
     settings = {
         "seed": args.seed,
         "budget": args.budget,
@@ -153,13 +168,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         space,
         searcher,
         evaluator,
-        args.budget,
+        budget,
         out_dir=out,
         storage=args.storage,
         study_name=args.study,
         resume=args.resume,
         settings=settings,
         progress=not args.no_progress,
+        objectives=objectives,
+        executor=_executor_factory(args, evaluator),
+        join=args.join,
     )
     (out / "result.json").write_text(json.dumps(result.to_json(), indent=1))
     if args.json:
@@ -167,6 +185,30 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print_summary(result)
     return 0
+
+
+def _executor_factory(args: argparse.Namespace, evaluator: Any):
+    """In-process for ``--workers 1`` without ``--address``; else Ray, started when needed."""
+    from nas.errors import ConfigError
+
+    if args.workers == "auto":
+        workers = None
+    else:
+        try:
+            workers = int(args.workers)
+        except ValueError:
+            raise ConfigError(f"--workers takes a number or 'auto', got {args.workers!r}") from None
+        if workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if args.max_retries < 0:
+        raise ConfigError(f"--max-retries must be at least 0, got {args.max_retries}")
+    if workers == 1 and not args.address:
+        return None
+    from nas.execution import RayExecutor
+
+    return lambda: RayExecutor(
+        evaluator, workers, address=args.address, max_retries=args.max_retries
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -179,6 +221,65 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(
             f"exported trial {doc['provenance']['trial']} ({doc['genotype']['arch']}) to {args.out}"
         )
+    return 0
+
+
+def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
+    from predictors.evaluate import evaluate_specs
+
+    out = evaluate_specs(
+        args.predictor,
+        [t for t in args.train.split(",") if t.strip()],
+        args.test,
+        seed=args.seed,
+        finetune=args.finetune,
+    )
+    if args.json:
+        _emit(out)
+    else:
+        for k in ("predictor", "kendall_tau", "spearman", "n_train", "n_test"):
+            print(f"{k:24s} {out[k]}")
+        print(f"{'predictions_per_second':24s} {out['predictions_per_second']:,.0f}")
+    return 0
+
+
+def cmd_predictor_fit(args: argparse.Namespace) -> int:
+    from predictors.base import get_predictor
+    from predictors.data import LabelledSet, load_spec
+
+    sets = [load_spec(t, seed=args.seed) for t in args.train.split(",") if t.strip()]
+    data = LabelledSet.concat(sets)
+    p = get_predictor(args.predictor, seed=args.seed).fit(data.graphs, data.y, data.groups)
+    p.save(args.out)
+    info = {"predictor": args.predictor, "out": str(args.out), "n_train": len(data)}
+    if args.json:
+        _emit(info)
+    else:
+        print(f"saved {args.predictor} ({len(data)} archs) to {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from predictors.base import load_predictor
+
+    predictor = load_predictor(args.predictor)
+    space, genotype, file_dataset = _resolve_space_arch(args.space, args.arch)
+    graph = space.to_graph(genotype, args.dataset or file_dataset)
+    mean, std = predictor.predict([graph])
+    ood = bool(predictor.ood([graph])[0])
+    info = {
+        "space": space.name,
+        "arch": genotype.to_str(),
+        "predictor": predictor.name,
+        "mean": float(mean[0]),
+        "std": float(std[0]),
+        "ood": ood,
+    }
+    if args.json:
+        _emit(info)
+    else:
+        flag = "  (far from the training data)" if ood else ""
+        print(f"{info['mean']:.3f} +- {info['std']:.3f}{flag}")
     return 0
 
 
@@ -203,9 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run (or resume) an architecture search")
     s.add_argument("--space", required=True)
-    s.add_argument("--strategy", required=True, help="random, evolution, tpe")
-    s.add_argument("--evaluator", required=True, help="train or benchmark")
-    s.add_argument("--budget", required=True, type=int, help="number of evaluated architectures")
+    s.add_argument("--strategy", required=True, help="random, evolution, tpe, nsga2, darts")
+    s.add_argument("--evaluator", required=True, help="train, benchmark or synthetic")
+    s.add_argument(
+        "--budget",
+        required=True,
+        type=int,
+        help="number of evaluated architectures (strategy darts: search steps)",
+    )
+    s.add_argument(
+        "--order", type=int, default=1, choices=(1, 2), help="darts: 1st or 2nd-order gradient"
+    )
     s.add_argument(
         "--dataset", help="digits (default for train), cifar10, cifar100, ImageNet16-120"
     )
@@ -213,6 +322,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="SQLAlchemy URL (default: sqlite in the run folder)")
     s.add_argument("--study", help="study name (default: the run folder's name)")
     s.add_argument("--resume", action="store_true", help="continue an existing study")
+    s.add_argument(
+        "--join",
+        action="store_true",
+        help="add trials to a study other drivers share (created if missing; use another --seed each)",
+    )
+    s.add_argument(
+        "--objectives",
+        help="comma-separated, e.g. accuracy,flops (cost keys flops/params/latency are minimised)",
+    )
+    s.add_argument(
+        "--workers",
+        default="1",
+        help="parallel evaluations: 1 = in this process (default); K > 1 or 'auto' = Ray actors",
+    )
+    s.add_argument("--address", help="join a running Ray cluster (auto or host:port)")
+    s.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="retries of a trial whose Ray worker died (default 2)",
+    )
     s.add_argument("--out", help="run folder (default: runs/<study>)")
     s.add_argument("--steps", type=int, help="training steps per candidate (train evaluator)")
     s.add_argument("--data-dir", help="local cifar-10-batches-py folder for --dataset cifar10")
@@ -227,10 +357,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", required=True)
     s.add_argument("--study", required=True)
     s.add_argument("--trial", default="best", help="'best' or a trial number")
-    s.add_argument("--format", default="json", help="json or flax")
+    s.add_argument("--format", default="json", help="json, flax, python or onnx")
     s.add_argument("--out", required=True)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("predictor", help="train and evaluate accuracy predictors")
+    psub = s.add_subparsers(dest="predictor_command", required=True, parser_class=_Parser)
+    e = psub.add_parser("evaluate", help="fit on --train SPECs, rank the --test SPEC")
+    e.add_argument("--predictor", required=True, help="gennape, onnxnet, gbm, mlp, params, ...")
+    e.add_argument("--train", required=True, help="SPEC[,SPEC...], SPEC = bench[:dataset][:n]")
+    e.add_argument("--test", required=True, help="SPEC; disjoint from --train on one benchmark")
+    e.add_argument("--finetune", help="SPEC of few-shot data (e.g. nb201:50) after fitting")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_predictor_evaluate)
+    f = psub.add_parser("fit", help="fit a predictor on SPECs and save it to a folder")
+    f.add_argument("--predictor", required=True)
+    f.add_argument("--train", required=True, help="SPEC[,SPEC...]")
+    f.add_argument("--out", required=True, help="folder to write")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_predictor_fit)
+
+    s = sub.add_parser("predict", help="predict an architecture's accuracy with a saved predictor")
+    s.add_argument("--predictor", required=True, help="folder written by nas predictor fit")
+    s.add_argument("--space", help="search space (optional when --arch is an exported JSON)")
+    s.add_argument("--arch", required=True, help="native string, known name, or JSON file")
+    s.add_argument("--dataset", help="network variant (default: the space's default)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_predict)
     return p
 
 

@@ -13,7 +13,7 @@ from nas.storage import find_record, open_study
 
 EXPORT_SCHEMA = "nas.export"
 EXPORT_VERSION = 1
-FORMATS = ("json", "flax")
+FORMATS = ("json", "flax", "python", "onnx")
 
 
 def export_trial(
@@ -61,6 +61,20 @@ def export_trial(
         },
     }
     weights_src = rec.artifacts.get("weights")
+    if fmt == "python":
+        from nas.codegen import graph_to_python
+
+        (out / "model.py").write_text(
+            graph_to_python(graph, f"{space.name} architecture {genotype.to_str()}")
+        )
+        doc["python"] = {"file": "model.py"}
+    if fmt == "onnx":
+        from nas.onnx_export import graph_to_onnx
+
+        model = _trained_model(graph, weights_src, settings)
+        proto = graph_to_onnx(graph, model)
+        (out / "model.onnx").write_bytes(proto.SerializeToString())
+        doc["onnx"] = {"file": "model.onnx", "trained": bool(weights_src)}
     if fmt == "flax":
         target = out / "weights.safetensors"
         if weights_src and Path(weights_src).exists():
@@ -75,3 +89,15 @@ def export_trial(
             doc["weights"] = {"file": target.name, "trained": False}
     (out / "arch.json").write_text(json.dumps(doc, indent=1))
     return doc
+
+
+def _trained_model(graph, weights_src, settings):
+    """The IR-built model with the trial's trained weights when there are any."""
+    from nas.model import build_model
+    from nas.weights import load_weights
+
+    model = build_model(graph, seed=settings.get("seed") or 0)
+    if weights_src and Path(weights_src).exists():
+        load_weights(model, weights_src)
+    model.eval()
+    return model
