@@ -179,6 +179,7 @@ class TrainEvaluator(Evaluator):
         dataset: ``digits`` (built in) or ``cifar10`` (a local folder).
         config: the training settings.
         data_dir: the CIFAR-10 folder (else ``$NAS_CIFAR10_DIR``).
+        data: in-memory arrays (``nas.data.Dataset``) instead of a named dataset.
     """
 
     name = "train"
@@ -189,11 +190,18 @@ class TrainEvaluator(Evaluator):
         dataset: str | None = None,
         config: TrainConfig | None = None,
         data_dir: str | None = None,
+        data: Dataset | None = None,
     ) -> None:
-        super().__init__(space, dataset or "digits")
+        super().__init__(space, dataset or (data.name if data is not None else "digits"))
         self.config = config or TrainConfig()
         self.data_dir = data_dir
-        self.data = load_dataset(self.dataset, seed=self.config.seed, data_dir=data_dir)
+        # Your own arrays: a Dataset whose name selects the space's network variant
+        # (``digits`` for 8x8x1, ``cifar10`` for 32x32x3).
+        self.data = (
+            data
+            if data is not None
+            else load_dataset(self.dataset, seed=self.config.seed, data_dir=data_dir)
+        )
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "train": self.config.to_json()}

@@ -1,0 +1,141 @@
+"""A self-contained HTML report of a search (images inlined as data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import optuna
+
+from nas.storage import records
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _file_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def trajectory_figure(study: optuna.Study):
+    """Best-so-far accuracy against trials and against time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
+    trials.sort(key=lambda t: t.datetime_complete)
+    t0 = min((t.datetime_start for t in trials if t.datetime_start), default=None)
+    xs, ts, best, cur = [], [], [], -math.inf
+    for i, t in enumerate(trials, 1):
+        acc = t.user_attrs.get("metrics", {}).get("accuracy")
+        if t.state == optuna.trial.TrialState.COMPLETE and acc is not None and math.isfinite(acc):
+            cur = max(cur, acc)
+        xs.append(i)
+        ts.append((t.datetime_complete - t0).total_seconds() if t0 else 0.0)
+        best.append(cur if math.isfinite(cur) else float("nan"))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].step(xs, best, where="post")
+    axes[0].set_xlabel("trials finished")
+    axes[1].step(ts, best, where="post", color="tab:orange")
+    axes[1].set_xlabel("seconds since start")
+    for ax in axes:
+        ax.set_ylabel("best accuracy so far (%)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, top: int = 3) -> Path:
+    """Write ``report.html`` into ``out_dir`` and return its path."""
+    from nas.draw import draw
+    from search_spaces import get_space
+
+    out = Path(out_dir)
+    recs = records(study)
+    settings = study.user_attrs.get("settings", {})
+    done = [r for r in recs if r.state == "COMPLETE"]
+    failed = [r for r in recs if r.state == "FAIL" and not r.interrupted]
+    interrupted = [r for r in recs if r.interrupted]
+    done.sort(key=lambda r: (-r.accuracy, r.number))
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>nas report: {html.escape(study.study_name)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "font-size:13px;text-align:left}code{font-size:12px}img{max-width:100%}</style></head><body>",
+        f"<h1>Search report: {html.escape(study.study_name)}</h1>",
+        "<h2 id='summary'>Summary</h2><table>",
+    ]
+    summary = {
+        "space": settings.get("space"),
+        "strategy": settings.get("strategy"),
+        "evaluator": settings.get("evaluator"),
+        "dataset": settings.get("dataset"),
+        "seed": settings.get("seed"),
+        "budget": settings.get("budget"),
+        "completed trials": len(done),
+        "failed trials": len(failed),
+        "interrupted (re-run) trials": len(interrupted),
+        "best accuracy (%)": f"{done[0].accuracy:.3f}" if done else "-",
+    }
+    for k, v in summary.items():
+        parts.append(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2 id='trajectory'>Trajectory</h2>")
+    if recs:
+        parts.append(f"<img alt='trajectory' src='{_png(trajectory_figure(study))}'>")
+    parts.append("<h2 id='best'>Best architectures</h2>")
+    space = get_space(settings["space"]) if settings.get("space") else None
+    for rank, r in enumerate(done[:top], 1):
+        parts.append(
+            f"<h3>#{rank}: trial {r.number}, accuracy {r.accuracy:.3f}%</h3>"
+            f"<p><code>{html.escape(r.arch)}</code><br>params {int(r.cost.get('params', 0)):,},"
+            f" FLOPs {int(r.cost.get('flops', 0)):,}</p>"
+        )
+        if space is not None:
+            try:
+                graph = space.to_graph(space.parse(r.arch), settings.get("dataset"))
+                path = out / "diagrams" / f"trial{r.number}.png"
+                draw(graph, path, title=f"trial {r.number}")
+                parts.append(f"<img alt='diagram of trial {r.number}' src='{_file_uri(path)}'>")
+            except Exception as e:  # noqa: BLE001 - a missing diagram must not lose the report
+                parts.append(f"<p>(no diagram: {html.escape(str(e))})</p>")
+    pareto_png = out / "pareto.png"
+    if pareto_png.exists():
+        parts.append("<h2 id='pareto'>Pareto front</h2>")
+        parts.append(f"<img alt='Pareto front' src='{_file_uri(pareto_png)}'>")
+        pareto_json = out / "pareto.json"
+        if pareto_json.exists():
+            parts.append(f"<pre>{html.escape(pareto_json.read_text()[:5000])}</pre>")
+    parts.append("<h2 id='failures'>Failures</h2>")
+    if failed:
+        parts.append("<table><tr><th>trial</th><th>architecture</th><th>error</th></tr>")
+        for r in failed:
+            parts.append(
+                f"<tr><td>{r.number}</td><td><code>{html.escape(r.arch)}</code></td>"
+                f"<td>{html.escape(r.error)}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No trial failed.</p>")
+    parts.append(
+        "<h2>Settings</h2><pre>"
+        + html.escape(json.dumps(settings, indent=1, default=str))
+        + "</pre>"
+    )
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts))
+    return path
