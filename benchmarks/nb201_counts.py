@@ -23,6 +23,7 @@ import ast
 import itertools
 import json
 import multiprocessing
+import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     console = Console()
+    load_start = round(os.getloadavg()[0], 2)
 
     from nas.paths import shared_data_dir
 
@@ -244,7 +246,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "per_dataset": per_dataset,
         "time_s": {"ir_build_and_count": round(t_ir, 1), "total": round(elapsed, 1)},
         "workers": args.workers,
-        "machine": {"python": platform.python_version(), "cpus": multiprocessing.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": multiprocessing.cpu_count(),
+            # other work on the machine slows the workers: the 1-min load average at the
+            # start and at the end of the run, to read the times with
+            "load_average_1min": [load_start, round(os.getloadavg()[0], 2)],
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import platform
 import statistics
 import time
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     console = Console()
+    load_start = round(os.getloadavg()[0], 2)
 
     from search_spaces.nb201 import load_table
 
@@ -262,7 +264,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "time_s": {"wall": round(wall, 1)},
         "workers": args.workers,
-        "machine": {"python": platform.python_version(), "cpus": multiprocessing.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": multiprocessing.cpu_count(),
+            # other work on the machine slows the workers: the 1-min load average at the
+            # start and at the end of the run, to read the times with
+            "load_average_1min": [load_start, round(os.getloadavg()[0], 2)],
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

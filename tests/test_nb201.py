@@ -50,7 +50,9 @@ def naslib_records():
     data = json.loads(path.read_text())["nasbench201"]
     for dataset, recs in data.items():
         for key, rec in recs.items():
-            ops = tuple(NASLIB_OPS[i] for i in ast.literal_eval(key))
+            e = [NASLIB_OPS[i] for i in ast.literal_eval(key)]
+            # NASLib's edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4) in NB201 string order.
+            ops = (e[0], e[1], e[3], e[2], e[4], e[5])
             yield dataset, NB201Genotype(ops), rec
 
 
