@@ -121,6 +121,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         options["steps"] = args.steps
     if args.data_dir:
         options["data_dir"] = args.data_dir
+    if getattr(args, "latency_table", None):
+        options["latency_table"] = args.latency_table
     evaluator = get_evaluator(args.evaluator, space, args.dataset, seed=args.seed, **options)
     from nas.objectives import parse_objectives
 
@@ -130,6 +132,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         searcher_options["objectives"] = [
             f"{o.name}:{'max' if o.direction == 'maximize' else 'min'}" for o in objectives
         ]
+    if args.strategy == "neural-predictor":
+        searcher_options["budget"] = args.budget  # it trains on a fraction of the budget
+    if args.predictor:
+        from nas.errors import ConfigError
+
+        if args.strategy not in ("neural-predictor", "bananas"):
+            raise ConfigError("--predictor needs --strategy neural-predictor or bananas")
+        searcher_options["predictor"] = args.predictor
     searcher = get_searcher(args.strategy, space, seed=args.seed, **searcher_options)
     limits = {
         key: parse_quantity(value)
@@ -180,11 +190,54 @@ def cmd_search(args: argparse.Namespace) -> int:
         join=args.join,
     )
     (out / "result.json").write_text(json.dumps(result.to_json(), indent=1))
+    _write_report(result, out)
     if args.json:
         _emit(result.to_json())
     else:
         print_summary(result)
     return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from nas.draw import draw
+
+    space, genotype, file_dataset = _resolve_space_arch(args.space, args.arch)
+    graph = space.to_graph(genotype, args.dataset or file_dataset)
+    path = draw(graph, args.out, view=args.view, scope=args.scope, depth=args.depth)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from nas.errors import ConfigError
+
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ConfigError(
+            "optuna-dashboard is not installed: pip install 'nas[dashboard]'"
+        ) from None
+    from nas.storage import _storage
+
+    storage = _storage(args.storage, create=False)
+    print(
+        f"serving optuna-dashboard for {args.storage} on http://{args.host}:{args.port}/",
+        flush=True,
+    )
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return 0
+
+
+def _write_report(result: Any, out: Path) -> None:
+    """The run's HTML report; a report that cannot be drawn never fails the search."""
+    from nas.report import write_report
+    from nas.storage import open_study
+
+    try:
+        study = open_study(result.storage, result.study, create=False, resume=True)
+        write_report(study, out)
+    except Exception as e:  # noqa: BLE001
+        print(f"nas: warning: no report written: {str(e).splitlines()[0]}", file=sys.stderr)
 
 
 def _executor_factory(args: argparse.Namespace, evaluator: Any):
@@ -209,6 +262,25 @@ def _executor_factory(args: argparse.Namespace, evaluator: Any):
     return lambda: RayExecutor(
         evaluator, workers, address=args.address, max_retries=args.max_retries
     )
+
+
+def cmd_latency_table(args: argparse.Namespace) -> int:
+    from search_spaces import get_space
+    from search_spaces.ofa.latency import measure_table
+
+    space = get_space(args.space)
+    if not hasattr(space, "net_spec"):
+        from nas.errors import ConfigError
+
+        raise ConfigError(f"latency tables are built for the ofa spaces, not {args.space!r}")
+    table = measure_table(space, args.resolutions, batch=args.batch, repeats=args.repeats)
+    path = table.save(args.out)
+    n = sum(len(t) for t in table.tables.values())
+    if args.json:
+        _emit({"out": str(path), "entries": n})
+    else:
+        print(f"measured {n} layers here; table written to {path}")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -304,7 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run (or resume) an architecture search")
     s.add_argument("--space", required=True)
-    s.add_argument("--strategy", required=True, help="random, evolution, tpe, nsga2, darts")
+    s.add_argument(
+        "--strategy",
+        required=True,
+        help="random, evolution, tpe, nsga2, neural-predictor, bananas, darts",
+    )
     s.add_argument("--evaluator", required=True, help="train, benchmark or synthetic")
     s.add_argument(
         "--budget",
@@ -346,12 +422,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="run folder (default: runs/<study>)")
     s.add_argument("--steps", type=int, help="training steps per candidate (train evaluator)")
     s.add_argument("--data-dir", help="local cifar-10-batches-py folder for --dataset cifar10")
+    s.add_argument(
+        "--predictor",
+        help="bananas/neural-predictor: a predictors-package surrogate (default: MLP ensemble)",
+    )
     s.add_argument("--max-flops", help="hard limit on multiply-accumulates, e.g. 600M")
     s.add_argument("--max-params", help="hard limit on parameters, e.g. 3.5M")
     s.add_argument("--max-latency", help="hard limit on latency (ms) where the space has a table")
+    s.add_argument(
+        "--latency-table", help="latency LUT (ofa/bignas supernet evaluator): note10 or a file"
+    )
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("latency-table", help="measure a per-layer latency table on this machine")
+    s.add_argument("--space", required=True, help="ofa or ofa-proxyless")
+    s.add_argument("--out", required=True, help="JSON file to write")
+    s.add_argument("--resolutions", type=int, nargs="+", default=[224])
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--repeats", type=int, default=20)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_latency_table)
+
+    s = sub.add_parser("draw", help="draw a cell or network diagram (PNG or SVG)")
+    s.add_argument("--space", help="search space (optional when --arch is an exported JSON)")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--dataset")
+    s.add_argument("--out", required=True, help="file.png or file.svg")
+    s.add_argument("--view", default="auto", help="cell, network, ops (default: cell if any)")
+    s.add_argument("--scope", help="draw the block whose scope starts with this prefix")
+    s.add_argument("--depth", type=int, default=2, help="scope levels kept in the network view")
+    s.set_defaults(func=cmd_draw)
+
+    s = sub.add_parser("dashboard", help="serve optuna-dashboard on a study storage")
+    s.add_argument("--storage", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("export", help="export a stored trial")
     s.add_argument("--storage", required=True)

@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "nbmacro": "search_spaces.nbmacro.space:NBMacroSpace",
     "ofa": "search_spaces.ofa.space:OFASpace",
     "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",
+    "bignas": "search_spaces.bignas.space:BigNASSpace",
 }
 
 

@@ -8,7 +8,7 @@ from nas.errors import UnknownName
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.space import SearchSpace
 
-EVALUATORS = ("train", "benchmark")
+EVALUATORS = ("train", "benchmark", "synthetic", "supernet")
 
 
 def get_evaluator(
@@ -26,6 +26,13 @@ def get_evaluator(
         from nas.evaluators.benchmark import BenchmarkEvaluator
 
         return BenchmarkEvaluator(space, dataset)
+    if name == "synthetic":  # hashed scores, --steps x 10 ms each: tests and overhead runs
+        from nas.evaluators.synthetic import SyntheticEvaluator
+
+        return SyntheticEvaluator(space, dataset, steps=options.get("steps", 0))
+    if name == "supernet" and hasattr(space, "supernet_evaluator"):
+        # weight sharing is per family: the space builds its own (OFA/BigNAS: elastic)
+        return space.supernet_evaluator(dataset, **options)
     raise UnknownName(f"unknown evaluator {name!r}; choose one of {list(EVALUATORS)}")
 
 

@@ -31,6 +31,7 @@ ACTIVATIONS: dict[str | None, str | None] = {
     "h_swish": "hswish",
     "h_sigmoid": "hsigmoid",
     "sigmoid": "sigmoid",
+    "swish": "swish",
     "tanh": "tanh",
     None: None,
     "none": None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
@@ -205,6 +205,12 @@ class SPOSSpace(SearchSpace):
 
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_spos(v) for k, v in KNOWN.items()}
+
+    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
+        """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
+        from search_spaces.spos.supernet import supernet_evaluator
+
+        return supernet_evaluator(self, dataset, **options)
 
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)

@@ -1,0 +1,166 @@
+"""OFA supernet training-step and extraction speed: ours (JAX) vs mit-han-lab ``ofa`` (torch).
+
+Measures, batch 32 at 128x128 on ImageNet-shaped inputs (1000 classes), OFA-MobileNetV3 w1.0:
+
+- an elastic training step with one random subnet (forward, backward, optimiser update);
+- a sandwich step: largest + smallest + 2 random subnets, gradients summed, one update;
+- subnet extraction: ours (``extract_child``: IR graph + standalone model with inherited
+  weights) vs OFA's ``get_active_subnet(preserve_weight=True)``.
+
+The ``ofa`` side runs in its own venv (DESIGN.md "Peer implementations"):
+``python -m venv /tmp/ofa-venv && /tmp/ofa-venv/bin/pip install torch==2.14.1
+torchvision==0.29.1 numpy pillow && /tmp/ofa-venv/bin/pip install --no-deps
+ofa==0.1.0.post202307202001``; pass ``--ofa-python`` if it lives elsewhere.
+
+Usage: ``python -m benchmarks.ofa_supernet [--steps 5] [--dw shift xla]``. Writes
+``benchmarks/results/ofa_supernet.json``; every number carries ``os.getloadavg()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "ofa_supernet.json"
+
+OFA_SCRIPT = r"""
+import json, os, sys, time, random
+import torch, torch.nn.functional as F
+torch.set_num_threads(int(sys.argv[2]))
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+steps = int(sys.argv[1])
+net = OFAMobileNetV3(n_classes=1000, width_mult=1.0, ks_list=[3, 5, 7],
+                     expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+x = torch.randn(32, 3, 128, 128); y = torch.randint(0, 1000, (32,))
+random.seed(0); torch.manual_seed(0)
+def one():
+    net.sample_active_subnet()
+    loss = F.cross_entropy(net(x), y); loss.backward()
+def sandwich():
+    net.set_max_net(); F.cross_entropy(net(x), y).backward()
+    net.set_active_subnet(ks=3, e=3, d=2); F.cross_entropy(net(x), y).backward()
+    for _ in range(2):
+        net.sample_active_subnet(); F.cross_entropy(net(x), y).backward()
+out = {}
+net.train()
+for name, fn in (("random_subnet_step_s", one), ("sandwich_step_s", sandwich)):
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter(); opt.zero_grad(); fn(); opt.step()
+        times.append(time.perf_counter() - t)
+    out[name] = sorted(times[1:])[len(times[1:]) // 2]
+    out[name + "_load"] = os.getloadavg()[0]
+ts = []
+for _ in range(5):
+    net.sample_active_subnet()
+    t = time.perf_counter(); net.get_active_subnet(preserve_weight=True)
+    ts.append(time.perf_counter() - t)
+out["extract_s"] = sorted(ts)[2]
+out["torch"] = torch.__version__
+print("RESULT" + json.dumps(out))
+"""
+
+
+def run_ofa(python: str, steps: int, threads: int) -> dict:
+    if not Path(python).exists():
+        return {"error": f"{python} not found (see the module docstring to install ofa)"}
+    r = subprocess.run(
+        [python, "-c", OFA_SCRIPT, str(steps), str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[6:])
+    return {"error": (r.stderr or r.stdout)[-800:]}
+
+
+def run_ours(steps: int, dw: str) -> dict:
+    import jax
+    import numpy as np
+
+    from search_spaces.ofa.child import extract_child
+    from search_spaces.ofa.space import OFASpace
+    from search_spaces.ofa.supernet import OFASupernet
+    from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
+
+    space = OFASpace()
+    sn = OFASupernet(space, "imagenet", dw_impl=dw)
+    tr = ElasticTrainer(sn, ElasticTrainConfig(optimizer="sgd", lr=0.01))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 128, 128, 3)).astype(np.float32)
+    y = rng.integers(0, 1000, 32).astype(np.int32)
+    known = space.known()
+    out: dict = {"dw_impl": dw, "device": str(jax.devices()[0])}
+
+    def one():
+        return [sn.arch(space.sample(rng))]
+
+    def sandwich():
+        return [sn.arch(known["max"]), sn.arch(known["min"])] + [
+            sn.arch(space.sample(rng)) for _ in range(2)
+        ]
+
+    for name, archs, mode in (
+        ("random_subnet_step_s", one, "plain"),
+        ("sandwich_step_s", sandwich, "sandwich"),
+    ):
+        t = time.perf_counter()
+        tr.step(x, y, archs(), mode=mode)
+        out[name.replace("_s", "_compile_s")] = time.perf_counter() - t
+        times = []
+        for _ in range(steps):
+            t = time.perf_counter()
+            tr.step(x, y, archs(), mode=mode)
+            times.append(time.perf_counter() - t)
+        out[name] = float(np.median(times))
+        out[name + "_load"] = os.getloadavg()[0]
+    out["traces"] = tr.traces
+    ts = []
+    for _ in range(3):
+        g = space.sample(rng)
+        g = type(g)(g.ks, g.e, g.d, 128)
+        t = time.perf_counter()
+        extract_child(sn, g, space, "imagenet")
+        ts.append(time.perf_counter() - t)
+    out["extract_s"] = float(np.median(ts))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5, help="timed steps after the first")
+    p.add_argument("--dw", nargs="+", default=["shift"], help="depthwise formulations to time")
+    p.add_argument("--ofa-python", default="/tmp/ofa-venv/bin/python")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--skip-ofa", action="store_true")
+    args = p.parse_args(argv)
+    result: dict = {"batch": 32, "resolution": 128, "net": "OFA-MobileNetV3 w1.0", "ours": {}}
+    result["loadavg_start"] = os.getloadavg()
+    if not args.skip_ofa:  # run the peer first: JAX must not be started before a fork
+        result["ofa"] = run_ofa(args.ofa_python, args.steps, args.threads)
+        print("ofa", result["ofa"], flush=True)
+    for dw in args.dw:
+        result["ours"][dw] = run_ours(args.steps, dw)
+        print("ours", result["ours"][dw], flush=True)
+    ofa = result.get("ofa", {})
+    for ours in result["ours"].values():
+        for key in ("random_subnet_step_s", "sandwich_step_s", "extract_s"):
+            if key in ofa and key in ours:
+                ours[key.replace("_s", "_speedup_vs_ofa")] = ofa[key] / ours[key]
+    result["loadavg_end"] = os.getloadavg()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1))
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,548 @@
+"""Path-indexed weight-sharing supernets (Single Path One-Shot style) in flax.nnx.
+
+A *path supernet* holds every candidate op of every choice layer; the architecture is an
+``int32`` array with one candidate index per layer, passed as an ordinary traced argument.
+Each choice layer picks its candidate with :func:`jax.lax.switch`, so one compiled training
+step serves every path and only the chosen candidate runs. Layers of identical shape inside
+a stage are stacked and run with :func:`jax.lax.scan`, which keeps the compiled graph (and
+the compile time) small.
+
+This module holds what the SPOS and NAS-Bench-Macro supernets share:
+
+- primitives: :class:`BN` (BatchNorm with a traced momentum, so recalibration with a
+  cumulative average compiles once), :class:`ConvBN`, :class:`Dense`, :class:`Choice`
+  (the switch), :func:`stack_modules` / :func:`scan_layers` (the scan);
+- training: :class:`SupernetConfig`, :class:`SupernetTrainer` (uniform single-path sampling
+  per step; SGD with momentum that, like PyTorch's SGD with ``grad=None``, leaves the
+  weights and momentum of candidates that were not on the path untouched);
+- evaluation: :func:`calibrate_bn` (reset BN statistics, then forward a few training batches
+  in training mode, averaging their statistics) and :class:`PathEvaluator` (recalibrate,
+  then accuracy with inherited weights; one compile for every path);
+- weight transfer: :func:`extract_model` copies a path's weights into the standalone
+  model built from the IR (:func:`nas.model.build_model`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from nas.errors import ConfigError, GraphError
+
+# --------------------------------------------------------------------------------------
+# Primitives
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a forward pass treats BatchNorm.
+
+    Attributes:
+        train: normalise with batch statistics and update the running ones (else use them).
+        momentum: weight of the batch in the running-statistics update (PyTorch's
+            convention: ``running = (1 - m) * running + m * batch``); may be traced.
+    """
+
+    train: bool
+    momentum: Any = 0.1
+
+
+def default_dw_impl() -> str:
+    """XLA's grouped convolution, on every backend.
+
+    The ``shift`` formulation runs depthwise convs faster on CPUs (DESIGN.md) but its
+    backward pass compiles dramatically slower (measured: 8 s of CPU for ten 3x3 convs
+    against 0.3 s), which dominates a supernet with ~150 distinct convs.
+    """
+    return "xla"
+
+
+def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xla") -> jax.Array:
+    """NHWC convolution with ``k // 2`` padding and an HWIO kernel, no bias.
+
+    1x1 convs are matrix products (a strided 1x1 conv first subsamples); depthwise convs
+    (``groups`` equal to the channels) are ``k*k`` shifted multiply-adds when ``impl`` is
+    ``shift`` (faster to run on CPUs, far slower to compile), else XLA's grouped conv.
+    """
+    k = w.shape[0]
+    if groups == 1 and k == 1:
+        if stride > 1:
+            x = x[:, ::stride, ::stride, :]
+        return x @ w[0, 0]
+    p = k // 2
+    if groups > 1 and impl == "shift":
+        b, h, wd, c = x.shape
+        ho, wo = (h + 2 * p - k) // stride + 1, (wd + 2 * p - k) // stride + 1
+        xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        out = None
+        for i in range(k):
+            for j in range(k):
+                patch = jax.lax.slice(
+                    xp,
+                    (0, i, j, 0),
+                    (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                    (1, stride, stride, 1),
+                )
+                term = patch * w[i, j, 0]
+                out = term if out is None else out + term
+        return out
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        (stride, stride),
+        ((p, p), (p, p)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )
+
+
+class BN(nnx.Module):
+    """BatchNorm over all but the last axis; biased batch variance, as flax stores it."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array, mode: Mode) -> jax.Array:
+        if mode.train:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axes)
+            var = jnp.mean(jnp.square(x - mean), axes)
+            m = mode.momentum
+            self.mean[...] = (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean)
+            self.var[...] = (1 - m) * self.var[...] + m * jax.lax.stop_gradient(var)
+        else:
+            mean, var = self.mean[...], self.var[...]
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+
+
+class ConvBN(nnx.Module):
+    """Conv (no bias, ``k // 2`` padding) -> BN [-> ReLU]; ``depthwise`` keeps the width."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        *,
+        rngs: np.random.Generator,
+        depthwise: bool = False,
+        relu: bool = False,
+        dw_impl: str = "xla",
+    ) -> None:
+        if depthwise and cin != cout:
+            raise ConfigError(f"a depthwise conv keeps its width, got {cin} -> {cout}")
+        self.groups = cin if depthwise else 1
+        shape = (kernel, kernel, cin // self.groups, cout)
+        fan_out = kernel * kernel * cout // self.groups
+        std = math.sqrt(2.0 / fan_out)  # He (fan-out) initialisation, as torchvision does
+        self.kernel = nnx.Param(jnp.asarray(rngs.normal(0.0, std, shape), jnp.float32))
+        self.bn = BN(cout)
+        self.stride = stride
+        self.relu = relu
+        self.dw_impl = dw_impl
+
+    def __call__(self, x: jax.Array, mode: Mode) -> jax.Array:
+        y = conv2d(x, self.kernel[...], self.stride, self.groups, self.dw_impl)
+        y = self.bn(y, mode)
+        return jax.nn.relu(y) if self.relu else y
+
+
+class Dense(nnx.Module):
+    """A linear layer with a ``(in, out)`` kernel, as flax lays it out."""
+
+    def __init__(self, cin: int, cout: int, *, rngs: np.random.Generator, bias: bool) -> None:
+        bound = 1.0 / math.sqrt(cin)
+        self.kernel = nnx.Param(jnp.asarray(rngs.uniform(-bound, bound, (cin, cout)), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32)) if bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = x @ self.kernel[...]
+        return y + self.bias[...] if self.bias is not None else y
+
+
+class Choice(nnx.Module):
+    """One choice layer: candidates with identical input and output shapes.
+
+    ``__call__(x, index, mode)`` runs candidate ``index`` (a traced int) through
+    :func:`jax.lax.switch`; only that candidate computes, and only its BatchNorm statistics
+    change.
+    """
+
+    def __init__(self, candidates: Sequence[nnx.Module]) -> None:
+        self.candidates = nnx.List(list(candidates))
+
+    def __call__(self, x: jax.Array, index: jax.Array, mode: Mode) -> jax.Array:
+        graphdef, params, rest = nnx.split(self.candidates, nnx.Param, ...)
+
+        def branch(k: int) -> Callable:
+            def run(params, rest, x):
+                cands = nnx.merge(graphdef, params, rest)
+                y = cands[k](x, mode)
+                return y, nnx.state(cands, nnx.BatchStat)
+
+            return run
+
+        n = len(self.candidates)
+        y, stats = jax.lax.switch(
+            jnp.clip(index, 0, n - 1), [branch(k) for k in range(n)], params, rest, x
+        )
+        nnx.update(self.candidates, stats)
+        return y
+
+
+def stack_modules(modules: Sequence[nnx.Module]) -> nnx.Module:
+    """One module of the same structure whose arrays stack ``modules``' along a new axis 0."""
+    graphdef, _ = nnx.split(modules[0])
+    states = [nnx.state(m) for m in modules]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    return nnx.merge(graphdef, stacked)
+
+
+def scan_layers(stacked: nnx.Module, x: jax.Array, path: jax.Array, mode: Mode) -> jax.Array:
+    """Run the stacked choice layers of :func:`stack_modules` in order, layer ``i`` on
+    candidate ``path[i]``, as one :func:`jax.lax.scan` (one compiled layer body)."""
+    graphdef, params, rest = nnx.split(stacked, nnx.Param, ...)
+
+    def body(x, inputs):
+        p, r, index = inputs
+        layer = nnx.merge(graphdef, p, r)
+        y = layer(x, index, mode)
+        return y, nnx.state(layer, nnx.BatchStat)
+
+    x, stats = jax.lax.scan(body, x, (params, rest, path))
+    nnx.update(stacked, stats)
+    return x
+
+
+class PathSupernet(nnx.Module):
+    """Base of the path-indexed supernets.
+
+    Subclasses set ``choices`` (candidates per layer) and implement ``__call__(x, path,
+    mode)``, :meth:`path_of` and :meth:`locate`.
+    """
+
+    choices: tuple[int, ...] = ()
+
+    def __call__(self, x: jax.Array, path: jax.Array, mode: Mode) -> jax.Array:
+        raise NotImplementedError
+
+    def path_of(self, genotype: Any) -> np.ndarray:
+        """The int32 path (one candidate index per layer) of a genotype of the space."""
+        raise NotImplementedError
+
+    def locate(self, scope: str, path: Sequence[int]) -> tuple[nnx.Module, int | None]:
+        """The module holding the weights of the IR block ``scope`` on ``path``, and the index
+        into its stacked axis (``None`` when not stacked)."""
+        raise NotImplementedError
+
+    def sample_path(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly random path."""
+        return np.array([rng.integers(n) for n in self.choices], np.int32)
+
+
+# --------------------------------------------------------------------------------------
+# Weight transfer to the standalone IR model
+# --------------------------------------------------------------------------------------
+
+
+def _take(arr: jax.Array, index: int | None) -> np.ndarray:
+    a = np.asarray(arr)
+    return a if index is None else a[index]
+
+
+def extract_model(supernet: PathSupernet, graph: Any, path: Sequence[int]):
+    """The standalone :class:`~nas.model.GraphModel` of ``graph`` carrying the path's
+    inherited weights (parameters and BatchNorm statistics).
+
+    Every conv, batch_norm and dense node of the IR finds its weights through
+    ``supernet.locate(node scope, path)``; a shape mismatch is a :class:`GraphError`.
+    """
+    from nas.model import build_model
+
+    path = [int(p) for p in path]
+    model = build_model(graph)
+    for n in graph.topological():
+        op = graph.op(n)
+        if op not in ("conv", "batch_norm", "dense"):
+            continue
+        scope = graph.g.nodes[n].get("scope", "")
+        module, index = supernet.locate(scope, path)
+        layer = model.layers[str(n)]
+        if op == "conv":
+            pairs = [(layer.kernel, module.kernel)]
+        elif op == "batch_norm":
+            bn = module.bn
+            pairs = [
+                (layer.scale, bn.scale),
+                (layer.bias, bn.bias),
+                (layer.mean, bn.mean),
+                (layer.var, bn.var),
+            ]
+        else:
+            pairs = [(layer.kernel, module.kernel)]
+            if layer.bias is not None:
+                pairs.append((layer.bias, module.bias))
+        for dst, src in pairs:
+            value = _take(src[...], index)
+            if value.shape != dst[...].shape:
+                raise GraphError(
+                    f"node {n} ({op}, scope {scope!r}): supernet weight {value.shape} does not "
+                    f"fit the model's {dst[...].shape}"
+                )
+            dst[...] = jnp.asarray(value)
+    model.eval()
+    return model
+
+
+# --------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Supernet training and path-evaluation settings.
+
+    Attributes:
+        steps: optimiser steps, one uniformly sampled path each.
+        batch_size: images per step.
+        lr: initial learning rate, decayed linearly to 0 (SPOS's schedule).
+        momentum: SGD momentum.
+        weight_decay: L2 on conv and dense kernels (not on BN or biases).
+        label_smoothing: cross-entropy label smoothing.
+        bn_momentum: BatchNorm running-statistics momentum while training.
+        seed: initialisation, data order and path sampling.
+        calib_batches: training batches forwarded to recalibrate BN before evaluating a path.
+        calib_batch_size: images per calibration batch.
+        eval_batch_size: images per evaluation batch.
+        eval_limit: evaluate on at most this many validation images (0: all).
+    """
+
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.0
+    bn_momentum: float = 0.1
+    seed: int = 0
+    calib_batches: int = 4
+    calib_batch_size: int = 128
+    eval_batch_size: int = 256
+    eval_limit: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _SparseSGDState(NamedTuple):
+    count: jax.Array
+    trace: Any
+
+
+def sparse_sgd(
+    learning_rate: optax.ScalarOrSchedule, momentum: float, weight_decay: float
+) -> optax.GradientTransformation:
+    """SGD with momentum and L2 on kernels (``ndim > 1``) that skips tensors whose gradient
+    is exactly zero: a candidate off the sampled path keeps its weights and its momentum, as
+    PyTorch's SGD does for parameters with no gradient."""
+
+    def init(params):
+        return _SparseSGDState(
+            jnp.zeros([], jnp.int32), jax.tree.map(lambda p: jnp.zeros_like(p), params)
+        )
+
+    def update(grads, state, params=None):
+        lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+
+        def leaf(g, t, p):
+            active = jnp.any(g != 0)
+            if weight_decay and p.ndim > 1:
+                g = g + weight_decay * p
+            t_new = momentum * t + g
+            return jnp.where(active, -lr * t_new, 0.0).astype(g.dtype), jnp.where(active, t_new, t)
+
+        both = jax.tree.map(leaf, grads, state.trace, params)
+        is_pair = lambda v: isinstance(v, tuple) and len(v) == 2  # noqa: E731
+        updates = jax.tree.map(lambda v: v[0], both, is_leaf=is_pair)
+        trace = jax.tree.map(lambda v: v[1], both, is_leaf=is_pair)
+        return updates, _SparseSGDState(state.count + 1, trace)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    order, pos = rng.permutation(n), 0
+    while True:
+        if pos + batch > n:
+            order, pos = rng.permutation(n), 0
+        yield order[pos : pos + batch]
+        pos += batch
+
+
+class SupernetTrainer:
+    """Trains a path supernet with one uniformly sampled path per step.
+
+    ``traces`` counts how often the step was traced: one compile serves every path.
+    """
+
+    def __init__(self, model: PathSupernet, config: SupernetConfig) -> None:
+        self.model = model
+        self.config = config
+        self.traces = 0
+        schedule = optax.linear_schedule(config.lr, 0.0, max(1, config.steps))
+        self.optimizer = nnx.Optimizer(
+            model, sparse_sgd(schedule, config.momentum, config.weight_decay), wrt=nnx.Param
+        )
+        trainer = self
+        smoothing = config.label_smoothing
+        bn_momentum = config.bn_momentum
+
+        @nnx.jit
+        def step(model, optimizer, x, y, path):
+            trainer.traces += 1  # runs only while tracing
+
+            def loss_fn(model):
+                logits = model(x, path, Mode(True, bn_momentum))
+                labels = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), smoothing)
+                return optax.softmax_cross_entropy(logits, labels).mean(), logits
+
+            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+            optimizer.update(model, grads)
+            return loss, jnp.mean(jnp.argmax(logits, -1) == y)
+
+        self._step = step
+
+    def step(self, x: np.ndarray, y: np.ndarray, path: np.ndarray) -> tuple[float, float]:
+        loss, acc = self._step(self.model, self.optimizer, x, y, jnp.asarray(path, jnp.int32))
+        return loss, acc
+
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, log: Callable[[int, float, float], None] | None = None
+    ) -> dict[str, float]:
+        """``config.steps`` steps over ``(x, y)``, each on a fresh uniformly random path."""
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        batches = _batches(len(x), min(cfg.batch_size, len(x)), rng)
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        accs: list[float] = []
+        for i in range(cfg.steps):
+            idx = next(batches)
+            loss, acc = self.step(x[idx], y[idx], self.model.sample_path(rng))
+            if log is not None or i >= cfg.steps - 20:
+                losses.append(float(loss))
+                accs.append(float(acc))
+                if log is not None:
+                    log(i, losses[-1], accs[-1])
+        return {
+            "train_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
+            "train_accuracy": 100.0 * float(np.mean(accs[-20:])) if accs else float("nan"),
+            "train_seconds": time.perf_counter() - t0,
+            "steps": cfg.steps,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Path evaluation
+# --------------------------------------------------------------------------------------
+
+
+def reset_bn(model: nnx.Module) -> None:
+    """Set every BatchNorm's running mean to 0 and variance to 1."""
+    for _, m in model.iter_modules():
+        if isinstance(m, BN):
+            m.mean[...] = jnp.zeros_like(m.mean[...])
+            m.var[...] = jnp.ones_like(m.var[...])
+
+
+class PathEvaluator:
+    """Accuracy of a path with inherited weights, after BatchNorm recalibration.
+
+    Recalibration resets the BN statistics and forwards ``calib`` batches (fixed training
+    images, the same for every path) in training mode with momentum ``1 / (k + 1)`` for
+    batch ``k``: the running statistics become the plain average over the batches. The
+    calibration, reset and evaluation steps each compile once for every path (``traces``).
+    """
+
+    def __init__(
+        self,
+        model: PathSupernet,
+        calib: Sequence[np.ndarray],
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        eval_batch_size: int = 256,
+    ) -> None:
+        self.model = model
+        self.calib = [jnp.asarray(b) for b in calib]
+        self.traces = 0
+        bs = min(eval_batch_size, len(x_val))
+        pad = (-len(x_val)) % bs
+        xv = np.concatenate([x_val, np.zeros((pad,) + x_val.shape[1:], x_val.dtype)])
+        yv = np.concatenate([y_val, np.full(pad, -1, np.int32)])
+        self.val = [
+            (jnp.asarray(xv[i : i + bs]), jnp.asarray(yv[i : i + bs]))
+            for i in range(0, len(xv), bs)
+        ]
+        self.n_val = len(x_val)
+        ev = self
+
+        @nnx.jit
+        def calib_step(model, x, path, momentum):
+            ev.traces += 1
+            model(x, path, Mode(True, momentum))
+
+        @nnx.jit
+        def eval_step(model, x, y, path):
+            ev.traces += 1
+            logits = model(x, path, Mode(False))
+            return jnp.sum(jnp.argmax(logits, -1) == y)
+
+        @nnx.jit
+        def reset(model):
+            ev.traces += 1
+            reset_bn(model)
+
+        self._calib, self._eval, self._reset = calib_step, eval_step, reset
+
+    def recalibrate(self, path: np.ndarray) -> None:
+        """Reset BN statistics, then average them over the calibration batches on ``path``."""
+        p = jnp.asarray(path, jnp.int32)
+        self._reset(self.model)
+        for k, x in enumerate(self.calib):
+            self._calib(self.model, x, p, jnp.float32(1.0 / (k + 1)))
+
+    def accuracy(self, path: np.ndarray) -> float:
+        """Validation accuracy (%) of ``path`` with the current BN statistics."""
+        p = jnp.asarray(path, jnp.int32)
+        correct = sum(self._eval(self.model, x, y, p) for x, y in self.val)
+        return 100.0 * float(correct) / self.n_val
+
+    def __call__(self, path: np.ndarray) -> float:
+        """Recalibrate BN on ``path``, then its validation accuracy (%)."""
+        self.recalibrate(path)
+        return self.accuracy(path)
+
+
+def calibration_batches(
+    x: np.ndarray, batches: int, batch_size: int, seed: int = 0
+) -> list[np.ndarray]:
+    """``batches`` fixed batches of training images for BN recalibration."""
+    rng = np.random.default_rng(seed + 1)
+    bs = min(batch_size, len(x))
+    return [x[rng.choice(len(x), bs, replace=False)] for _ in range(max(1, batches))]

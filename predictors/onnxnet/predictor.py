@@ -1,0 +1,362 @@
+"""The ONNX-Net-style predictor: ONNX text, a pretrained sentence encoder, a ranking head.
+
+Pipeline for one architecture: IR graph -> ONNX (structure only) -> text chunks
+(:mod:`predictors.onnxnet.text`) -> all-MiniLM-L6-v2 embeddings in JAX
+(:mod:`predictors.onnxnet.encoder`) -> a pooled feature vector -> an ensemble of small MLP
+heads trained with a pairwise logistic ranking loss (RankNet) on pairs from the same
+benchmark only (accuracy scales differ across benchmarks), which is what lets it score
+spaces it never saw. The ensemble's spread is the uncertainty; a linear map fitted on the
+training data turns scores into accuracy-like numbers.
+
+Modes (how a long network becomes fixed-size features):
+
+* ``blocks`` (default): stats, skeleton and each distinct block once, chunks pooled by the
+  share of nodes they stand for: ``[stats, skeleton, pooled blocks]`` (1152 numbers);
+* ``stats``: the stats line alone (384);
+* ``flat``: the plain node-by-node text in chunks, pooled (384);
+* ``flat1``: the plain text truncated to its first chunk (384).
+
+With ``numeric`` (default on), three numbers read from the ONNX graph (log10 of parameters,
+multiply-adds and node count) are appended to the text features and, after standardisation,
+scaled by ``numeric_weight``: a sentence encoder reads "0.587 M parameters" only vaguely,
+and size is the strongest single signal across spaces. ``numeric=False`` is the pure text
+predictor.
+
+Embeddings are cached on disk by text hash and each architecture's chunk list by
+(space, dataset, arch), in ``$NAS_CACHE_DIR`` or ``~/.cache/nas``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nas.errors import ConfigError
+from predictors.base import Predictor
+from predictors.features import GraphLike, as_graph, cache_dir, ref_of
+from predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
+from predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
+
+TEXT_VERSION = 2
+MODES = ("blocks", "stats", "flat", "flat1")
+DEFAULTS: dict[str, Any] = {
+    "mode": "blocks",
+    "max_tokens": 256,
+    "hidden": 128,
+    "ensemble": 5,
+    "steps": 200,
+    "lr": 1e-3,
+    "weight_decay": 1e-2,
+    "pairs": 2048,
+    "numeric": True,
+    "numeric_weight": 5.0,
+    "cache": True,
+}
+NUMBERS = 3  # log10 parameters, multiply-adds, nodes (read from the ONNX graph)
+
+
+def feature_dim(mode: str) -> int:
+    return (3 * DIM if mode == "blocks" else DIM) + NUMBERS
+
+
+class TextStore:
+    """Chunk lists per architecture and embeddings per text, both cached on disk."""
+
+    def __init__(self, mode: str, max_tokens: int, directory: Path | None) -> None:
+        self.mode, self.max_tokens = mode, max_tokens
+        self.directory = directory
+        tag = f"v{TEXT_VERSION}-{mode}-{max_tokens}"
+        self.index_path = directory / f"onnxnet-index-{tag}.json" if directory else None
+        self.index: dict[str, list[list[Any]]] = {}
+        if self.index_path and self.index_path.exists():
+            try:
+                self.index = json.loads(self.index_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                self.index = {}
+        self.embeddings = EmbeddingCache(
+            directory / "onnxnet-embeddings.npz" if directory else None
+        )
+        self._dirty = False
+
+    @functools.cached_property
+    def encoder(self) -> MiniLM:
+        return MiniLM.load()
+
+    def _budget(self, text: str) -> int:
+        return self.encoder.count_tokens([text])[0] - 2
+
+    def chunks(self, graph) -> list[Chunk]:
+        from nas.onnx_export import graph_to_onnx
+
+        proto = graph_to_onnx(graph, fill="none", check=False)
+        out = describe_onnx(proto, self._budget, self.max_tokens - 2)
+        if self.mode in ("flat", "flat1"):
+            flat = describe_flat(proto, self._budget, self.max_tokens - 2)
+            # The stats chunk travels for its numbers only (weight 0: not pooled).
+            numbers = Chunk("numbers", "", 0.0, out[0].numbers)
+            return [numbers, *(flat[:1] if self.mode == "flat1" else flat)]
+        return [c for c in out if self.mode == "blocks" or c.kind == "stats"]
+
+    def features(self, graphs: Sequence[GraphLike], flush_every: int = 256) -> np.ndarray:
+        """One pooled feature vector per graph."""
+        out = np.zeros((len(graphs), feature_dim(self.mode)), np.float32)
+        pending: list[tuple[int, list[Chunk] | None, list[list[Any]]]] = []
+        for i, g in enumerate(graphs):
+            ref = ref_of(g)
+            key = f"{ref.space}|{ref.dataset}|{ref.arch}" if ref else None
+            entry = self.index.get(key) if key else None
+            if entry is None:
+                chunks = self.chunks(as_graph(g))
+                entry = [
+                    [c.kind, text_key(c.text), c.weight, list(c.numbers)]
+                    for c in chunks
+                    if c.kind != "numbers"
+                ] + [["numbers", "", 0.0, list(c.numbers)] for c in chunks if c.kind == "numbers"]
+                if key:
+                    self.index[key] = entry
+                    self._dirty = True
+                pending.append((i, chunks, entry))
+            else:
+                pending.append((i, None, entry))
+            if len(pending) >= flush_every or i == len(graphs) - 1:
+                self._resolve(pending, out)
+                pending = []
+                self.flush()
+        return out
+
+    def _resolve(self, pending, out: np.ndarray) -> None:
+        texts: dict[str, str] = {}
+        for _, chunks, _ in pending:
+            for c in chunks or ():
+                if c.kind != "numbers":
+                    texts.setdefault(text_key(c.text), c.text)
+        missing = [t for k, t in texts.items() if k not in self.embeddings.table]
+        if missing:
+            self.embeddings.embed(self.encoder, missing)
+        for i, _, entry in pending:
+            vecs = {}
+            numbers = np.zeros(NUMBERS, np.float32)
+            for kind, k, w, nums in entry:
+                if nums:
+                    numbers = np.asarray(nums, np.float32)
+                if kind == "numbers":
+                    continue
+                if k not in self.embeddings.table:
+                    raise ConfigError(
+                        "the onnxnet embedding cache lost an entry; delete "
+                        f"{self.embeddings.path} and rerun"
+                    )
+                vecs.setdefault(kind, []).append((w, self.embeddings.table[k]))
+            out[i] = np.concatenate([_pool(self.mode, vecs), numbers])
+
+    def flush(self) -> None:
+        self.embeddings.flush()
+        if self.index_path and self._dirty:
+            self.index_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.index_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.index, separators=(",", ":")))
+            os.replace(tmp, self.index_path)
+            self._dirty = False
+
+
+def _mean(items: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    if not items:
+        return np.zeros(DIM, np.float32)
+    w = np.array([max(x, 1e-6) for x, _ in items], np.float32)
+    return (w[:, None] * np.stack([v for _, v in items])).sum(0) / w.sum()
+
+
+def _pool(mode: str, vecs: dict[str, list[tuple[float, np.ndarray]]]) -> np.ndarray:
+    if mode == "blocks":
+        return np.concatenate(
+            [
+                _mean(vecs.get("stats", [])),
+                _mean(vecs.get("skeleton", [])),
+                _mean(vecs.get("block", [])),
+            ]
+        )
+    if mode == "stats":
+        return _mean(vecs.get("stats", []))
+    return _mean(vecs.get("flat", []))
+
+
+# ------------------------------------------------------------------------------ the head
+
+
+def _init_heads(key: jax.Array, k: int, d: int, h: int) -> dict[str, jax.Array]:
+    k1, k2 = jax.random.split(key)
+    return {
+        "w1": jax.random.normal(k1, (k, d, h)) / np.sqrt(d),
+        "b1": jnp.zeros((k, h)),
+        "w2": jax.random.normal(k2, (k, h)) / np.sqrt(h),
+        "b2": jnp.zeros((k,)),
+    }
+
+
+def _scores(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+    """``(heads, n)`` ranking scores."""
+    hid = jax.nn.gelu(jnp.einsum("nd,kdh->knh", x, p["w1"]) + p["b1"][:, None])
+    return jnp.einsum("knh,kh->kn", hid, p["w2"]) + p["b2"][:, None]
+
+
+@functools.partial(jax.jit, static_argnames=("opt",))
+def _step(p, state, x, i, j, key_w, opt):
+    def loss_fn(p):
+        s = _scores(p, x)  # (k, n)
+        diff = jnp.take_along_axis(s, i, 1) - jnp.take_along_axis(s, j, 1)  # i better than j
+        return jnp.mean(key_w * jax.nn.softplus(-diff))
+
+    loss, grads = jax.value_and_grad(loss_fn)(p)
+    updates, state = opt.update(grads, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+
+_score_jit = jax.jit(_scores)
+
+
+class OnnxNetPredictor(Predictor):
+    """ONNX graph -> text -> all-MiniLM-L6-v2 (JAX) -> ranking-loss MLP ensemble.
+
+    Options: ``mode`` (blocks | stats | flat | flat1), ``max_tokens`` (chunk length, at most
+    512), ``hidden``, ``ensemble`` (number of heads), ``steps``, ``lr``, ``weight_decay``,
+    ``pairs`` (pairs per step), ``numeric`` and ``numeric_weight`` (append the size numbers),
+    ``cache`` (use the disk cache).
+    """
+
+    name: ClassVar[str] = "onnxnet"
+    zero_shot: ClassVar[bool] = True
+
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise ConfigError(
+                f"unknown onnxnet option(s) {sorted(unknown)}; accepted: {sorted(DEFAULTS)}"
+            )
+        opts = {**DEFAULTS, **options}
+        if opts["mode"] not in MODES:
+            raise ConfigError(f"onnxnet mode must be one of {MODES}, got {opts['mode']!r}")
+        if not 16 <= int(opts["max_tokens"]) <= 512:
+            raise ConfigError(f"onnxnet max_tokens must be in 16..512, got {opts['max_tokens']}")
+        super().__init__(seed, **options)
+        self.opts = opts
+        self.params: dict[str, np.ndarray] | None = None
+        self.mu = self.sd = None
+        self.calib = (1.0, 0.0)
+
+    @functools.cached_property
+    def store(self) -> TextStore:
+        directory = cache_dir() if self.opts["cache"] else None
+        return TextStore(self.opts["mode"], int(self.opts["max_tokens"]), directory)
+
+    def featurize(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        """The pooled text embeddings of ``graphs`` (cached), then the numbers (if used)."""
+        feats = self.store.features(list(graphs))
+        if not self.opts["numeric"]:
+            feats = feats[:, :-NUMBERS]
+        return feats
+
+    def _standardise(self, feats: np.ndarray) -> np.ndarray:
+        x = (feats - self.mu) / self.sd
+        if self.opts["numeric"]:
+            # Three numbers among hundreds of text dimensions: give them a louder voice.
+            x[:, -NUMBERS:] *= float(self.opts["numeric_weight"])
+        return x.astype(np.float32)
+
+    # ------------------------------------------------------------------ protocol
+
+    def fit(
+        self,
+        graphs: Sequence[GraphLike],
+        y: Sequence[float],
+        groups: Sequence[str] | None = None,
+    ) -> OnnxNetPredictor:
+        y = np.asarray(y, np.float64)
+        if len(graphs) != len(y) or len(y) < 2:
+            raise ConfigError(f"fit needs at least 2 graphs with one accuracy each, got {len(y)}")
+        groups = list(groups) if groups is not None else ["all"] * len(y)
+        feats = self.featurize(graphs)
+        self.mu = feats.mean(0)
+        self.sd = feats.std(0) + 1e-4
+        x = jnp.asarray(self._standardise(feats))
+        o = self.opts
+        rng = np.random.default_rng(self.seed)
+        by_group: dict[str, np.ndarray] = {}
+        for gname in dict.fromkeys(groups):
+            by_group[gname] = np.array([k for k, gg in enumerate(groups) if gg == gname])
+        usable = {g: idx for g, idx in by_group.items() if len(idx) > 1}
+        if not usable:
+            raise ConfigError("fit needs at least two graphs of one group to rank")
+        k = int(o["ensemble"])
+        params = _init_heads(jax.random.PRNGKey(self.seed), k, x.shape[1], int(o["hidden"]))
+        opt = optax.adamw(float(o["lr"]), weight_decay=float(o["weight_decay"]))
+        state = opt.init(params)
+        names = list(usable)
+        share = np.array([len(usable[g]) for g in names], float)
+        share /= share.sum()
+        n_pairs = int(o["pairs"])
+        for _ in range(int(o["steps"])):
+            # Pairs within a group, sampled in proportion to group size; each head its own.
+            gi = rng.choice(len(names), size=(k, n_pairs), p=share)
+            a = np.zeros((k, n_pairs), np.int32)
+            b = np.zeros((k, n_pairs), np.int32)
+            for t, gname in enumerate(names):
+                m = gi == t
+                idx = usable[gname]
+                a[m] = idx[rng.integers(len(idx), size=int(m.sum()))]
+                b[m] = idx[rng.integers(len(idx), size=int(m.sum()))]
+            better = y[a] >= y[b]
+            i = np.where(better, a, b)
+            j = np.where(better, b, a)
+            w = (y[i] != y[j]).astype(np.float32)
+            params, state, _ = _step(
+                params, state, x, jnp.asarray(i), jnp.asarray(j), jnp.asarray(w), opt
+            )
+        self.params = {kk: np.asarray(v) for kk, v in params.items()}
+        s = np.asarray(_score_jit(params, x)).mean(0)
+        # Scores -> accuracy-like numbers: least squares on the training data.
+        slope, icpt = np.polyfit(s, y, 1) if np.std(s) > 0 else (0.0, float(y.mean()))
+        if slope <= 0:
+            slope, icpt = float(np.std(y) / (np.std(s) + 1e-9)), float(y.mean() - s.mean())
+        self.calib = (float(slope), float(icpt))
+        self.ood_detector.fit(feats, seed=self.seed)
+        self.fitted = True
+        return self
+
+    def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
+        self._require_fitted()
+        if not len(graphs):
+            return np.zeros(0), np.zeros(0)
+        x = self._standardise(self.featurize(graphs))
+        s = np.asarray(_score_jit(self.params, jnp.asarray(x)), np.float64)  # (k, n)
+        a, b = self.calib
+        return a * s.mean(0) + b, a * s.std(0)
+
+    def _ood_features(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        return self.featurize(graphs)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {f"head.{k}": np.asarray(v, np.float32) for k, v in self.params.items()}
+        arrays["norm.mu"] = np.asarray(self.mu, np.float32)
+        arrays["norm.sd"] = np.asarray(self.sd, np.float32)
+        return {"calib": list(self.calib), "text_version": TEXT_VERSION}, arrays
+
+    def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if meta.get("text_version") != TEXT_VERSION:
+            raise ConfigError(
+                f"this onnxnet predictor was saved with text version {meta.get('text_version')}; "
+                f"this build writes version {TEXT_VERSION}: refit it"
+            )
+        self.params = {k[5:]: v for k, v in arrays.items() if k.startswith("head.")}
+        self.mu, self.sd = arrays["norm.mu"], arrays["norm.sd"]
+        self.calib = tuple(meta["calib"])

