@@ -20,7 +20,7 @@ Measures, on this machine:
 The machine may be shared with other jobs: the load average is recorded before and after
 each measurement, and numbers taken under load are not the machine's capability.
 
-Run from the project root: ``.venv/bin/python -m benchmarks.ray_scaling`` (about 5 minutes
+Run from the project root: ``.venv/bin/python -m benchmarks.ray_scaling`` (about 10 minutes
 on 2 quiet cores). The report is printed and written to
 ``benchmarks/results/ray_scaling.json``.
 """
@@ -198,7 +198,12 @@ def training(workers: int | None, archs: list, warm: list, steps: int) -> dict[s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=8, help="architectures trained per setting")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=24,
+        help="architectures trained per setting (few: tail effects)",
+    )
     p.add_argument("--steps", type=int, default=60, help="training steps per architecture")
     p.add_argument("--overhead-trials", type=int, default=200)
     p.add_argument("--loop-trials", type=int, default=60)
