@@ -12,7 +12,8 @@ import pytest
 from nas.errors import InvalidGenotype, UnknownName
 from nas.evaluators.base import EvalResult
 from nas.graph import ArchGraph
-from nas.searchers import STRATEGIES, get_searcher
+from nas.searchers import STRATEGIES, Deduplicated, get_searcher
+from nas.searchers.base import Searcher
 from nas.space import Genotype, SearchSpace
 
 
@@ -83,6 +84,26 @@ def test_same_seed_same_search(strategy):
 def test_deduplicated_proposals(strategy):
     seen = run(get_searcher(strategy, OneMax(), seed=0), 60)
     assert len(set(seen)) == 60
+
+
+class _Stuck(Searcher):
+    """Proposes one genotype for ever, like a fully converged population."""
+
+    name = "stuck"
+
+    def ask(self):
+        return Bits((1,) * 10)
+
+
+def test_deduplicated_explores_when_the_inner_searcher_only_repeats():
+    dedup = Deduplicated(_Stuck(OneMax(), seed=0), max_tries=5)
+    proposals = run(dedup, 30)
+    assert len(set(proposals)) == 30  # never a repeat while the space has unseen genotypes
+    assert dedup.fallbacks == 29  # all but the first came from the random fallback
+    state = json.loads(json.dumps(dedup.state_dict()))
+    restored = Deduplicated(_Stuck(OneMax(), seed=0), max_tries=5)
+    restored.load_state_dict(state)
+    assert run(dedup, 5) == run(restored, 5)
 
 
 @pytest.mark.parametrize("strategy", ["evolution", "tpe"])

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult
-from nas.searchers.base import Searcher
+from nas.searchers.base import Searcher, rng_from_state, rng_state
 from nas.space import Genotype
 
 
@@ -19,8 +21,11 @@ class Deduplicated(Searcher):
         self.inner = inner
         self.name = inner.name
         self.max_tries = max_tries
+        # Its own stream (not the inner searcher's), for the random fallback below.
+        self.rng = np.random.default_rng([int(inner.seed or 0), 0xDED])
         self.seen: set[str] = set()
         self.results: dict[str, EvalResult] = {}
+        self.fallbacks = 0  # asks answered by a random unseen genotype
 
     def ask(self) -> Genotype:
         for _ in range(self.max_tries):
@@ -31,6 +36,14 @@ class Deduplicated(Searcher):
             # A duplicate: the inner searcher learns the known result (or, while that result
             # is still outstanding, a failure) and proposes again.
             self.inner.tell(g, self.results.get(g.to_str()) or EvalResult.failure("duplicate"))
+        # The inner searcher keeps proposing known genotypes (a converged population): an
+        # unseen random one explores instead of spending an evaluation on a repeat.
+        for _ in range(self.max_tries):
+            fresh = self.space.sample(self.rng)
+            if fresh.to_str() not in self.seen:
+                self.seen.add(fresh.to_str())
+                self.fallbacks += 1
+                return fresh
         self.seen.add(g.to_str())
         return g  # the space is (nearly) exhausted: allow a repeat rather than loop forever
 
@@ -44,12 +57,17 @@ class Deduplicated(Searcher):
     def state_dict(self) -> dict[str, Any]:
         return {
             "inner": self.inner.state_dict(),
+            "rng": rng_state(self.rng),
+            "fallbacks": self.fallbacks,
             "seen": sorted(self.seen),
             "results": {k: [r.status, r.metrics] for k, r in self.results.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
+        if "rng" in state:  # states saved before the random fallback have none
+            self.rng = rng_from_state(state["rng"])
+        self.fallbacks = state.get("fallbacks", 0)
         self.seen = set(state["seen"])
         self.results = {
             k: EvalResult(status=s, metrics=m) for k, (s, m) in state.get("results", {}).items()
