@@ -11,8 +11,13 @@ Parts (``--part``, default all; each writes its section of the results JSON):
   proxy values for its 491-architecture NB201 sample, for reference.
 * ``throughput``: GENNAPE predictions per second over all 15,625 NB201 networks (features
   precomputed).
+* ``heldout``: model selection for zero-shot GENNAPE without target labels: each option set
+  of :data:`HELDOUT_CONFIGS` trained on one source family (NB101 or NB301) and tested on the
+  other, beside the params and FLOPs proxies. The defaults are chosen from this part only.
 
 Run: ``.venv/bin/python -m benchmarks.predictors [--part P] [--seeds 0,1] [--zc-sample 50]``.
+``--plots`` also writes one predicted-versus-true scatter plot per (setting, predictor, seed)
+into ``benchmarks/results/plots/``.
 The load average is recorded beside every timing: numbers taken on a shared machine are
 contended.
 """
@@ -29,6 +34,7 @@ from typing import Any
 import numpy as np
 
 OUT = Path(__file__).parent / "results" / "predictors.json"
+PLOTS = OUT.parent / "plots"
 TRAINED = ("gennape", "onnxnet", "gbm", "mlp")
 CHEAP_PROXIES = ("params", "flops")
 
@@ -72,6 +78,7 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
         "n_finetune",
         "n_test",
         "predictions_per_second",
+        "first_predict_seconds",
         "fit_seconds",
         "ood_fraction",
     )
@@ -80,85 +87,164 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def part_nb201(seeds: list[int], names: list[str]) -> None:
+def _plot(plots: bool, setting: str, seed: int, name: str, pred: Any, y: Any) -> None:
+    """With ``--plots``: the scatter of one evaluation, ``plots/<setting>-<name>-seed<k>.png``."""
+    if not plots:
+        return
+    import re
+
+    from predictors.evaluate import plot_predictions
+
+    slug = re.sub(r"[^A-Za-z0-9_.+-]+", "_", f"{setting}-{name}-seed{seed}")
+    plot_predictions(pred, y, PLOTS / f"{slug}.png", name=name, setting=f"{setting}, seed {seed}")
+
+
+def _kept(section: str, names: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``section`` for predictors this run does not re-measure."""
+    return [r for r in _load().get(section, []) if r.get("predictor") not in names]
+
+
+def part_nb201(seeds: list[int], names: list[str], plots: bool = False) -> None:
     from predictors.base import get_predictor
     from predictors.data import load_split
-    from predictors.evaluate import evaluate_predictor
+    from predictors.evaluate import run_evaluation
 
-    rows = []
+    rows = _kept("nb201_cifar10", names)
     for n in (100, 1000):
         for seed in seeds:
             train, test = load_split([f"nb201:cifar10:{n}"], "nb201:cifar10", seed=seed)
             for name in names:
                 t0 = time.time()
-                r = evaluate_predictor(get_predictor(name, seed=seed), train, test)
-                row = {"setting": f"nb201-cifar10-train{n}", "seed": seed, **_row(r)}
+                ev = run_evaluation(get_predictor(name, seed=seed), train, test)
+                row = {"setting": f"nb201-cifar10-train{n}", "seed": seed, **_row(ev.metrics)}
+                _plot(plots, row["setting"], seed, name, ev.mean, ev.y)
                 rows.append(row)
                 print(json.dumps(row), f"({time.time() - t0:.0f}s)", flush=True)
                 _save("nb201_cifar10", rows)
 
 
-def part_zeroshot(seeds: list[int], names: list[str]) -> None:
-    from predictors.base import get_predictor
-    from predictors.data import LabelledSet, load_spec
-    from predictors.evaluate import evaluate_predictor, rank_metrics
+def part_zeroshot(seeds: list[int], names: list[str], plots: bool = False) -> None:
+    """One source model per (predictor, seed), saved after fitting and reloaded for each
+    target, so that 50-shot fine-tuning on one target never leaks into the other."""
+    import tempfile
 
-    rows = []
+    from predictors.base import get_predictor, load_predictor
+    from predictors.data import LabelledSet, load_spec
+    from predictors.evaluate import rank_metrics, run_evaluation
+
+    rows = _kept("zeroshot", names)
     source = LabelledSet.concat([load_spec("nb101"), load_spec("nb301")])
-    for target in ("nb201:cifar10", "nbmacro"):
-        full = load_spec(target)
-        for seed in seeds:
-            order = np.random.default_rng(seed).permutation(len(full))
-            shots, rest = full.subset(order[:50]), full.subset(order[50:])
-            for name in names:
+    targets = {t: load_spec(t) for t in ("nb201:cifar10", "nbmacro")}
+    for seed in seeds:
+        for name in names:
+            fitted, fit_s = None, 0.0
+            for target, full in targets.items():
+                order = np.random.default_rng(seed).permutation(len(full))
+                shots, rest = full.subset(order[:50]), full.subset(order[50:])
                 p = get_predictor(name, seed=seed)
-                if p.zero_shot:
-                    r = evaluate_predictor(p, source, full)
-                    row = {"setting": f"zeroshot-{target}", "seed": seed, **_row(r)}
+                if not p.zero_shot:
+                    # Encoding baselines cannot score another space: trained on the 50 shots.
+                    ev = run_evaluation(p, shots, rest)
+                    row = {"setting": f"50shot-{target}", "seed": seed, **_row(ev.metrics)}
+                    row["note"] = "own-space encoding: trained on the 50 target archs only"
+                    _plot(plots, row["setting"], seed, name, ev.mean, ev.y)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    # 50-shot fine-tuning of the same model, tested on the other archs.
-                    if name not in CHEAP_PROXIES:
-                        t0 = time.perf_counter()
-                        p.fine_tune(shots.graphs, shots.y, shots.groups)
-                        ft_s = time.perf_counter() - t0
-                        m = rank_metrics(p.predict(rest.graphs)[0], rest.y)
-                        row = {
-                            "setting": f"50shot-{target}",
-                            "seed": seed,
-                            "predictor": name,
-                            **m,
-                            "n_train": len(source),
-                            "n_finetune": 50,
-                            "n_test": len(rest),
-                            "fit_seconds": ft_s,
-                            "loadavg": round(os.getloadavg()[0], 2),
-                        }
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
-                    else:
-                        m = rank_metrics(p.predict(rest.graphs)[0], rest.y)
-                        rows.append(
-                            {
-                                "setting": f"50shot-{target}",
-                                "seed": seed,
-                                "predictor": name,
-                                **m,
-                                "n_test": len(rest),
-                                "note": "training-free; same test set",
-                            }
-                        )
-                else:
-                    # Encoding baselines cannot score another space: trained on the 50 shots.
-                    r = evaluate_predictor(p, shots, rest)
-                    row = {"setting": f"50shot-{target}", "seed": seed, **_row(r)}
-                    row["note"] = "own-space encoding: trained on the 50 target archs only"
+                    _save("zeroshot", rows)
+                    continue
+                if fitted is not None:
+                    p = load_predictor(fitted)
+                ev = run_evaluation(p, source, full, refit=fitted is None)
+                if fitted is None:
+                    fit_s = ev.metrics["fit_seconds"]
+                    fitted = p.save(Path(tempfile.mkdtemp(prefix="zeroshot-")) / name)
+                row = {"setting": f"zeroshot-{target}", "seed": seed, **_row(ev.metrics)}
+                _plot(plots, row["setting"], seed, name, ev.mean, ev.y)
+                row["fit_seconds"] = fit_s  # the one source model's training time
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                if name in CHEAP_PROXIES:
+                    m = rank_metrics(p.predict(rest.graphs)[0], rest.y)
+                    extra = {"n_test": len(rest), "note": "training-free; same test set"}
+                    rows.append({"setting": f"50shot-{target}", "seed": seed, "predictor": name})
+                    rows[-1].update({**m, **extra})
+                else:  # 50-shot fine-tuning of the source model, tested on the other archs.
+                    t0 = time.perf_counter()
+                    p.fine_tune(shots.graphs, shots.y, shots.groups)
+                    ft_s = time.perf_counter() - t0
+                    pred = p.predict(rest.graphs)[0]
+                    m = rank_metrics(pred, rest.y)
+                    _plot(plots, f"50shot-{target}", seed, name, pred, rest.y)
+                    row = {
+                        "setting": f"50shot-{target}",
+                        "seed": seed,
+                        "predictor": name,
+                        **m,
+                        "n_train": len(source),
+                        "n_finetune": 50,
+                        "n_test": len(rest),
+                        "fit_seconds": ft_s,
+                        "loadavg": round(os.getloadavg()[0], 2),
+                    }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 _save("zeroshot", rows)
 
 
-def part_zc(sample: int, seed: int) -> None:
+HELDOUT_CONFIGS: dict[str, dict[str, Any]] = {
+    "v1": {"scale_free": False, "cost": "none"},
+    "scale_free": {"scale_free": True, "cost": "none"},
+    "scale_free+flops": {"scale_free": True, "cost": "flops"},
+    "scale_free+params": {"scale_free": True, "cost": "params"},
+    "scale_free+both": {"scale_free": True, "cost": "both"},
+    "scale_free+flops/short": {
+        "scale_free": True,
+        "cost": "flops",
+        "pretrain_steps": 100,
+        "steps": 200,
+    },
+    "scale_free+flops/strong-aug": {
+        "scale_free": True,
+        "cost": "flops",
+        "aug_drop": 0.2,
+        "aug_noise": 0.1,
+    },
+}
+
+
+def part_heldout(seeds: list[int], configs: list[str], plots: bool = False) -> None:
+    from predictors.base import get_predictor
+    from predictors.data import load_spec
+    from predictors.evaluate import run_evaluation
+
+    rows = _load().get("heldout", [])
+    fams = {"nb101": load_spec("nb101"), "nb301": load_spec("nb301")}
+    for src, dst in (("nb101", "nb301"), ("nb301", "nb101")):
+        for seed in seeds:
+            runs = [(c, "gennape", HELDOUT_CONFIGS[c]) for c in configs]
+            runs += [(n, n, {}) for n in CHEAP_PROXIES]
+            for label, name, options in runs:
+                ev = run_evaluation(get_predictor(name, seed=seed, **options), fams[src], fams[dst])
+                r = ev.metrics
+                _plot(plots, f"heldout-{src}-{dst}", seed, label, ev.mean, ev.y)
+                row = {
+                    "setting": f"{src}->{dst}",
+                    "config": label,
+                    "options": options,
+                    "seed": seed,
+                }
+                row.update(_row(r))
+                rows = [
+                    x
+                    for x in rows
+                    if (x["setting"], x["config"], x["seed"]) != (row["setting"], label, seed)
+                ]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                _save("heldout", rows)
+
+
+def part_zc(sample: int, seed: int, plots: bool = False) -> None:
     from predictors.base import get_predictor
     from predictors.baselines import ZERO_COST
     from predictors.data import LabelledSet, load_spec
@@ -174,6 +260,7 @@ def part_zc(sample: int, seed: int) -> None:
             t0 = time.perf_counter()
             s = p.predict(data.graphs)[0]
             dt = time.perf_counter() - t0
+            _plot(plots, f"zc-sample-{target}", seed, name, s, data.y)
             row = {
                 "setting": f"zc-sample-{target}",
                 "predictor": name,
@@ -231,13 +318,17 @@ def part_throughput(seed: int) -> None:
 
     train = load_spec("nb201:cifar10:100", seed=seed)
     full = load_spec("nb201:cifar10")
-    features(full.graphs)
+    t0 = time.perf_counter()
+    features(full.graphs)  # the on-disk feature cache read into memory, once per process
+    cache_s = time.perf_counter() - t0
     p = get_predictor("gennape", seed=seed).fit(train.graphs, train.y)
+    t0 = time.perf_counter()
     p.predict(full.graphs)
+    first_s = time.perf_counter() - t0
     rows = []
     for _ in range(3):
         t0 = time.perf_counter()
-        p.predict(full.graphs)
+        p.predict(full.graphs)  # the whole predict call: cached features in, scores out
         dt = time.perf_counter() - t0
         rows.append(
             {
@@ -245,6 +336,9 @@ def part_throughput(seed: int) -> None:
                 "archs": len(full),
                 "seconds": dt,
                 "predictions_per_second": len(full) / dt,
+                "includes": "predict(ArchRefs): in-memory feature lookup, batching, model",
+                "first_predict_seconds": first_s,
+                "feature_cache_read_seconds": cache_s,
                 "loadavg": round(os.getloadavg()[0], 2),
             }
         )
@@ -255,11 +349,15 @@ def part_throughput(seed: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--part", default="all", help="all or a comma list of nb201,zeroshot,zc,throughput"
+        "--part", default="all", help="all or a comma list of nb201,zeroshot,zc,throughput,heldout"
     )
+    ap.add_argument("--configs", help="heldout: comma list of HELDOUT_CONFIGS names (default all)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--zc-sample", type=int, default=50)
     ap.add_argument("--predictors", help="comma-separated subset")
+    ap.add_argument(
+        "--plots", action="store_true", help="also write scatter plots to results/plots/"
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     # onnxnet has its own benchmark (benchmarks/onnxnet.py, text encoding is slow on CPU);
@@ -275,11 +373,14 @@ def main() -> None:
     if "throughput" in parts:
         part_throughput(seeds[0])
     if "nb201" in parts:
-        part_nb201(seeds, names)
+        part_nb201(seeds, names, args.plots)
     if "zeroshot" in parts:
-        part_zeroshot(seeds, names)
+        part_zeroshot(seeds, names, args.plots)
     if "zc" in parts:
-        part_zc(args.zc_sample, seeds[0])
+        part_zc(args.zc_sample, seeds[0], args.plots)
+    if "heldout" in parts:
+        configs = args.configs.split(",") if args.configs else list(HELDOUT_CONFIGS)
+        part_heldout(seeds, configs, args.plots)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """nas: neural architecture search on JAX.
 
-The public surface is re-exported here; implementation lives in the submodules. Heavy
+The public surface is re-exported here; implementation lives in the submodules (the
+function API of the commands in :mod:`nas.api`, loaded on first use). Heavy
 dependencies (ray, onnx, matplotlib) are imported lazily where they are used.
 """
 
@@ -19,6 +20,24 @@ from nas.space import Genotype, SearchSpace
 
 __version__ = "0.1.0"
 
+# The Python API (nas/api.py), loaded on first use. ``search``, ``export`` and ``draw`` are
+# submodule names, so those three are reached as ``nas.api.search`` & co.
+_API = ("evaluate_predictor", "fit_predictor", "inspect", "predict", "spaces")
+
+
+def __getattr__(name: str):
+    if name == "api" or name in _API:
+        import importlib
+
+        api = importlib.import_module("nas.api")
+        return api if name == "api" else getattr(api, name)
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"api", *_API})
+
+
 __all__ = [
     "OPS",
     "ArchGraph",
@@ -34,4 +53,10 @@ __all__ = [
     "UnknownName",
     "UnknownOp",
     "__version__",
+    "api",
+    "evaluate_predictor",
+    "fit_predictor",
+    "inspect",
+    "predict",
+    "spaces",
 ]

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -28,20 +27,9 @@ def _emit(obj: Any) -> None:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from search_spaces import get_space, space_names
+    from nas import api
 
-    rows = []
-    for name in space_names():
-        space = get_space(name)
-        rows.append(
-            {
-                "name": name,
-                "size": space.size,
-                "datasets": list(space.datasets),
-                "table": space.has_table(),
-                "description": space.description,
-            }
-        )
+    rows = api.spaces()
     if args.json:
         _emit(rows)
         return 0
@@ -59,43 +47,16 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _resolve_space_arch(space_name: str | None, arch: str):
-    from nas.errors import ConfigError
-    from search_spaces import get_space
+    """(space, genotype, file dataset) of --space and --arch: :func:`nas.api.resolve_arch`."""
+    from nas.api import resolve_arch
 
-    if space_name is None:
-        if not arch.endswith(".json"):
-            raise ConfigError("--space is required unless --arch is an exported JSON file")
-        p = Path(arch)
-        if not p.exists():
-            raise ConfigError(f"architecture file {arch} does not exist")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{arch} is not valid JSON: {e}") from None
-        geno = data.get("genotype", data) if isinstance(data, dict) else {}
-        if "space" not in geno:
-            raise ConfigError(f"{arch} names no space; pass --space")
-        space_name = geno["space"]
-        dataset = (data.get("provenance") or {}).get("dataset") or (
-            data.get("graph", {}).get("meta", {}).get("dataset")
-        )
-        space = get_space(space_name)
-        return space, space.resolve(arch), dataset
-    space = get_space(space_name)
-    return space, space.resolve(arch), None
+    return resolve_arch(arch, space_name)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    space, genotype, file_dataset = _resolve_space_arch(args.space, args.arch)
-    dataset = args.dataset or file_dataset
-    graph = space.to_graph(genotype, dataset)
-    info = {
-        "space": space.name,
-        "arch": genotype.to_str(),
-        "dataset": graph.meta.get("dataset", dataset),
-        **graph.summary(),
-        "op_counts": graph.op_counts(),
-    }
+    from nas import api
+
+    info = api.inspect(args.arch, space=args.space, dataset=args.dataset)
     if args.json:
         _emit(info)
         return 0
@@ -110,87 +71,36 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.evaluators import get_evaluator
-    from nas.search import print_summary, run_search
-    from nas.searchers import Constrained, get_searcher, parse_quantity
-    from search_spaces import get_space
+    from nas import api
+    from nas.search import print_summary
 
-    space = get_space(args.space)
-    options: dict[str, Any] = {}
-    if args.steps is not None:
-        options["steps"] = args.steps
-    if args.data_dir:
-        options["data_dir"] = args.data_dir
-    if getattr(args, "latency_table", None):
-        options["latency_table"] = args.latency_table
-    evaluator = get_evaluator(args.evaluator, space, args.dataset, seed=args.seed, **options)
-    from nas.objectives import parse_objectives
-
-    objectives = parse_objectives(args.objectives)
-    searcher_options: dict[str, Any] = {}
-    if args.objectives:
-        searcher_options["objectives"] = [
-            f"{o.name}:{'max' if o.direction == 'maximize' else 'min'}" for o in objectives
-        ]
-    if args.strategy == "neural-predictor":
-        searcher_options["budget"] = args.budget  # it trains on a fraction of the budget
-    if args.predictor:
-        from nas.errors import ConfigError
-
-        if args.strategy not in ("neural-predictor", "bananas"):
-            raise ConfigError("--predictor needs --strategy neural-predictor or bananas")
-        searcher_options["predictor"] = args.predictor
-    searcher = get_searcher(args.strategy, space, seed=args.seed, **searcher_options)
-    limits = {
-        key: parse_quantity(value)
-        for key, value in (
-            ("flops", args.max_flops),
-            ("params", args.max_params),
-            ("latency", args.max_latency),
-        )
-        if value is not None
-    }
-    if limits:
-        searcher = Constrained(searcher, evaluator.cost, limits)
-    out = Path(args.out or f"runs/{args.study or f'{args.space}-{args.strategy}-{args.seed}'}")
-    budget = args.budget
-    if args.strategy == "darts":  # one differentiable search (--budget steps), one trial
-        from nas.searchers.darts import darts_cli_setup
-
-        searcher, evaluator, budget = darts_cli_setup(
-            space, evaluator, args.budget, args.order, args.seed, out, args.data_dir
-        )
-    settings = {
-        "seed": args.seed,
-        "budget": args.budget,
-        "command": " ".join(sys.argv[1:]),
-        "limits": {
-            k: v
-            for k, v in (
-                ("max_flops", args.max_flops),
-                ("max_params", args.max_params),
-                ("max_latency", args.max_latency),
-            )
-            if v
-        },
-    }
-    result = run_search(
-        space,
-        searcher,
-        evaluator,
-        budget,
-        out_dir=out,
-        storage=args.storage,
-        study_name=args.study,
+    result = api.search(
+        args.space,
+        args.strategy,
+        args.evaluator,
+        args.budget,
+        dataset=args.dataset,
+        seed=args.seed,
+        out=args.out,
+        objectives=args.objectives,
+        max_flops=args.max_flops,
+        max_params=args.max_params,
+        max_latency=args.max_latency,
+        workers=args.workers,
+        address=args.address,
+        max_retries=args.max_retries,
+        steps=args.steps,
+        data_dir=args.data_dir,
+        predictor=args.predictor,
+        latency_table=getattr(args, "latency_table", None),
+        order=args.order,
         resume=args.resume,
-        settings=settings,
-        progress=not args.no_progress,
-        objectives=objectives,
-        executor=_executor_factory(args, evaluator),
         join=args.join,
+        storage=args.storage,
+        study=args.study,
+        progress=not args.no_progress,
+        command=" ".join(sys.argv[1:]),
     )
-    (out / "result.json").write_text(json.dumps(result.to_json(), indent=1))
-    _write_report(result, out)
     if args.json:
         _emit(result.to_json())
     else:
@@ -199,11 +109,17 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    from nas.draw import draw
+    from nas import api
 
-    space, genotype, file_dataset = _resolve_space_arch(args.space, args.arch)
-    graph = space.to_graph(genotype, args.dataset or file_dataset)
-    path = draw(graph, args.out, view=args.view, scope=args.scope, depth=args.depth)
+    path = api.draw(
+        args.arch,
+        args.out,
+        space=args.space,
+        dataset=args.dataset,
+        view=args.view,
+        scope=args.scope,
+        depth=args.depth,
+    )
     print(f"wrote {path}")
     return 0
 
@@ -228,42 +144,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_report(result: Any, out: Path) -> None:
-    """The run's HTML report; a report that cannot be drawn never fails the search."""
-    from nas.report import write_report
-    from nas.storage import open_study
-
-    try:
-        study = open_study(result.storage, result.study, create=False, resume=True)
-        write_report(study, out)
-    except Exception as e:  # noqa: BLE001
-        print(f"nas: warning: no report written: {str(e).splitlines()[0]}", file=sys.stderr)
-
-
-def _executor_factory(args: argparse.Namespace, evaluator: Any):
-    """In-process for ``--workers 1`` without ``--address``; else Ray, started when needed."""
-    from nas.errors import ConfigError
-
-    if args.workers == "auto":
-        workers = None
-    else:
-        try:
-            workers = int(args.workers)
-        except ValueError:
-            raise ConfigError(f"--workers takes a number or 'auto', got {args.workers!r}") from None
-        if workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {workers}")
-    if args.max_retries < 0:
-        raise ConfigError(f"--max-retries must be at least 0, got {args.max_retries}")
-    if workers == 1 and not args.address:
-        return None
-    from nas.execution import RayExecutor
-
-    return lambda: RayExecutor(
-        evaluator, workers, address=args.address, max_retries=args.max_retries
-    )
-
-
 def cmd_latency_table(args: argparse.Namespace) -> int:
     from search_spaces import get_space
     from search_spaces.ofa.latency import measure_table
@@ -284,9 +164,11 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nas.export import export_trial
+    from nas import api
 
-    doc = export_trial(args.storage, args.study, args.trial, args.format, args.out)
+    doc = api.export(
+        args.storage, args.study, args.trial, args.format, args.out, data_dir=args.data_dir
+    )
     if args.json:
         _emit({"out": str(args.out), "arch": doc["genotype"]["arch"], "hash": doc["hash"]})
     else:
@@ -297,14 +179,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
-    from predictors.evaluate import evaluate_specs
+    from nas import api
 
-    out = evaluate_specs(
+    out = api.evaluate_predictor(
         args.predictor,
-        [t for t in args.train.split(",") if t.strip()],
+        args.train,
         args.test,
         seed=args.seed,
         finetune=args.finetune,
+        plot=args.plot,
     )
     if args.json:
         _emit(out)
@@ -312,45 +195,30 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
         for k in ("predictor", "kendall_tau", "spearman", "n_train", "n_test"):
             print(f"{k:24s} {out[k]}")
         print(f"{'predictions_per_second':24s} {out['predictions_per_second']:,.0f}")
+        if "plot" in out:
+            print(f"{'plot':24s} {out['plot']}")
     return 0
 
 
 def cmd_predictor_fit(args: argparse.Namespace) -> int:
-    from predictors.base import get_predictor
-    from predictors.data import LabelledSet, load_spec
+    from nas import api
 
-    sets = [load_spec(t, seed=args.seed) for t in args.train.split(",") if t.strip()]
-    data = LabelledSet.concat(sets)
-    p = get_predictor(args.predictor, seed=args.seed).fit(data.graphs, data.y, data.groups)
-    p.save(args.out)
-    info = {"predictor": args.predictor, "out": str(args.out), "n_train": len(data)}
+    info = api.fit_predictor(args.predictor, args.train, args.out, seed=args.seed)
     if args.json:
         _emit(info)
     else:
-        print(f"saved {args.predictor} ({len(data)} archs) to {args.out}")
+        print(f"saved {args.predictor} ({info['n_train']} archs) to {args.out}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from predictors.base import load_predictor
+    from nas import api
 
-    predictor = load_predictor(args.predictor)
-    space, genotype, file_dataset = _resolve_space_arch(args.space, args.arch)
-    graph = space.to_graph(genotype, args.dataset or file_dataset)
-    mean, std = predictor.predict([graph])
-    ood = bool(predictor.ood([graph])[0])
-    info = {
-        "space": space.name,
-        "arch": genotype.to_str(),
-        "predictor": predictor.name,
-        "mean": float(mean[0]),
-        "std": float(std[0]),
-        "ood": ood,
-    }
+    info = api.predict(args.predictor, args.arch, space=args.space, dataset=args.dataset)
     if args.json:
         _emit(info)
     else:
-        flag = "  (far from the training data)" if ood else ""
+        flag = "  (far from the training data)" if info["ood"] else ""
         print(f"{info['mean']:.3f} +- {info['std']:.3f}{flag}")
     return 0
 
@@ -467,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trial", default="best", help="'best' or a trial number")
     s.add_argument("--format", default="json", help="json, flax, python or onnx")
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--data-dir", help="local CIFAR-10 (a supernet trial's BN recalibration needs its data)"
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_export)
 
@@ -478,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--test", required=True, help="SPEC; disjoint from --train on one benchmark")
     e.add_argument("--finetune", help="SPEC of few-shot data (e.g. nb201:50) after fitting")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--plot", help="write a predicted-versus-true scatter plot (file.png or file.svg)"
+    )
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_predictor_evaluate)
     f = psub.add_parser("fit", help="fit a predictor on SPECs and save it to a folder")

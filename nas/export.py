@@ -22,8 +22,14 @@ def export_trial(
     trial: str = "best",
     fmt: str = "json",
     out: str | Path = "export",
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Write ``arch.json`` (and for ``flax`` ``weights.safetensors``) for one trial.
+
+    The weights are the trial's own (artifact ``weights``); for a trial scored by a
+    weight-sharing supernet (artifact ``supernet``) without them, the child network with the
+    weights it inherits, BatchNorm recalibrated as the evaluator did (``data_dir``: local
+    CIFAR-10 for that, when the search ran on it); else the initialisation, marked untrained.
 
     Returns the exported document. ``nas.weights.load_model(out)`` rebuilds the model.
     """
@@ -61,6 +67,15 @@ def export_trial(
         },
     }
     weights_src = rec.artifacts.get("weights")
+    has_weights = bool(weights_src) and Path(weights_src).exists()
+    supernet_src = rec.artifacts.get("supernet")
+    inherited = None  # the child model with the supernet's weights
+    if supernet_src and not has_weights and fmt in ("flax", "onnx"):
+        inherited = _supernet_child(space, genotype, settings, supernet_src, data_dir, rec.number)
+    if has_weights:  # an elastic supernet's evaluator writes the inherited child itself
+        source = "supernet" if supernet_src else "trial"
+    else:
+        source = "supernet" if inherited is not None else "init"
     if fmt == "python":
         from nas.codegen import graph_to_python
 
@@ -71,22 +86,29 @@ def export_trial(
     if fmt == "onnx":
         from nas.onnx_export import graph_to_onnx
 
-        model = _trained_model(graph, weights_src, settings)
+        model = inherited if inherited is not None else _trained_model(graph, weights_src, settings)
         proto = graph_to_onnx(graph, model)
         (out / "model.onnx").write_bytes(proto.SerializeToString())
-        doc["onnx"] = {"file": "model.onnx", "trained": bool(weights_src)}
+        doc["onnx"] = {"file": "model.onnx", "trained": source != "init", "source": source}
     if fmt == "flax":
         target = out / "weights.safetensors"
-        if weights_src and Path(weights_src).exists():
+        if has_weights:
             shutil.copyfile(weights_src, target)
-            doc["weights"] = {"file": target.name, "trained": True}
+            doc["weights"] = {"file": target.name, "trained": True, "source": source}
+        elif inherited is not None:
+            from nas.weights import save_weights
+
+            save_weights(inherited, target, {"arch": genotype.to_str(), "supernet": supernet_src})
+            doc["weights"] = {"file": target.name, "trained": True, "source": source}
         else:
             # No trained weights (a table lookup): export the initialisation, and say so.
             from nas.model import build_model
             from nas.weights import save_weights
 
             save_weights(build_model(graph, seed=settings.get("seed") or 0), target)
-            doc["weights"] = {"file": target.name, "trained": False}
+            doc["weights"] = {"file": target.name, "trained": False, "source": source}
+        if supernet_src:
+            doc["weights"]["supernet"] = supernet_src
     (out / "arch.json").write_text(json.dumps(doc, indent=1))
     return doc
 
@@ -101,3 +123,27 @@ def _trained_model(graph, weights_src, settings):
         load_weights(model, weights_src)
     model.eval()
     return model
+
+
+def _supernet_child(space, genotype, settings, supernet_src, data_dir, number):
+    """The trial's child network with the weights it inherits from its trained supernet.
+
+    The space's ``supernet`` evaluator is rebuilt from the study's settings and asked for
+    ``child_model(genotype)``, so every weight-sharing family plugs in by providing that.
+    """
+    from nas.evaluators import get_evaluator
+
+    if not Path(supernet_src).exists():
+        raise StorageError(
+            f"trial {number} inherits its weights from the supernet {supernet_src}, which is "
+            "missing; restore the run folder or export with --format json"
+        )
+    options = dict(settings.get("supernet") or {})
+    if data_dir:
+        options["data_dir"] = data_dir
+    evaluator = get_evaluator(
+        "supernet", space, settings.get("dataset"), supernet_path=supernet_src, **options
+    )
+    if not hasattr(evaluator, "child_model"):
+        raise ConfigError(f"the {space.name} supernet evaluator cannot extract a child network")
+    return evaluator.child_model(genotype)

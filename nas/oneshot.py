@@ -270,41 +270,51 @@ def extract_model(supernet: PathSupernet, graph: Any, path: Sequence[int]):
     inherited weights (parameters and BatchNorm statistics).
 
     Every conv, batch_norm and dense node of the IR finds its weights through
-    ``supernet.locate(node scope, path)``; a shape mismatch is a :class:`GraphError`.
+    ``supernet.locate(node scope, path)``; a shape mismatch is a :class:`GraphError`. The
+    model is built abstractly (``nnx.eval_shape``) and then filled, so no random
+    initialisation runs (that would compile one initialiser per distinct weight shape).
     """
     from nas.model import build_model
 
     path = [int(p) for p in path]
-    model = build_model(graph)
+    values: dict[tuple[str, str], np.ndarray] = {}
     for n in graph.topological():
         op = graph.op(n)
         if op not in ("conv", "batch_norm", "dense"):
             continue
         scope = graph.g.nodes[n].get("scope", "")
         module, index = supernet.locate(scope, path)
-        layer = model.layers[str(n)]
-        if op == "conv":
-            pairs = [(layer.kernel, module.kernel)]
-        elif op == "batch_norm":
+        if op == "batch_norm":
             bn = module.bn
-            pairs = [
-                (layer.scale, bn.scale),
-                (layer.bias, bn.bias),
-                (layer.mean, bn.mean),
-                (layer.var, bn.var),
-            ]
+            pairs = [("scale", bn.scale), ("bias", bn.bias), ("mean", bn.mean), ("var", bn.var)]
         else:
-            pairs = [(layer.kernel, module.kernel)]
-            if layer.bias is not None:
-                pairs.append((layer.bias, module.bias))
-        for dst, src in pairs:
-            value = _take(src[...], index)
-            if value.shape != dst[...].shape:
-                raise GraphError(
-                    f"node {n} ({op}, scope {scope!r}): supernet weight {value.shape} does not "
-                    f"fit the model's {dst[...].shape}"
-                )
-            dst[...] = jnp.asarray(value)
+            pairs = [("kernel", module.kernel)]
+            if op == "dense" and getattr(module, "bias", None) is not None:
+                pairs.append(("bias", module.bias))
+        for name, src in pairs:
+            values[(str(n), name)] = _take(src[...], index)
+
+    abstract = nnx.eval_shape(lambda: build_model(graph))
+    graphdef, state = nnx.split(abstract)
+
+    def fill(key_path: Any, leaf: Any) -> Any:
+        keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in key_path]
+        node, name = keys[1], keys[2]
+        if name == "rngs":  # dropout's RNG stream, as build_model seeds it
+            return jax.random.key(1) if keys[-1] == "key" else jnp.zeros((), jnp.uint32)
+        if (node, name) not in values:
+            op = graph.op(int(node))
+            raise GraphError(f"node {node} ({op}): the supernet has no weight for {name!r}")
+        value = values[(node, name)]
+        if tuple(value.shape) != tuple(leaf.shape):
+            scope = graph.g.nodes[int(node)].get("scope", "")
+            raise GraphError(
+                f"node {node} ({graph.op(int(node))}, scope {scope!r}): supernet weight "
+                f"{value.shape} does not fit the model's {tuple(leaf.shape)}"
+            )
+        return jnp.asarray(value, leaf.dtype)
+
+    model = nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
     model.eval()
     return model
 

@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "nasnet": "search_spaces.nasnet.space:NasnetSpace",
     "nb301": "search_spaces.darts.space:NB301Space",
     "spos": "search_spaces.spos.space:SPOSSpace",
+    "spos-channels": "search_spaces.spos.space:SPOSChannelSpace",
     "nbmacro": "search_spaces.nbmacro.space:NBMacroSpace",
     "ofa": "search_spaces.ofa.space:OFASpace",
     "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",

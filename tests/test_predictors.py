@@ -136,6 +136,41 @@ def test_gennape_fit_predict_save_load_ood(nb201_small, tmp_path):
     assert not np.array_equal(p.predict(te.graphs)[0], mean)
 
 
+def test_gennape_scale_free_encoder_ignores_absolute_size_and_dense_matches_flat(nb201_small):
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from predictors.features import GLOBALS, GraphFeatures, features
+    from predictors.gennape.model import CHANNEL_COLS, Gennape, pack, pack_dense
+
+    f = features(nb201_small[0].graphs[:3])
+    # The same networks 4x wider with 4x the FLOPs: channels shift in log units.
+    wide = []
+    for x in f:
+        nodes = x.nodes.copy()
+        nodes[:, list(CHANNEL_COLS)] += 0.2  # log2(4) / 10
+        g = x.globals.copy()
+        g[GLOBALS.index("log_flops")] += 0.3
+        g[GLOBALS.index("log_params")] += 0.2
+        g[GLOBALS.index("mean_log_channels")] += 0.2
+        wide.append(GraphFeatures(nodes, x.senders, x.receivers, g))
+    a, b = pack(f), pack(wide)
+    for free in (True, False):
+        m = Gennape(16, 2, 8, 2, 8, scale_free=free, cost="flops", rngs=nnx.Rngs(params=0))
+        m.cost[...] = jnp.ones(1)
+        za, zb = m.encoder(a)[:3], m.encoder(b)[:3]
+        assert np.allclose(za, zb, atol=1e-5) == free
+        # Inference's dense batches (adjacency products) compute the same function.
+        np.testing.assert_allclose(m.encoder(pack_dense(wide))[:3], zb, atol=1e-4)
+        if free:  # only the linear cost term sees the size: +0.3 log FLOPs, +0.3 output.
+            ya, yb = m.heads(za, a["globals"][:3]), m.heads(zb, b["globals"][:3])
+            np.testing.assert_allclose(yb - ya, 0.3, atol=1e-5)
+    with pytest.raises(ConfigError, match="cost="):
+        from predictors.gennape import GennapePredictor
+
+        GennapePredictor(cost="latency")
+
+
 def test_gbm_mlp_save_load_and_space_check(nb201_small, tmp_path):
     require_data(MACRO)
     from predictors.base import get_predictor, load_predictor

@@ -1,4 +1,5 @@
-"""SPOS and NAS-Bench-Macro weight-sharing supernets, the supernet evaluator, SPOS evolution."""
+"""SPOS (blocks, and blocks with widths) and NAS-Bench-Macro weight-sharing supernets, the
+supernet evaluator, SPOS evolution."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from flax import nnx
 
 from nas.data import load_digits
+from nas.errors import InvalidGenotype
 from nas.evaluators import get_evaluator
 from nas.evaluators.base import EvalResult
 from nas.export import export_trial
@@ -24,6 +26,7 @@ from nas.oneshot import (
     extract_model,
 )
 from nas.searchers import Constrained, get_searcher
+from search_spaces import get_space
 from search_spaces.nbmacro import NBMacroSpace
 from search_spaces.spos import SPOSSpace
 from search_spaces.spos.supernet import SPOSSupernet
@@ -237,3 +240,155 @@ def test_supernet_evaluator_reuses_the_run_folders_supernet(macro_run, digits):
     ours = np.asarray(_forward(model, x, jnp.asarray(path)))
     theirs = np.asarray(_standalone(extract_model(model, graph, path), x))
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ SPOS channel search
+
+
+@pytest.fixture(scope="module")
+def channel_net():
+    """A digits SPOS supernet with channel search (max-width weights, masked widths)."""
+    return SPOSSupernet("digits", seed=1, channel_search=True)
+
+
+def _channel_path(blocks, scales) -> np.ndarray:
+    return np.asarray(list(blocks) + list(scales), np.int32)
+
+
+def test_channel_search_gives_masked_hidden_channels_zero_gradients(channel_net):
+    layer = channel_net.stages[0].first  # layer 0: 8 -> 16 channels, hidden widths up to 16
+    assert layer.widths == (1, 3, 4, 6, 8, 9, 11, 12, 14, 16)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(8, 8, 8, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(8, 8, 8, 16)), jnp.float32)
+
+    @nnx.jit
+    def grads_of(layer, index):
+        return nnx.grad(lambda m: jnp.sum(m(x, index, Mode(True)) * w))(layer)
+
+    for block_id, scale in ((0, 5), (3, 2)):  # shuffle3x3 at 9 channels, xception at 4
+        width = layer.widths[scale]
+        grads = grads_of(layer, jnp.array([block_id, scale]))["candidates"]
+        block = layer.candidates[block_id]
+        for name in block.main:  # every conv and BN of the main branch
+            g = {k: np.asarray(v[...]) for k, v in nnx.to_flat_state(grads[block_id][name])}
+            cut_in, cut_out = block.cuts(name)
+            kernel = g[("kernel",)]
+            assert np.abs(kernel).sum() > 0, name
+            if cut_out:  # a hidden layer: only its first `width` channels learn
+                for k, v in g.items():
+                    assert np.all(v[..., width:] == 0), (name, k)
+                    assert np.all(np.abs(v[..., :width]).sum(tuple(range(v.ndim - 1))) > 0)
+            if cut_in:  # reads the hidden layer: only its first `width` input channels learn
+                assert np.all(kernel[:, :, width:] == 0) and np.all(kernel[:, :, :width].any(3))
+        for other in set(range(4)) - {block_id}:  # the other candidates get no gradient
+            leaves = jax.tree.leaves(grads[other])
+            assert all(not np.asarray(v).any() for v in leaves)
+
+
+def test_channel_search_path_equals_the_standalone_model_with_its_widths(channel_net, digits):
+    model = channel_net
+    space = get_space("spos-channels")
+    rng = np.random.default_rng(5)
+    blocks, scales = rng.integers(4, size=20), rng.integers(10, size=20)
+    blocks[[0, 1, 4, 9]] = 3  # xception as a stage's first and a later (scanned) layer
+    scales[[0, 1, 4, 9]] = (0, 9, 2, 7)  # the narrowest and the widest width among them
+    geno = space.from_indices(list(blocks) + list(scales))
+    assert not geno.default_width
+    path = model.path_of(geno)
+    np.testing.assert_array_equal(path, _channel_path(blocks, scales))
+    traces = []
+
+    @nnx.jit
+    def forward(m, x, p):
+        traces.append(1)
+        return m(x, p, Mode(False))
+
+    x = jnp.asarray(digits.x_val[:16])
+    ours = np.asarray(forward(model, x, jnp.asarray(path)))
+    theirs = np.asarray(_standalone(extract_model(model, space.to_graph(geno, "digits"), path), x))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    # one compile serves every path and width; the widths matter
+    for other in (_channel_path(blocks, (scales + 3) % 10), model.sample_path(rng)):
+        assert not np.allclose(ours, np.asarray(forward(model, x, jnp.asarray(other))), atol=1e-3)
+    assert len(traces) == 1
+
+
+def test_block_only_supernet_refuses_width_scales():
+    model = SPOSSupernet("digits", seed=0)
+    geno = get_space("spos-channels").from_indices([0] * 20 + [2] * 20)
+    with pytest.raises(InvalidGenotype, match="channel_search=True"):
+        model.path_of(geno)
+
+
+@pytest.mark.slow
+def test_channel_search_training_step_compiles_once_and_spares_masked_channels(digits):
+    """Supernet training and BN recalibration over paths of every block and width."""
+    model = SPOSSupernet("digits", seed=2, channel_search=True)
+    cfg = SupernetConfig(steps=100, batch_size=32, lr=0.05, weight_decay=0.0)
+    trainer = SupernetTrainer(model, cfg)
+    block = model.stages[0].first.candidates[0]  # layer 0, shuffle3x3
+
+    def snap():
+        return {n: np.asarray(getattr(block, n).kernel[...]).copy() for n in ("pw", "pwl")}
+
+    rng = np.random.default_rng(1)
+    blocks, scales = rng.integers(4, size=20), rng.integers(10, size=20)
+    blocks[0], scales[0] = 0, 5  # layer 0 at scale 1.2: 9 of 16 hidden channels
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    b0 = snap()
+    trainer.step(x, y, _channel_path(blocks, scales))
+    b1 = snap()
+    assert not np.array_equal(b0["pw"][..., :9], b1["pw"][..., :9])
+    np.testing.assert_array_equal(b0["pw"][..., 9:], b1["pw"][..., 9:])
+    np.testing.assert_array_equal(b0["pwl"][:, :, 9:], b1["pwl"][:, :, 9:])
+    # Narrower on the same block (4 channels): as PyTorch's SGD does for a sliced max-width
+    # tensor, channels 4..8 keep moving by their momentum (they have no gradient now);
+    # channels 9.. never had a gradient and stay put (no weight decay here).
+    scales[0] = 2
+    trainer.step(x, y, _channel_path(blocks, scales))
+    b2 = snap()
+    assert not np.allclose(b1["pw"][..., 4:9], b2["pw"][..., 4:9])
+    np.testing.assert_array_equal(b1["pw"][..., 9:], b2["pw"][..., 9:])
+    paths = [model.sample_path(rng) for _ in range(6)]
+    assert len({tuple(p[20:]) for p in paths}) == 6
+    losses = [float(trainer.step(x, y, p)[0]) for p in paths]
+    assert trainer.traces == 1 and all(np.isfinite(losses))
+    calib = calibration_batches(digits.x_train, 2, 64)
+    ev = PathEvaluator(model, calib, digits.x_val[:100], digits.y_val[:100])
+    accs = [ev(p) for p in paths[:3]]
+    assert all(0.0 <= a <= 100.0 for a in accs)
+    assert ev.traces == 3  # reset, calibration, evaluation: one compile each for every width
+
+
+@pytest.mark.slow
+def test_cli_search_over_spos_widths_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(
+        "search",
+        "--space",
+        "spos-channels",
+        "--strategy",
+        "spos-evolution",
+        "--evaluator",
+        "supernet",
+        "--dataset",
+        "digits",
+        "--max-flops",
+        "700K",
+        "--budget",
+        "4",
+        *MACRO_OPTS,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["n_trials"] == 4 and res["n_failed"] == 0
+    assert res["best_cost"]["flops"] <= 700_000
+    best = get_space("spos-channels").parse(res["best_arch"])
+    assert not best.default_width  # the searcher proposed widths, the supernet scored them
+    files = list((out / "supernet").glob("*.safetensors"))
+    assert len(files) == 1 and files[0].name.startswith("spos-channels-digits-")

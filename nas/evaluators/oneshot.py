@@ -7,6 +7,10 @@ or loaded from the run folder, where it is saved as safetensors under
 ``<run>/trials/<n>``), so a resumed search or a second study in the same folder reuses it; every
 ``evaluate()`` then recalibrates BatchNorm on the candidate's path and measures its
 validation accuracy with the inherited weights. The cost comes from the IR.
+
+A trial records the supernet's file as its ``supernet`` artifact; :meth:`OneShotEvaluator.
+child_model` turns a genotype into the standalone IR-built model with the weights it inherits
+(BatchNorm recalibrated as for scoring), which is what ``nas export`` writes for such a trial.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from nas.data import Dataset, load_dataset
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StorageError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.oneshot import (
     PathEvaluator,
@@ -30,6 +34,7 @@ from nas.oneshot import (
     SupernetConfig,
     SupernetTrainer,
     calibration_batches,
+    extract_model,
 )
 from nas.space import Genotype, SearchSpace
 from nas.weights import load_weights, save_weights
@@ -49,6 +54,8 @@ class OneShotEvaluator(Evaluator):
             as keyword options, as the CLI does).
         run_dir: where the trained supernet is saved and looked for (default: the run folder
             of the first evaluation's workdir; in memory only when there is neither).
+        supernet_path: the trained supernet's safetensors file itself (overrides ``run_dir``'s
+            file name; a trial's ``supernet`` artifact).
         data_dir: local CIFAR-10 folder for ``dataset='cifar10'``.
         data: a ready :class:`~nas.data.Dataset` instead of loading ``dataset``.
         verbose: print training progress to stderr.
@@ -63,6 +70,7 @@ class OneShotEvaluator(Evaluator):
         build: Callable[..., PathSupernet],
         config: SupernetConfig | None = None,
         run_dir: str | Path | None = None,
+        supernet_path: str | Path | None = None,
         data_dir: str | None = None,
         data: Dataset | None = None,
         verbose: bool = False,
@@ -80,6 +88,7 @@ class OneShotEvaluator(Evaluator):
         self.config = SupernetConfig(**{**base.to_json(), **overrides})
         self.build = build
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.supernet_path = Path(supernet_path) if supernet_path is not None else None
         self.data_dir = data_dir
         self._data = data
         self.verbose = verbose
@@ -110,6 +119,8 @@ class OneShotEvaluator(Evaluator):
 
     def supernet_file(self) -> Path | None:
         """Where the trained supernet of these settings lives in the run folder."""
+        if self.supernet_path is not None:
+            return self.supernet_path
         if self.run_dir is None:
             return None
         return (
@@ -186,3 +197,22 @@ class OneShotEvaluator(Evaluator):
         """Accuracies (%) of several genotypes (one recalibration each)."""
         model = self.supernet()
         return np.array([self.path_evaluator(model.path_of(g)) for g in genotypes])
+
+    def child_model(self, genotype: Genotype):
+        """The standalone IR-built model of ``genotype`` with the weights it inherits from the
+        trained supernet, BatchNorm recalibrated on its path exactly as :meth:`evaluate` does
+        (so it scores the trial's accuracy on the validation data). Never trains.
+
+        Raises:
+            StorageError: there is no trained supernet file (``supernet_path`` or the run
+                folder's) to load.
+        """
+        file = self.supernet_file()
+        if self._model is None and (file is None or not file.exists()):
+            raise StorageError(
+                f"no trained supernet at {file}: the {self.space.name} supernet file is missing"
+            )
+        model = self.supernet()
+        path = model.path_of(genotype)
+        self.path_evaluator.recalibrate(path)
+        return extract_model(model, self.space.to_graph(genotype, self.dataset), path)

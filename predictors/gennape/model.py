@@ -15,7 +15,23 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from predictors.features import GLOBAL_DIM, NODE_DIM, GraphFeatures
+from predictors.features import CATEGORIES, GLOBAL_DIM, GLOBALS, NODE_DIM, NUMERIC, GraphFeatures
+
+_NUM0 = len(CATEGORIES)
+CHANNEL_COLS = (_NUM0 + NUMERIC.index("log_cin"), _NUM0 + NUMERIC.index("log_cout"))
+RES_COL = _NUM0 + NUMERIC.index("log_res")
+INPUT_RES = GLOBALS.index("log_input_res")
+SCALE_GLOBALS = ("log_params", "log_flops", "log_input_res", "log_classes", "mean_log_channels")
+"""Graph-level features that measure a network's absolute size: they differ between
+families by orders of magnitude, so the scale-free model sees them only through
+:attr:`Gennape.cost` (a linear term) and never through the encoder or the head MLPs."""
+FREE_GLOBALS = tuple(i for i, g in enumerate(GLOBALS) if g not in SCALE_GLOBALS)
+COST_GLOBALS = {
+    "flops": (GLOBALS.index("log_flops"),),
+    "params": (GLOBALS.index("log_params"),),
+    "both": (GLOBALS.index("log_params"), GLOBALS.index("log_flops")),
+    "none": (),
+}
 
 
 def bucket(n: int, minimum: int = 16) -> int:
@@ -78,41 +94,144 @@ def pack(
     }
 
 
+def pack_dense(
+    feats: Sequence[GraphFeatures], n_max: int | None = None, n_graphs: int | None = None
+) -> dict[str, np.ndarray]:
+    """The same graphs as a dense batch: each padded to ``n_max`` nodes, with an
+    ``(n_graphs, n_max, n_max)`` edge-count matrix ``adj[g, receiver, sender]``.
+
+    Message passing becomes batched matrix products instead of scatters: faster on a CPU
+    for batches of similar, small graphs (inference sorts graphs by size); the flat
+    :func:`pack` stays cheaper for large graphs (the products grow with the square of the
+    node count) and mixed sizes. Both give the same encoder outputs.
+    """
+    b = len(feats)
+    sizes = np.fromiter((f.num_nodes for f in feats), int, b)
+    esizes = np.fromiter((len(f.senders) for f in feats), int, b)
+    m = n_max or bucket(int(sizes.max()) if b else 1, 8)
+    big_b = n_graphs or bucket(b, 8)
+    if (b and m < sizes.max()) or big_b < b:
+        raise ValueError("padded sizes too small for the batch")
+    nodes = np.zeros((big_b, m, NODE_DIM), np.float32)
+    mask = np.zeros((big_b, m), np.float32)
+    glob = np.zeros((big_b, GLOBAL_DIM), np.float32)
+    adj = np.zeros(big_b * m * m, np.float32)
+    if b:
+        gi = np.repeat(np.arange(b), sizes)
+        pos = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        nodes[gi, pos] = np.concatenate([f.nodes for f in feats])
+        mask[gi, pos] = 1.0
+        glob[:b] = np.stack([f.globals for f in feats])
+        ge = np.repeat(np.arange(b), esizes)
+        rcv = np.concatenate([f.receivers for f in feats]).astype(np.int64)
+        snd = np.concatenate([f.senders for f in feats]).astype(np.int64)
+        adj = np.bincount((ge * m + rcv) * m + snd, minlength=big_b * m * m).astype(np.float32)
+    graph_mask = np.zeros(big_b, np.float32)
+    graph_mask[:b] = 1.0
+    return {
+        "nodes": nodes,
+        "node_mask": mask,
+        "adj": adj.reshape(big_b, m, m),
+        "globals": glob,
+        "graph_mask": graph_mask,
+    }
+
+
 class Encoder(nnx.Module):
     """Graph encoder: node embedding, ``layers`` rounds of two-way message passing with
-    residual updates, mean+max pooling, fused with graph-level features into ``embed`` dims."""
+    residual updates, mean+max pooling, fused with graph-level features into ``embed`` dims.
 
-    def __init__(self, hidden: int = 64, layers: int = 3, embed: int = 32, *, rngs: nnx.Rngs):
+    Takes a flat batch (:func:`pack`, segment sums over edge lists) or a dense one
+    (:func:`pack_dense`, adjacency products); the two compute the same function.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        layers: int = 3,
+        embed: int = 32,
+        scale_free: bool = False,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        self.scale_free = scale_free
+        self.glob_cols = FREE_GLOBALS if scale_free else tuple(range(len(GLOBALS)))
         self.inp = nnx.Linear(NODE_DIM, hidden, rngs=rngs)
         self.mp = nnx.List([nnx.Linear(3 * hidden, hidden, rngs=rngs) for _ in range(layers)])
         self.norms = nnx.List([nnx.LayerNorm(hidden, rngs=rngs) for _ in range(layers)])
-        self.glob = nnx.Linear(GLOBAL_DIM, hidden, rngs=rngs)
+        self.glob = nnx.Linear(len(self.glob_cols), hidden, rngs=rngs)
         self.out1 = nnx.Linear(3 * hidden, hidden, rngs=rngs)
         self.out2 = nnx.Linear(hidden, embed, rngs=rngs)
 
     def __call__(self, b: dict[str, jax.Array]) -> jax.Array:
+        if "adj" in b:
+            return self._dense(b)
         n = b["nodes"].shape[0]
         g = b["globals"].shape[0]
         nmask = b["node_mask"][:, None]
         emask = b["edge_mask"][:, None]
         snd, rcv = b["senders"], b["receivers"]
+        seg = b["node_graph"]
+        count = jax.ops.segment_sum(b["node_mask"], seg, g + 1)[:, None]
+        nodes = jnp.asarray(b["nodes"])
+        if self.scale_free:
+            nodes = _relative_scale(nodes, b, seg, count)
         deg_in = jax.ops.segment_sum(b["edge_mask"], rcv, n)[:, None]
         deg_out = jax.ops.segment_sum(b["edge_mask"], snd, n)[:, None]
-        h = jax.nn.relu(self.inp(b["nodes"])) * nmask
+        h = jax.nn.relu(self.inp(nodes)) * nmask
         for lin, norm in zip(self.mp, self.norms, strict=True):
             m_in = jax.ops.segment_sum(h[snd] * emask, rcv, n) / jnp.maximum(deg_in, 1.0)
             m_out = jax.ops.segment_sum(h[rcv] * emask, snd, n) / jnp.maximum(deg_out, 1.0)
             h = h + jax.nn.relu(norm(lin(jnp.concatenate([h, m_in, m_out], -1))))
             h = h * nmask
-        seg = b["node_graph"]
         total = jax.ops.segment_sum(h, seg, g + 1)[:g]
-        count = jax.ops.segment_sum(b["node_mask"], seg, g + 1)[:g, None]
+        count = count[:g]
         mean = total / jnp.maximum(count, 1.0)
         mx = jax.ops.segment_max(jnp.where(nmask > 0, h, -1e9), seg, g + 1)[:g]
         mx = jnp.where(count > 0, mx, 0.0)
-        gl = jax.nn.relu(self.glob(b["globals"]))
+        return self._readout(mean, mx, b["globals"])
+
+    def _dense(self, b: dict[str, jax.Array]) -> jax.Array:
+        mask = b["node_mask"][..., None]
+        adj = b["adj"]
+        count = mask.sum(1)
+        nodes = jnp.asarray(b["nodes"])
+        if self.scale_free:
+            ch = (nodes[..., CHANNEL_COLS] * mask).sum(1) / jnp.maximum(count, 1.0)
+            nodes = nodes.at[..., CHANNEL_COLS].add(-ch.mean(-1)[:, None, None])
+            nodes = nodes.at[..., RES_COL].add(-b["globals"][:, INPUT_RES][:, None])
+        deg_in = jnp.maximum(adj.sum(-1)[..., None], 1.0)
+        deg_out = jnp.maximum(adj.sum(-2)[..., None], 1.0)
+        adj_t = jnp.swapaxes(adj, 1, 2)
+        h = jax.nn.relu(self.inp(nodes)) * mask
+        for lin, norm in zip(self.mp, self.norms, strict=True):
+            m_in = (adj @ h) / deg_in
+            m_out = (adj_t @ h) / deg_out
+            h = h + jax.nn.relu(norm(lin(jnp.concatenate([h, m_in, m_out], -1))))
+            h = h * mask
+        mean = h.sum(1) / jnp.maximum(count, 1.0)
+        mx = jnp.where(mask > 0, h, -1e9).max(1)
+        mx = jnp.where(count > 0, mx, 0.0)
+        return self._readout(mean, mx, b["globals"])
+
+    def _readout(self, mean: jax.Array, mx: jax.Array, glob: jax.Array) -> jax.Array:
+        gl = jax.nn.relu(self.glob(glob[:, self.glob_cols]))
         z = jax.nn.relu(self.out1(jnp.concatenate([mean, mx, gl], -1)))
         return self.out2(z)
+
+
+def _relative_scale(nodes: jax.Array, b: dict[str, jax.Array], seg, count) -> jax.Array:
+    """Node features with channels relative to the graph's mean channel count and the
+    resolution relative to the input's (log units): a 4x wider copy of a network, or
+    another family's channel and resolution ranges, give the same encoder input."""
+    ch = nodes[:, CHANNEL_COLS] * b["node_mask"][:, None]
+    mean_ch = (jax.ops.segment_sum(ch, seg, count.shape[0]) / jnp.maximum(count, 1.0)).mean(
+        -1, keepdims=True
+    )
+    in_res = jnp.concatenate([b["globals"][:, INPUT_RES], jnp.zeros(1)])
+    # log_res is log2(res)/8 and log_input_res the same: their difference is scale-free.
+    nodes = nodes.at[:, CHANNEL_COLS].add(-mean_ch[seg])
+    return nodes.at[:, RES_COL].add(-in_res[seg])
 
 
 class Centers(nnx.Variable):
@@ -131,18 +250,23 @@ class Gennape(nnx.Module):
         heads: int = 4,
         head_hidden: int = 32,
         fuzzifier: float = 2.0,
+        scale_free: bool = False,
+        cost: str = "none",
         *,
         rngs: nnx.Rngs,
     ) -> None:
-        self.encoder = Encoder(hidden, layers, embed, rngs=rngs)
+        self.encoder = Encoder(hidden, layers, embed, scale_free, rngs=rngs)
+        self.head_cols = self.encoder.glob_cols
+        self.cost_cols = COST_GLOBALS[cost]
         self.proj1 = nnx.Linear(embed, embed, rngs=rngs)
         self.proj2 = nnx.Linear(embed, embed, rngs=rngs)
         init = nnx.initializers.lecun_normal()
-        self.w1 = nnx.Param(init(rngs.params(), (heads, embed + GLOBAL_DIM, head_hidden)))
+        self.w1 = nnx.Param(init(rngs.params(), (heads, embed + len(self.head_cols), head_hidden)))
         self.b1 = nnx.Param(jnp.zeros((heads, head_hidden)))
         self.w2 = nnx.Param(init(rngs.params(), (heads, head_hidden, 1))[..., 0])
         self.b2 = nnx.Param(jnp.zeros((heads,)))
         self.centers = Centers(jnp.zeros((heads, embed)))
+        self.cost = nnx.Param(jnp.zeros((len(self.cost_cols),)))
         self.fuzzifier = fuzzifier
 
     def project(self, z: jax.Array) -> jax.Array:
@@ -156,9 +280,14 @@ class Gennape(nnx.Module):
         return inv / inv.sum(-1, keepdims=True)
 
     def heads(self, z: jax.Array, glob: jax.Array) -> jax.Array:
-        x = jnp.concatenate([z, glob], -1)
+        """Every head's output; the linear cost term (log FLOPs and/or log parameters, as
+        chosen by ``cost``) is shared by all heads."""
+        x = jnp.concatenate([z, glob[:, self.head_cols]], -1)
         h = jax.nn.relu(jnp.einsum("bi,kih->bkh", x, self.w1[...]) + self.b1[...])
-        return jnp.einsum("bkh,kh->bk", h, self.w2[...]) + self.b2[...]
+        out = jnp.einsum("bkh,kh->bk", h, self.w2[...]) + self.b2[...]
+        if self.cost_cols:
+            out = out + (glob[:, self.cost_cols] @ self.cost[...])[:, None]
+        return out
 
     def __call__(self, b: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(mean, per-head outputs, memberships)`` per graph, in standardised units."""

@@ -13,6 +13,19 @@ Training (:meth:`GennapePredictor.fit`):
 
 ``fine_tune`` continues step 4 on a few labelled graphs of a new family.
 The uncertainty is the membership-weighted spread of the heads.
+
+Scale (options ``scale_free`` and ``cost``): benchmark families differ in absolute size by
+orders of magnitude (NB201 cells have 0.1-1.5 M parameters, NB101 networks up to 40 M), so
+absolute sizes fed to the MLPs put another family's networks outside the training range.
+With ``scale_free`` the encoder and the head MLPs see channel counts relative to the
+network's mean and resolutions relative to its input, and only size-free graph features;
+absolute size enters through one linear term on log FLOPs and/or log parameters
+(``cost``), shared by the heads: within a family it only adds a learned multiple of the
+cost proxy, whatever the family's absolute scale.
+
+Inference sorts graphs by size and runs dense batches (:func:`~predictors.gennape.model.
+pack_dense`: batched adjacency products instead of scatters); training keeps flat batches,
+whose cost follows the number of edges when sizes are mixed.
 """
 
 from __future__ import annotations
@@ -32,7 +45,10 @@ from nas.weights import _key
 from predictors.base import Predictor
 from predictors.features import GraphFeatures, GraphLike, features, global_matrix
 from predictors.gennape.fcm import fuzzy_cmeans
-from predictors.gennape.model import Gennape, augment, bucket, pack
+from predictors.gennape.model import COST_GLOBALS, Gennape, augment, bucket, pack, pack_dense
+
+DENSE_MAX_NODES = 64
+"""Largest (padded) graph that inference batches densely (see ``pack_dense``)."""
 
 DEFAULTS: dict[str, Any] = {
     "hidden": 32,
@@ -41,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "heads": 4,
     "head_hidden": 32,
     "fuzzifier": 2.0,
+    "scale_free": False,
+    "cost": "none",
     "pretrain_steps": 200,
     "steps": 400,
     "finetune_steps": 150,
@@ -48,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 2e-3,
     "finetune_lr": 1e-3,
     "temperature": 0.2,
+    "aug_drop": 0.1,
+    "aug_noise": 0.05,
     "rank_weight": 1.0,
     "mse_weight": 0.5,
     "head_weight": 0.2,
@@ -56,10 +76,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float) -> jax.Array:
+def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float, aug) -> jax.Array:
     k1, k2 = jax.random.split(key)
-    z1 = model.project(model.encoder(augment(b, k1)))
-    z2 = model.project(model.encoder(augment(b, k2)))
+    z1 = model.project(model.encoder(augment(b, k1, *aug)))
+    z2 = model.project(model.encoder(augment(b, k2, *aug)))
     gm = b["graph_mask"]
     n = z1.shape[0]
     z = jnp.concatenate([z1, z2])
@@ -73,9 +93,9 @@ def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float) -> jax
     return (nll * m).sum() / jnp.maximum(m.sum(), 1.0)
 
 
-@nnx.jit(static_argnames=("temperature",))
-def _pretrain_step(model, opt, b, key, temperature):
-    loss, grads = nnx.value_and_grad(lambda m: _infonce(m, b, key, temperature))(model)
+@nnx.jit(static_argnames=("temperature", "aug"))
+def _pretrain_step(model, opt, b, key, temperature, aug):
+    loss, grads = nnx.value_and_grad(lambda m: _infonce(m, b, key, temperature, aug))(model)
     opt.update(model, grads)
     return loss
 
@@ -134,6 +154,10 @@ class GennapePredictor(Predictor):
             )
         super().__init__(seed=seed, **options)
         self.cfg = {**DEFAULTS, **options}
+        if self.cfg["cost"] not in COST_GLOBALS:
+            raise ConfigError(
+                f"gennape option cost={self.cfg['cost']!r} is not one of {sorted(COST_GLOBALS)}"
+            )
         self.model = self._new_model()
         self.y_mean, self.y_scale = 0.0, 1.0
         self.timings: dict[str, float] = {}
@@ -147,6 +171,8 @@ class GennapePredictor(Predictor):
             c["heads"],
             c["head_hidden"],
             c["fuzzifier"],
+            bool(c["scale_free"]),
+            c["cost"],
             rngs=nnx.Rngs(params=self.seed),
         )
 
@@ -243,15 +269,36 @@ class GennapePredictor(Predictor):
         for idx in self._batches(len(feats), bs, steps, rng):
             key, sub = jax.random.split(key)
             b = pack([feats[i] for i in idx], *pads)
-            _pretrain_step(self.model, opt, b, sub, self.cfg["temperature"])
+            aug = (float(self.cfg["aug_drop"]), float(self.cfg["aug_noise"]))
+            _pretrain_step(self.model, opt, b, sub, self.cfg["temperature"], aug)
+
+    def _chunks(self, feats: Sequence[GraphFeatures]):
+        """Inference batches: ``(indices, batch)`` over graphs sorted by size, so that each
+        batch pads little; at most ``predict_batch`` graphs and ``64 * predict_batch``
+        padded nodes. Graphs of up to :data:`DENSE_MAX_NODES` nodes go in dense batches,
+        larger ones (NB301's 200-node networks) in flat ones."""
+        sizes = np.fromiter((f.num_nodes for f in feats), int, len(feats))
+        order = np.argsort(sizes, kind="stable")
+        budget = 64 * self.cfg["predict_batch"]
+
+        def pad(n: int) -> int:  # few distinct shapes: few compilations on a first call
+            return -(-n // 16) * 16 if n <= DENSE_MAX_NODES else bucket(n)
+
+        i = 0
+        while i < len(order):
+            m = pad(int(sizes[order[min(i + self.cfg["predict_batch"], len(order)) - 1]]))
+            bs = min(self.cfg["predict_batch"], max(8, 1 << (budget // m).bit_length() - 1))
+            idx = order[i : i + bs]
+            m = pad(int(sizes[idx[-1]]))
+            chunk = [feats[j] for j in idx]
+            yield idx, (pack_dense(chunk, m) if m <= DENSE_MAX_NODES else pack(chunk))
+            i += len(idx)
 
     def _embeddings(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
-        out = []
-        bs = self.cfg["predict_batch"]
-        for i in range(0, len(feats), bs):
-            chunk = feats[i : i + bs]
-            out.append(np.asarray(_embed(self.model, pack(chunk)))[: len(chunk)])
-        return np.concatenate(out) if out else np.zeros((0, self.cfg["embed"]))
+        out = np.zeros((len(feats), self.cfg["embed"]), np.float32)
+        for idx, b in self._chunks(feats):
+            out[idx] = np.asarray(_embed(self.model, b))[: len(idx)]
+        return out
 
     def _set_centers(self, feats: Sequence[GraphFeatures]) -> None:
         z = self._embeddings(feats)
@@ -293,18 +340,14 @@ class GennapePredictor(Predictor):
     def _run(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._require_fitted()
         feats = features(graphs)
-        bs = self.cfg["predict_batch"]
-        means, stds, zs = [], [], []
-        for i in range(0, len(feats), bs):
-            chunk = feats[i : i + bs]
-            m, s, z = _forward(self.model, pack(chunk))
-            k = len(chunk)
-            means.append(np.asarray(m)[:k])
-            stds.append(np.asarray(s)[:k])
-            zs.append(np.asarray(z)[:k])
-        if not means:
-            return np.zeros(0), np.zeros(0), np.zeros((0, self.cfg["embed"]))
-        return np.concatenate(means), np.concatenate(stds), np.concatenate(zs)
+        n = len(feats)
+        mean, std = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        z = np.zeros((n, self.cfg["embed"]), np.float32)
+        for idx, b in self._chunks(feats):
+            m, s, e = _forward(self.model, b)
+            k = len(idx)
+            mean[idx], std[idx], z[idx] = np.asarray(m)[:k], np.asarray(s)[:k], np.asarray(e)[:k]
+        return mean, std, z
 
     def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         m, s, _ = self._run(graphs)

@@ -6,7 +6,9 @@ the sandwich rule for BigNAS) for a fixed number of steps and saves it as
 load it. A candidate is then scored without training: its BatchNorm statistics are
 recalibrated on a few training batches and the subnet's validation accuracy is measured with
 the inherited weights. The child (the IR-built standalone model with those weights and
-statistics) is written to the trial folder, so a trial exports like any other.
+statistics) is written to the trial folder, so a trial exports like any other; the trial also
+records the supernet's file (artifact ``supernet``), from which :meth:`ElasticSupernetEvaluator.
+child_model` rebuilds that child when the trial folder is gone (``nas export`` does).
 
 Costs are those of the network the genotype deploys as (the space's default dataset, e.g.
 ImageNet at the genotype's resolution), not of the small proxy that trains the supernet, so
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from nas.data import load_dataset
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StorageError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.space import Genotype, SearchSpace
 from nas.weights import load_weights, save_weights
@@ -80,6 +82,7 @@ class ElasticSupernetEvaluator(Evaluator):
             self.latency = load_table(latency_table)
         self.data = load_dataset(self.dataset, seed=self.seed, data_dir=data_dir)
         self.model: Any = None
+        self.weights_path: Path | None = None
         self.train_summary: dict[str, Any] = {}
 
     def settings(self) -> dict[str, Any]:
@@ -116,6 +119,7 @@ class ElasticSupernetEvaluator(Evaluator):
         if path is None and workdir is not None:
             path = Path(workdir).parent.parent / "supernet" / "supernet.safetensors"
         model = self.space.build_supernet(self.dataset, seed=self.seed)  # type: ignore[attr-defined]
+        self.weights_path = path.resolve() if path is not None else None
         if path is not None and path.exists():
             load_weights(model, path)
             meta = path.with_suffix(".json")
@@ -145,6 +149,38 @@ class ElasticSupernetEvaluator(Evaluator):
             out["latency"] = self.latency.predict_genotype(self.space, genotype)
         return out
 
+    def _calibration(self) -> list[np.ndarray]:
+        """The training batches that recalibrate BN (the same for every subnet)."""
+        rng = np.random.default_rng(self.seed)
+        n = len(self.data.x_train)
+        bs = min(self.batch_size, n)
+        idx = rng.permutation(n)[: bs * self.calib_batches]
+        return [self.data.x_train[idx[i : i + bs]] for i in range(0, len(idx), bs)]
+
+    def child_model(self, genotype: Genotype) -> Any:
+        """The standalone IR-built model of ``genotype`` with the weights it inherits from the
+        trained supernet (``supernet_path``), BatchNorm recalibrated exactly as
+        :meth:`evaluate` does; the supernet's own statistics are left as they were. Never
+        trains.
+
+        Raises:
+            StorageError: ``supernet_path`` is unset or missing (and no supernet is loaded).
+        """
+        from search_spaces.ofa.child import child_model
+        from search_spaces.ofa.train import calibrate_bn, restore_bn
+
+        path = self.supernet_path
+        if self.model is None and (path is None or not path.exists()):
+            raise StorageError(
+                f"no trained supernet at {path}: the {self.space.name} supernet file is missing"
+            )
+        model = self.supernet()
+        saved = calibrate_bn(model, model.arch(genotype), self._calibration())
+        try:
+            return child_model(model, self.space.to_graph(genotype, self.dataset))
+        finally:
+            restore_bn(model, saved)
+
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
         from search_spaces.ofa.child import child_model
         from search_spaces.ofa.train import calibrate_bn, restore_bn, subnet_accuracy
@@ -153,13 +189,10 @@ class ElasticSupernetEvaluator(Evaluator):
         cost = self.cost(genotype)
         model = self.supernet(workdir)
         arch = model.arch(genotype)
-        rng = np.random.default_rng(self.seed)
-        n = len(self.data.x_train)
-        bs = min(self.batch_size, n)
-        idx = rng.permutation(n)[: bs * self.calib_batches]
-        calib = [self.data.x_train[idx[i : i + bs]] for i in range(0, len(idx), bs)]
-        saved = calibrate_bn(model, arch, calib)
+        saved = calibrate_bn(model, arch, self._calibration())
         artifacts: dict[str, str] = {}
+        if self.weights_path is not None:
+            artifacts["supernet"] = str(self.weights_path)
         try:
             acc = subnet_accuracy(model, arch, self.data.x_val, self.data.y_val)
             if workdir is not None:
@@ -172,7 +205,8 @@ class ElasticSupernetEvaluator(Evaluator):
                     {"arch": genotype.to_str(), "space": self.space.name, "dataset": self.dataset},
                 )
                 (wd / "arch.json").write_text(graph.dumps())
-                artifacts = {"weights": str(path), "graph": str(wd / "arch.json")}
+                artifacts["weights"] = str(path)
+                artifacts["graph"] = str(wd / "arch.json")
         finally:
             restore_bn(model, saved)
         return EvalResult(

@@ -94,11 +94,12 @@ def _unwrap(part: str) -> str:
     return part
 
 
-def parse_spos(text: str) -> SPOSGenotype:
+def parse_spos(text: str, cls: type[SPOSGenotype] | None = None) -> SPOSGenotype:
     """Parse ``2,1,0,...`` (20 block ids), optionally ``;1.0,0.8,...`` (20 width scales).
 
     Also accepted: the tuple form ``(2, 1, 0, ...)``, 20 digits without separators, and
-    ``((2, 1, ...), (1.0, 0.8, ...))`` for blocks with scales.
+    ``((2, 1, ...), (1.0, 0.8, ...))`` for blocks with scales. ``cls`` is the genotype class
+    (default :class:`SPOSGenotype`).
     """
     s = "".join(str(text).split())
     if not s:
@@ -146,7 +147,14 @@ def parse_spos(text: str) -> SPOSGenotype:
                     f"spos: width scale {i} is {tok!r}; expected one of {list(SCALES)}"
                 )
             scales.append(idx[0])
-    return SPOSGenotype(tuple(blocks), tuple(scales))
+    return (cls or SPOSGenotype)(tuple(blocks), tuple(scales))
+
+
+@dataclass(frozen=True)
+class SPOSChannelsGenotype(SPOSGenotype):
+    """A genotype of the channel-search space ``spos-channels`` (same fields, its own tag)."""
+
+    space_name: ClassVar[str] = "spos-channels"
 
 
 KNOWN = {
@@ -169,6 +177,7 @@ class SPOSSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "imagenet"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
+    genotype_cls: ClassVar[type[SPOSGenotype]] = SPOSGenotype
 
     def __init__(self, channel_search: bool = False) -> None:
         self.channel_search = bool(channel_search)
@@ -185,8 +194,8 @@ class SPOSSpace(SearchSpace):
             raise InvalidGenotype(f"spos: expected {n} choice indices, got {len(indices)}")
         idx = [int(i) for i in indices]
         if self.channel_search:
-            return SPOSGenotype(tuple(idx[:LAYERS]), tuple(idx[LAYERS:]))
-        return SPOSGenotype(tuple(idx))
+            return self.genotype_cls(tuple(idx[:LAYERS]), tuple(idx[LAYERS:]))
+        return self.genotype_cls(tuple(idx))
 
     def to_indices(self, genotype: Genotype) -> list[int]:
         if not isinstance(genotype, SPOSGenotype):
@@ -201,10 +210,10 @@ class SPOSSpace(SearchSpace):
         return list(genotype.blocks)
 
     def parse(self, text: str) -> SPOSGenotype:
-        return parse_spos(text)
+        return parse_spos(text, self.genotype_cls)
 
     def known(self) -> Mapping[str, Genotype]:
-        return {k: parse_spos(v) for k, v in KNOWN.items()}
+        return {k: parse_spos(v, self.genotype_cls) for k, v in KNOWN.items()}
 
     def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
         """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
@@ -219,3 +228,21 @@ class SPOSSpace(SearchSpace):
         g = network.build(genotype.blocks, genotype.scale_values, network.DATASETS[dataset])
         g.meta.update(space=self.name, arch=genotype.to_str(), dataset=dataset)
         return g
+
+
+class SPOSChannelSpace(SPOSSpace):
+    """``spos-channels``: the SPOS space with channel search (block and hidden width per layer).
+
+    The same as ``SPOSSpace(channel_search=True)`` under its own name, so that the CLI can
+    select it and its trained supernet (max-width weights) is saved apart from the
+    block-only one.
+    """
+
+    name: ClassVar[str] = "spos-channels"
+    description: ClassVar[str] = (
+        "SPOS with channel search: 20 layers x 4 blocks x 10 hidden widths (scales 0.2-2.0)"
+    )
+    genotype_cls: ClassVar[type[SPOSGenotype]] = SPOSChannelsGenotype
+
+    def __init__(self) -> None:
+        super().__init__(channel_search=True)

@@ -8,18 +8,29 @@ the later layers of a stage, which all have the same shapes, are stacked and run
 :func:`jax.lax.scan`, so the compiled program holds 8 layer bodies instead of 20 and one
 compile serves all 4^20 paths (for training, BN recalibration and evaluation alike).
 
+Channel search (``channel_search=True``, the ``spos-channels`` space) follows the paper's
+channel choice block: every candidate holds the weights of its *largest* hidden width
+(scale 2.0) and a width ``c`` uses the first ``c`` hidden channels of them, shared by all
+widths. The path is then ``int32[40]``, 20 block ids followed by 20 scale indices (the
+space's own index order). To keep one compiled program for every width, the slice is a
+mask: the block computes at full width and each hidden activation (after its BatchNorm and
+ReLU) is multiplied by a 0/1 mask of the first ``c`` channels, so the masked channels add
+nothing downstream and receive zero gradients; BatchNorm works per channel, so its
+statistics and affine parameters of the kept channels are those of the sliced block.
+
 Modules are named after the IR's scopes (``features/<layer>/pw``, ``.../proj/dw``,
 ``first_conv``, ``conv_last``, ``head/classifier``), so
 :func:`nas.oneshot.extract_model` copies a path's weights into the standalone model built
-from :mod:`search_spaces.spos.network` -- same outputs, no retraining.
-
-Channel search (width scales) is not part of this supernet: it would need Megvii's
-max-width weights with channel masks; a space with ``channel_search=True`` is refused.
+from :mod:`search_spaces.spos.network` (with the path's widths: :meth:`SPOSSupernet.locate`
+hands it the sliced weights) -- same outputs, no retraining.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -40,6 +51,15 @@ from nas.oneshot import (
 )
 from search_spaces.spos.network import DATASETS, REPEATS, NetConfig, mid_channels
 from search_spaces.spos.ops import BLOCKS, KERNELS
+from search_spaces.spos.space import LAYERS, SCALES
+
+
+@dataclass(frozen=True, eq=False)
+class _WidthMode(Mode):
+    """A :class:`Mode` that also carries the current layer's hidden-channel mask (channel
+    search): ``mask`` is a 0/1 ``float32[max width]`` array."""
+
+    mask: Any = None
 
 
 class _Proj(nnx.Module):
@@ -91,6 +111,7 @@ class SPOSBlock(nnx.Module):
             self.dw = ConvBN(mid, mid, k, s, rngs=rngs, depthwise=True, dw_impl=d)
             self.pwl = ConvBN(mid, outputs, 1, 1, rngs=rngs, relu=True)
             self.main = ("pw", "dw", "pwl")
+            self.mid_out = ("pw", "dw")
         else:
             self.dw1 = ConvBN(inp, inp, 3, s, rngs=rngs, depthwise=True, dw_impl=d)
             self.pw1 = ConvBN(inp, mid, 1, 1, rngs=rngs, relu=True)
@@ -99,24 +120,88 @@ class SPOSBlock(nnx.Module):
             self.dw3 = ConvBN(mid, mid, 3, 1, rngs=rngs, depthwise=True, dw_impl=d)
             self.pw3 = ConvBN(mid, outputs, 1, 1, rngs=rngs, relu=True)
             self.main = ("dw1", "pw1", "dw2", "pw2", "dw3", "pw3")
+            self.mid_out = ("pw1", "dw2", "pw2", "dw3")
 
     def __call__(self, x: jax.Array, mode: Mode) -> jax.Array:
         if self.first:
             keep, m = self.proj(x, mode), x
         else:  # SPOS's split: even channels pass, odd channels enter the main branch
             keep, m = x[..., 0::2], x[..., 1::2]
+        mask = getattr(mode, "mask", None)
         for name in self.main:
             m = getattr(self, name)(m, mode)
+            if mask is not None and name in self.mid_out:
+                m = m * mask  # channel search: only the first c hidden channels exist
         return jnp.concatenate([keep, m], axis=-1)
+
+    def cuts(self, name: str) -> tuple[bool, bool]:
+        """Whether the main-branch conv ``name`` has hidden-width (input, output) channels."""
+        i = self.main.index(name)
+        depthwise = getattr(self, name).groups > 1
+        cut_in = i > 0 and self.main[i - 1] in self.mid_out and not depthwise
+        return cut_in, name in self.mid_out
+
+
+class _ChannelChoice(Choice):
+    """A choice layer with channel search: ``index`` is ``(block id, scale index)``.
+
+    The chosen block runs at its maximum hidden width with the channels past the scale's
+    width masked to zero (``widths[s]`` is the hidden width of scale index ``s``).
+    """
+
+    def __init__(self, candidates: Sequence[nnx.Module], widths: Sequence[int]) -> None:
+        super().__init__(candidates)
+        self.widths = tuple(int(w) for w in widths)
+
+    def __call__(self, x: jax.Array, index: jax.Array, mode: Mode) -> jax.Array:
+        s = jnp.clip(index[1], 0, len(self.widths) - 1)
+        width = jnp.asarray(self.widths, jnp.int32)[s]
+        mask = (jnp.arange(max(self.widths)) < width).astype(x.dtype)
+        return super().__call__(x, index[0], _WidthMode(mode.train, mode.momentum, mask))
+
+
+class _SlicedConvBN:
+    """The first hidden channels of a max-width :class:`ConvBN`, as plain arrays with the
+    attribute names :func:`nas.oneshot.extract_model` reads (``kernel``, ``bn.scale``,
+    ``bn.bias``, ``bn.mean``, ``bn.var``; ``array[...]`` is the array itself): what
+    :meth:`SPOSSupernet.locate` hands it for a path with channel search."""
+
+    def __init__(self, kernel: np.ndarray, bn: dict[str, np.ndarray]) -> None:
+        self.kernel = kernel
+        self.bn = SimpleNamespace(**bn)
+
+
+def _slice(conv: ConvBN, index: int | None, cuts: tuple[bool, bool], width: int) -> _SlicedConvBN:
+    def take(v: nnx.Variable) -> np.ndarray:
+        a = np.asarray(v[...])
+        return a if index is None else a[index]
+
+    cut_in, cut_out = cuts
+    kernel = take(conv.kernel)
+    if cut_in:
+        kernel = kernel[:, :, :width, :]
+    bn = {n: take(getattr(conv.bn, n)) for n in ("scale", "bias", "mean", "var")}
+    if cut_out:
+        kernel = kernel[..., :width]
+        bn = {n: v[:width] for n, v in bn.items()}
+    return _SlicedConvBN(kernel, bn)
 
 
 def _choice(
-    c_in: int, c_out: int, stride: int, first: bool, rngs: np.random.Generator, dw_impl: str
+    c_in: int,
+    c_out: int,
+    stride: int,
+    first: bool,
+    rngs: np.random.Generator,
+    dw_impl: str,
+    channel_search: bool,
 ) -> Choice:
-    mid = mid_channels(c_out, 1.0)
-    return Choice(
-        [SPOSBlock(b, c_in, c_out, mid, stride, first, rngs=rngs, dw_impl=dw_impl) for b in BLOCKS]
-    )
+    widths = [mid_channels(c_out, s) for s in SCALES] if channel_search else []
+    mid = max(widths) if channel_search else mid_channels(c_out, 1.0)
+    blocks = [
+        SPOSBlock(b, c_in, c_out, mid, stride, first, rngs=rngs, dw_impl=dw_impl) for b in BLOCKS
+    ]
+    return _ChannelChoice(blocks, widths) if channel_search else Choice(blocks)
 
 
 class _Stage(nnx.Module):
@@ -129,9 +214,11 @@ class _Stage(nnx.Module):
         rngs: np.random.Generator,
         dw_impl: str,
         scan: bool,
+        channel_search: bool,
     ) -> None:
-        self.first = _choice(c_in, c_out, stride, True, rngs, dw_impl)
-        rest = [_choice(c_out, c_out, 1, False, rngs, dw_impl) for _ in range(repeats - 1)]
+        cs = channel_search
+        self.first = _choice(c_in, c_out, stride, True, rngs, dw_impl, cs)
+        rest = [_choice(c_out, c_out, 1, False, rngs, dw_impl, cs) for _ in range(repeats - 1)]
         self.scan = scan
         self.rest = stack_modules(rest) if scan else nnx.List(rest)
 
@@ -148,7 +235,8 @@ class SPOSSupernet(PathSupernet):
     """The SPOS supernet of one network variant (``imagenet`` or ``digits``).
 
     Call it as ``model(x, path, mode)`` with NHWC images, an ``int32[20]`` path of block ids
-    and a :class:`~nas.oneshot.Mode`.
+    (``int32[40]``, block ids then scale indices, with channel search) and a
+    :class:`~nas.oneshot.Mode`.
 
     Args:
         dataset: the network variant (:data:`search_spaces.spos.network.DATASETS`).
@@ -156,9 +244,11 @@ class SPOSSupernet(PathSupernet):
         dw_impl: depthwise conv formulation, ``shift`` or ``xla`` (default: by backend).
         scan: run a stage's later layers as one ``lax.scan`` (smaller program, faster
             compile) rather than unrolled.
+        channel_search: also choose each layer's hidden width (one of
+            :data:`~search_spaces.spos.space.SCALES`; max-width weights, masked).
     """
 
-    choices = (len(BLOCKS),) * sum(REPEATS)
+    choices = (len(BLOCKS),) * LAYERS
 
     def __init__(
         self,
@@ -166,11 +256,16 @@ class SPOSSupernet(PathSupernet):
         seed: int = 0,
         dw_impl: str | None = None,
         scan: bool = True,
+        channel_search: bool = False,
     ):
         if dataset not in DATASETS:
             raise ConfigError(f"spos has no network {dataset!r}; choose one of {list(DATASETS)}")
         cfg: NetConfig = DATASETS[dataset]
         self.dataset = dataset
+        self.channel_search = bool(channel_search)
+        if self.channel_search:
+            self.choices = (len(BLOCKS),) * LAYERS + (len(SCALES),) * LAYERS
+        self.stage_channels = cfg.stage_channels
         dw = dw_impl or default_dw_impl()
         rngs = np.random.default_rng(seed)
         self.first_conv = ConvBN(
@@ -180,7 +275,9 @@ class SPOSSupernet(PathSupernet):
         c = cfg.stem_channels
         for s, reps in enumerate(REPEATS):
             c_out = cfg.stage_channels[s]
-            stages.append(_Stage(c, c_out, cfg.stage_strides[s], reps, rngs, dw, scan))
+            stages.append(
+                _Stage(c, c_out, cfg.stage_strides[s], reps, rngs, dw, scan, self.channel_search)
+            )
             c = c_out
         self.stages = nnx.List(stages)
         self.conv_last = ConvBN(c, cfg.last_channels, 1, 1, rngs=rngs, relu=True)
@@ -190,6 +287,8 @@ class SPOSSupernet(PathSupernet):
 
     def __call__(self, x: jax.Array, path: jax.Array, mode: Mode) -> jax.Array:
         x = self.first_conv(x, mode)
+        if self.channel_search:  # one (block id, scale index) row per layer
+            path = jnp.stack([path[:LAYERS], path[LAYERS:]], axis=-1)
         pos = 0
         for stage, reps in zip(self.stages, REPEATS, strict=True):
             x = stage(x, path[pos : pos + reps], mode)
@@ -201,10 +300,12 @@ class SPOSSupernet(PathSupernet):
         blocks = getattr(genotype, "blocks", None)
         if blocks is None:
             raise InvalidGenotype(f"spos supernet: not an SPOS genotype: {genotype!r}")
+        if self.channel_search:
+            return np.asarray(list(blocks) + list(genotype.scales), np.int32)
         if not getattr(genotype, "default_width", True):
             raise InvalidGenotype(
-                "spos supernet: the supernet trains blocks only; width scales other than "
-                f"1.0 are not supported ({genotype.to_str()})"
+                "spos supernet: this supernet trains blocks only; for width scales other "
+                f"than 1.0 build it with channel_search=True ({genotype.to_str()})"
             )
         return np.asarray(blocks, np.int32)
 
@@ -230,13 +331,18 @@ class SPOSSupernet(PathSupernet):
                 module, index = rest.candidates[block_id], j - 1
             else:
                 module, index = rest[j - 1].candidates[block_id], None
+        block = module
         for name in parts[2:]:
             module = getattr(module, name)
+        if self.channel_search and len(parts) == 3 and parts[2] in block.main:
+            width = mid_channels(self.stage_channels[stage], SCALES[int(path[LAYERS + layer])])
+            return _slice(module, index, block.cuts(parts[2]), width), None
         return module, index
 
 
 def build_supernet(dataset: str = "digits", seed: int = 0, **kwargs: Any) -> SPOSSupernet:
-    """A freshly initialised SPOS supernet for a network variant."""
+    """A freshly initialised SPOS supernet for a network variant (``channel_search=True``:
+    with width choices)."""
     return SPOSSupernet(dataset, seed, **kwargs)
 
 
@@ -244,8 +350,7 @@ def supernet_evaluator(space: Any, dataset: str | None = None, **options: Any):
     """The ``supernet`` evaluator of the SPOS space (see :mod:`nas.evaluators.oneshot`)."""
     from nas.evaluators.oneshot import OneShotEvaluator
 
+    build = build_supernet
     if getattr(space, "channel_search", False):
-        raise ConfigError(
-            "the SPOS supernet searches blocks only; use the spos space without channel search"
-        )
-    return OneShotEvaluator(space, dataset, build_supernet, **options)
+        build = functools.partial(build_supernet, channel_search=True)
+    return OneShotEvaluator(space, dataset, build, **options)
