@@ -67,6 +67,33 @@ def default_dw_impl() -> str:
     return "xla"
 
 
+def shifted_depthwise(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
+    """Depthwise ``k x k`` conv (padding ``k // 2``) as ``k*k`` shifted multiply-adds.
+
+    Args:
+        x: ``(B, H, W, C)``.
+        w: ``(k, k, C)``.
+        stride: the spatial stride.
+    """
+    k = w.shape[0]
+    p = k // 2
+    b, h, wd, c = x.shape
+    ho, wo = (h + 2 * p - k) // stride + 1, (wd + 2 * p - k) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    out = None
+    for i in range(k):
+        for j in range(k):
+            patch = jax.lax.slice(
+                xp,
+                (0, i, j, 0),
+                (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                (1, stride, stride, 1),
+            )
+            term = patch * w[i, j]
+            out = term if out is None else out + term
+    return out
+
+
 def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xla") -> jax.Array:
     """NHWC convolution with ``k // 2`` padding and an HWIO kernel, no bias.
 
@@ -81,21 +108,7 @@ def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xl
         return x @ w[0, 0]
     p = k // 2
     if groups > 1 and impl == "shift":
-        b, h, wd, c = x.shape
-        ho, wo = (h + 2 * p - k) // stride + 1, (wd + 2 * p - k) // stride + 1
-        xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        out = None
-        for i in range(k):
-            for j in range(k):
-                patch = jax.lax.slice(
-                    xp,
-                    (0, i, j, 0),
-                    (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
-                    (1, stride, stride, 1),
-                )
-                term = patch * w[i, j, 0]
-                out = term if out is None else out + term
-        return out
+        return shifted_depthwise(x, w[:, :, 0], stride)
     return jax.lax.conv_general_dilated(
         x,
         w,

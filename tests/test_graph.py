@@ -13,6 +13,7 @@ import pytest
 from nas.errors import GraphError, UnknownOp
 from nas.graph import OPS, ArchGraph, CostConvention
 from nas.model import build_model, count_model_params
+from tests.graphs import every_op_graph
 
 
 def small_cnn() -> ArchGraph:
@@ -212,32 +213,7 @@ def test_shared_versus_separate_parameters_differ():
 
 
 def test_every_op_builds_and_runs():
-    g = ArchGraph()
-    x = g.add("input", shape=[8, 8, 4])
-    y = g.add("conv", [x], out_channels=8, kernel=3, padding=1, dilation=1, bias=True)
-    y = g.add("batch_norm", [y], affine=False)
-    acts = [
-        g.add(a, [y])
-        for a in ("relu", "relu6", "sigmoid", "hsigmoid", "hswish", "swish", "tanh", "gelu")
-    ]
-    y = g.add("add", acts)
-    y = g.add("channel_shuffle", [y], groups=2)
-    lo = g.add("split", [y], start=0, size=4)
-    hi = g.add("split", [y], start=4, size=4)
-    se = g.add("global_pool", [hi], keepdims=True)
-    se = g.add("conv", [se], out_channels=4, kernel=1, bias=True)
-    hi = g.add("mul", [hi, se])
-    y = g.add("concat", [lo, hi])
-    y = g.add("max_pool", [y], kernel=3, stride=2, padding=1)
-    y = g.add("avg_pool", [y], kernel=3, stride=1, padding=1, count_include_pad=False)
-    z = g.add("zero", [y], stride=2, out_channels=8)
-    y = g.add("conv", [y], out_channels=8, kernel=1, stride=2)
-    y = g.add("add", [y, z])
-    y = g.add("pad", [y], top=1, left=1)
-    y = g.add("crop", [y], bottom=1, right=1)
-    y = g.add("dropout", [g.add("flatten", [g.add("identity", [y])])], rate=0.1)
-    g.add("output", [g.add("dense", [y], out_features=3)])
-    g.finalize()
+    g = every_op_graph(classes=3)
     assert set(OPS) - {g.op(n) for n in g.g} == set(), "test must cover the whole vocabulary"
     model = build_model(g, seed=0)
     model.eval()

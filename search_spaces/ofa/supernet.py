@@ -43,6 +43,7 @@ import numpy as np
 from flax import nnx
 
 from nas.errors import InvalidGenotype
+from nas.oneshot import shifted_depthwise
 from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 Arch = dict[str, jax.Array]
@@ -240,21 +241,7 @@ def depthwise_conv(x: jax.Array, w: jax.Array, stride: int, impl: str = "shift")
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
             feature_group_count=x.shape[-1],
         )
-    b, h, wd, c = x.shape
-    ho, wo = (h + 2 * p - k) // stride + 1, (wd + 2 * p - k) // stride + 1
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    out = None
-    for i in range(k):
-        for j in range(k):
-            patch = jax.lax.slice(
-                xp,
-                (0, i, j, 0),
-                (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
-                (1, stride, stride, 1),
-            )
-            term = patch * w[i, j]
-            out = term if out is None else out + term
-    return out
+    return shifted_depthwise(x, w, stride)
 
 
 def _mask(n: jax.Array, cmax: int) -> jax.Array:
