@@ -15,6 +15,8 @@ from search_spaces.darts.search import DartsSearchConfig, darts_search, derive_c
 from search_spaces.darts.supernet import (
     EDGES,
     DartsSupernet,
+    SearchCell,
+    edge_group,
     init_edges,
     mixed_op,
 )
@@ -34,8 +36,51 @@ def test_mixed_op_is_the_weighted_sum_of_the_ops(stride):
     mixed = mixed_op(x, p, w, stride)
     expected = sum(w[k] * singles[k] for k in range(len(PRIMITIVES)))
     np.testing.assert_allclose(mixed, expected, rtol=1e-4, atol=1e-5)
-    # The dense (depthwise x pointwise) form equals the textbook depthwise + 1x1 form.
-    np.testing.assert_allclose(mixed, mixed_op(x, p, w, stride, "depthwise"), atol=1e-4)
+    # The shifted-multiply-add and dense (depthwise x pointwise) forms equal the textbook
+    # XLA depthwise + 1x1 form.
+    ref = mixed_op(x, p, w, stride, "depthwise")
+    for impl in ("shift", "dense"):
+        np.testing.assert_allclose(mixed_op(x, p, w, stride, impl), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("impl", ["shift", "dense"])
+def test_edge_group_equals_the_reference_mixed_ops_and_their_gradients(stride, impl):
+    # The fast path (shared pools, shifted pools, custom-VJP depthwise, batched first stage)
+    # against the plain per-edge reference (reduce_window pools, XLA grouped convs).
+    rng = np.random.default_rng(1)
+    n = 3
+    p = {k: jnp.asarray(v) for k, v in init_edges(rng, n, 4, reduction=True).items()}
+    x = jnp.asarray(rng.standard_normal((3, 6, 6, 4), np.float32))
+    w = jax.nn.softmax(jnp.asarray(rng.standard_normal((n, len(PRIMITIVES)), np.float32)), -1)
+    g = jnp.asarray(rng.standard_normal((n, 3, 6 // stride, 6 // stride, 4), np.float32))
+
+    def fast(x, p, w):
+        return jnp.sum(jnp.stack(edge_group(x, p, w, stride, impl)) * g)
+
+    def reference(x, p, w):
+        ys = [
+            mixed_op(x, {k: v[e] for k, v in p.items()}, w[e], stride, "depthwise")
+            for e in range(n)
+        ]
+        return jnp.sum(jnp.stack(ys) * g)
+
+    v1, g1 = jax.value_and_grad(fast, argnums=(0, 1, 2))(x, p, w)
+    v2, g2 = jax.value_and_grad(reference, argnums=(0, 1, 2))(x, p, w)
+    np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_search_cell_fast_path_equals_the_edge_by_edge_reference():
+    rng = np.random.default_rng(2)
+    cell = SearchCell(6, 6, 4, True, False, rng)
+    s0 = jnp.asarray(rng.standard_normal((2, 8, 8, 6), np.float32))
+    s1 = jnp.asarray(rng.standard_normal((2, 8, 8, 6), np.float32))
+    w = jax.nn.softmax(jnp.asarray(rng.standard_normal((14, len(PRIMITIVES)), np.float32)), -1)
+    out = cell(s0, s1, w)
+    assert out.shape == (2, 4, 4, 16)
+    np.testing.assert_allclose(out, cell(s0, s1, w, reference=True), atol=1e-4)
 
 
 def test_supernet_softmax_rows_and_shapes():

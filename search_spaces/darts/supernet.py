@@ -9,26 +9,33 @@ BatchNorm, ``layers`` cells with reductions at ``layers // 3`` and ``2 * layers 
 BatchNorm everywhere inside the cells (ops, pools, preprocessing), global average pooling and a
 linear classifier.
 
-How the graph is kept small and fast on a CPU (measured, see ``benchmarks/darts_supernet.py``):
+How the step is kept fast on a CPU (measured, see ``benchmarks/darts_supernet.py`` and
+``tests/test_darts_search.py``):
 
-- A cell is two ``lax.scan`` loops, not 14 unrolled mixed ops: one over the 8 edges that read
-  the cell inputs (all independent; stride 2 in a reduction cell) and one over the 6 edges
-  between intermediate nodes, in an order where every edge's source node is complete
-  (DARTS' edge order restricted to those edges already is). The per-edge weights are stacked
-  along a leading edge axis and sliced by the scan, so each cell compiles one mixed-op body
-  per edge group.
-- Depthwise-separable convolutions are computed as one dense convolution whose kernel is the
-  product of the depthwise and pointwise kernels, ``K[i, j, c, d] = dw[i, j, c] * pw[c, d]``
-  (exactly the same function; gradients reach ``dw`` and ``pw`` through the product). On this
-  CPU XLA's grouped/depthwise convolution and its weight gradient are an order of magnitude
-  slower than a dense convolution of the same shape, so the dense form wins although it does
-  more multiply-adds. ``impl="depthwise"`` keeps the textbook depthwise + 1x1 form.
+- No ``lax.scan`` over edges (nor over the phases of a search step, see ``search.py``):
+  XLA:CPU runs a convolution inside a loop body about 40x slower than the same convolution
+  outside (644 ms against 15 ms for a 3x3 conv at 64x32x32x16, forward + backward), so the
+  14 edges of a cell are unrolled.
+- The edges that read the same node are computed together (:func:`edge_group`): ReLU, both
+  pools and their BatchNorms once per node; with ``impl="dense"`` the first stage of each
+  conv op for all those edges is ONE convolution whose output channels are the edges'.
+  ``none`` contributes zero and is never computed (its weight still takes softmax mass).
+- ``impl="dense"`` (the default) writes depthwise x pointwise as one dense conv (kernel
+  ``dw[i, j, c] * pw[c, d]``, the same function). ``impl="shift"`` computes depthwise convs
+  as ``k*k`` shifted multiply-adds (custom VJP, XLA's grouped-conv weight gradient): its
+  step is about as fast (6.76 s against 7.01 s in the benchmark setting) but XLA's fusion
+  pass compiles it far more slowly (122 s against 72 s there; a one-cell C=4 network 110 s
+  against ~12 s). ``impl="depthwise"`` is XLA's grouped conv + 1x1, the textbook form.
+  :func:`mixed_op` is the plain per-edge reference.
+- Pooling is written as shifted max/sum: ``reduce_window`` max pooling's gradient
+  (``select_and_scatter``) is ~15x slower on this CPU.
 - BatchNorm in the search network always normalises with the statistics of the batch
-  (no running averages), in training and evaluation alike.
+  (no running averages), in training and evaluation alike, without affine parameters.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -44,7 +51,7 @@ from search_spaces.darts.genotypes import PRIMITIVES, STEPS
 N_OPS = len(PRIMITIVES)
 N_EDGES = sum(range(2, STEPS + 2))  # 14
 BN_EPS = 1e-5
-IMPLS = ("dense", "depthwise")
+IMPLS = ("shift", "dense", "depthwise")
 
 # Edges in DARTS order: node j = 2..5 reads nodes 0..j-1, edge index = offset + source.
 EDGES: tuple[tuple[int, int], ...] = tuple(
@@ -94,32 +101,127 @@ def _conv(x: jax.Array, kernel: jax.Array, stride: int, dilation: int = 1, group
     )
 
 
+def _shifted(xp: jax.Array, di: int, dj: int, ho: int, wo: int, stride: int) -> jax.Array:
+    """``xp[:, di : di + stride * ho : stride, dj : dj + stride * wo : stride]``."""
+    b, _, _, c = xp.shape
+    return lax.slice(
+        xp,
+        (0, di, dj, 0),
+        (b, di + (ho - 1) * stride + 1, dj + (wo - 1) * stride + 1, c),
+        (1, stride, stride, 1),
+    )
+
+
+def _out_size(n: int, stride: int) -> int:
+    return (n - 1) // stride + 1
+
+
+def _dw_shift(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
+    k = w.shape[0]
+    p = dilation * (k - 1) // 2
+    ho, wo = _out_size(x.shape[1], stride), _out_size(x.shape[2], stride)
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    out = None
+    for i in range(k):
+        for j in range(k):
+            t = _shifted(xp, i * dilation, j * dilation, ho, wo, stride) * w[i, j]
+            out = t if out is None else out + t
+    return out
+
+
+def _dw_xla(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
+    return _conv(x, w[:, :, None, :], stride, dilation, groups=x.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _dw_shift_fast(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
+    return _dw_shift(x, w, stride, dilation)
+
+
+def _dw_shift_fwd(x, w, stride, dilation):
+    return _dw_shift(x, w, stride, dilation), (x, w)
+
+
+def _dw_shift_bwd(stride, dilation, res, g):
+    x, w = res
+    # input gradient: the transpose of the shifted multiply-adds (pads and adds, one fusion);
+    # weight gradient: XLA's grouped-conv weight gradient (the k*k batch reductions of the
+    # shifted form are ~10x slower).
+    dx = jax.vjp(lambda x: _dw_shift(x, w, stride, dilation), x)[1](g)[0]
+    dw = jax.vjp(lambda w: _dw_xla(x, w, stride, dilation), w)[1](g)[0]
+    return dx, dw
+
+
+_dw_shift_fast.defvjp(_dw_shift_fwd, _dw_shift_bwd)
+
+
+def depthwise_conv(
+    x: jax.Array, w: jax.Array, stride: int, dilation: int = 1, impl: str = "shift"
+) -> jax.Array:
+    """Depthwise ``k x k`` conv, padding ``dilation * (k - 1) // 2`` (``w``: ``(k, k, C)``).
+
+    ``impl="shift"``: shifted multiply-adds with XLA's weight gradient (fastest on CPU);
+    anything else: XLA's grouped convolution.
+    """
+    if impl == "shift":
+        return _dw_shift_fast(x, w, stride, dilation)
+    return _dw_xla(x, w, stride, dilation)
+
+
 def dw_pw(
     x: jax.Array, dw: jax.Array, pw: jax.Array, stride: int, dilation: int, impl: str = "dense"
 ) -> jax.Array:
     """Depthwise ``k x k`` conv (``dw``: ``(k, k, C)``) then pointwise (``pw``: ``(C, C)``)."""
     if impl == "dense":
         return _conv(x, dw[:, :, :, None] * pw[None, None], stride, dilation)
-    y = _conv(x, dw[:, :, None, :], stride, dilation, groups=x.shape[-1])
+    y = depthwise_conv(x, dw, stride, dilation, impl)
     return jnp.einsum("bhwc,cd->bhwd", y, pw)
 
 
+def _pool_3x3(x: jax.Array, stride: int, op, pad_value: float) -> jax.Array:
+    """Separable 3x3 pooling (padding 1) as shifted slices: along W, then along H."""
+    ho, wo = _out_size(x.shape[1], stride), _out_size(x.shape[2], stride)
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=pad_value)
+    b, h2, _, c = xp.shape
+    row = None
+    for j in range(3):
+        t = lax.slice(xp, (0, 0, j, 0), (b, h2, j + (wo - 1) * stride + 1, c), (1, 1, stride, 1))
+        row = t if row is None else op(row, t)
+    out = None
+    for i in range(3):
+        t = lax.slice(row, (0, i, 0, 0), (b, i + (ho - 1) * stride + 1, wo, c), (1, stride, 1, 1))
+        out = t if out is None else op(out, t)
+    return out
+
+
 def max_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
-    pads = ((0, 0), (1, 1), (1, 1), (0, 0))
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, stride, stride, 1), pads)
+    """3x3 max pooling, padding 1 (shifted maxima; ``reduce_window``'s gradient is slow)."""
+    return _pool_3x3(x, stride, jnp.maximum, -jnp.inf)
+
+
+def _avg_counts(h: int, w: int, stride: int) -> np.ndarray:
+    def counts(n: int) -> np.ndarray:
+        starts = np.arange(_out_size(n, stride)) * stride - 1
+        return np.minimum(starts + 3, n) - np.maximum(starts, 0)
+
+    return np.outer(counts(h), counts(w)).astype(np.float32)[None, :, :, None]
 
 
 def avg_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
     """3x3 average pooling, padding 1, padding excluded from the count (DARTS)."""
+    s = _pool_3x3(x, stride, jnp.add, 0.0)
+    return s / _avg_counts(x.shape[1], x.shape[2], stride)
+
+
+def _max_pool_reference(x: jax.Array, stride: int) -> jax.Array:
+    pads = ((0, 0), (1, 1), (1, 1), (0, 0))
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, stride, stride, 1), pads)
+
+
+def _avg_pool_reference(x: jax.Array, stride: int) -> jax.Array:
     pads = ((0, 0), (1, 1), (1, 1), (0, 0))
     s = lax.reduce_window(x, 0.0, lax.add, (1, 3, 3, 1), (1, stride, stride, 1), pads)
-
-    def counts(n: int) -> np.ndarray:
-        starts = np.arange((n - 1) // stride + 1) * stride - 1
-        return np.minimum(starts + 3, n) - np.maximum(starts, 0)
-
-    c = np.outer(counts(x.shape[1]), counts(x.shape[2])).astype(np.float32)
-    return s / c[None, :, :, None]
+    return s / _avg_counts(x.shape[1], x.shape[2], stride)
 
 
 def factorized_reduce(x: jax.Array, w1: jax.Array, w2: jax.Array) -> jax.Array:
@@ -132,15 +234,16 @@ def factorized_reduce(x: jax.Array, w1: jax.Array, w2: jax.Array) -> jax.Array:
 def mixed_op(
     x: jax.Array, p: dict[str, jax.Array], w: jax.Array, stride: int, impl: str = "dense"
 ) -> jax.Array:
-    """``sum_k w[k] * op_k(x)`` over the eight DARTS operations of one edge.
+    """``sum_k w[k] * op_k(x)`` over the eight DARTS operations of one edge: the plain
+    reference (one op at a time, ``reduce_window`` pools); the network uses :func:`edge_group`.
 
-    ``p`` holds the edge's weights (see :func:`init_edge`), ``w`` the 8 softmax weights in
+    ``p`` holds the edge's weights (see :func:`init_edges`), ``w`` the 8 softmax weights in
     :data:`PRIMITIVES` order. ``none`` contributes zeros, so it is left out of the sum (its
     weight still takes probability mass from the others through the softmax).
     """
     r = jax.nn.relu(x)
-    out = w[1] * batch_norm(max_pool_3x3(x, stride))
-    out = out + w[2] * batch_norm(avg_pool_3x3(x, stride))
+    out = w[1] * batch_norm(_max_pool_reference(x, stride))
+    out = out + w[2] * batch_norm(_avg_pool_reference(x, stride))
     skip = x if stride == 1 else factorized_reduce(r, p["fr1"], p["fr2"])
     out = out + w[3] * skip
     for k, name in enumerate(_CONVS, start=4):
@@ -152,6 +255,47 @@ def mixed_op(
             y = batch_norm(y)
         out = out + w[k] * y
     return out
+
+
+def edge_group(
+    x: jax.Array, p: dict[str, jax.Array], w: jax.Array, stride: int, impl: str = "dense"
+) -> list[jax.Array]:
+    """The mixed ops of ``E`` edges that read the same node ``x``.
+
+    ``p``: the edges' weights stacked along a leading edge axis (see :func:`init_edges`);
+    ``w``: ``(E, 8)`` softmax weights. Returns the ``E`` edge outputs; output ``e`` equals
+    ``mixed_op(x, p[e], w[e], stride, impl)``. ReLU, both pools and their BatchNorms are
+    computed once for all the edges; with ``impl="dense"`` the first conv stage of all edges
+    is one convolution whose output channels are the edges' outputs.
+    """
+    n = w.shape[0]
+    r = jax.nn.relu(x)
+    mp = batch_norm(max_pool_3x3(x, stride))
+    ap = batch_norm(avg_pool_3x3(x, stride))
+    outs = []
+    for e in range(n):
+        out = w[e, 1] * mp + w[e, 2] * ap
+        skip = x if stride == 1 else factorized_reduce(r, p["fr1"][e], p["fr2"][e])
+        outs.append(out + w[e, 3] * skip)
+    for k, name in enumerate(_CONVS, start=4):
+        kk, dil, stages = _CONVS[name]
+        dw0, pw0 = p[f"{name}/dw0"], p[f"{name}/pw0"]
+        if impl == "dense":  # one conv for the first stage of all the edges
+            c = x.shape[-1]
+            kern = jnp.einsum("eijc,ecd->ijced", dw0, pw0).reshape(kk, kk, c, n * c)
+            y0 = _conv(r, kern, stride, dil)
+            ys = [y0[..., e * c : (e + 1) * c] for e in range(n)]
+        else:
+            ys = [dw_pw(r, dw0[e], pw0[e], stride, dil, impl) for e in range(n)]
+        for e in range(n):
+            y = batch_norm(ys[e])
+            for s in range(1, stages):
+                y = dw_pw(
+                    jax.nn.relu(y), p[f"{name}/dw{s}"][e], p[f"{name}/pw{s}"][e], 1, dil, impl
+                )
+                y = batch_norm(y)
+            outs[e] = outs[e] + w[e, k] * y
+    return outs
 
 
 def _uniform(rng: np.random.Generator, shape: Sequence[int], fan_in: int) -> np.ndarray:
@@ -207,44 +351,50 @@ class SearchCell(nnx.Module):
             {k: nnx.Param(v) for k, v in init_edges(rng, len(INNER_EDGES), c, False).items()}
         )
 
-    def __call__(self, s0: jax.Array, s1: jax.Array, weights: jax.Array) -> jax.Array:
-        """``weights``: the (14, 8) softmax of this cell type's alphas."""
+    def _edge_params(self, edges: Sequence[int]) -> dict[str, jax.Array]:
+        """The stacked weights of ``edges`` (all reading the cell inputs, or all inner)."""
+        if EDGES[edges[0]][0] < 2:
+            group, order = self.inputs, INPUT_EDGES
+        else:
+            group, order = self.inner, INNER_EDGES
+        idx = np.asarray([order.index(e) for e in edges])
+        return {k: v[...][idx] for k, v in group.items()}
+
+    def __call__(
+        self, s0: jax.Array, s1: jax.Array, weights: jax.Array, reference: bool = False
+    ) -> jax.Array:
+        """``weights``: the (14, 8) softmax of this cell type's alphas.
+
+        ``reference``: compute edge by edge with :func:`mixed_op` (slow; for tests).
+        """
         if self.reduction_prev:
             s0 = factorized_reduce(jax.nn.relu(s0), self.pre0["fr1"][...], self.pre0["fr2"][...])
         else:
             s0 = batch_norm(jnp.einsum("bhwc,cd->bhwd", jax.nn.relu(s0), self.pre0["w"][...]))
         s1 = batch_norm(jnp.einsum("bhwc,cd->bhwd", jax.nn.relu(s1), self.pre1[...]))
-        impl = self.impl
-        stride = 2 if self.reduction else 1
-
-        # 1) the 8 edges that read s0 / s1: independent of each other.
-        cell_in = jnp.stack([s0, s1])
-        src = jnp.asarray([EDGES[e][0] for e in INPUT_EDGES], jnp.int32)
-
-        def input_edge(_, xs):
-            p, w, s = xs
-            return None, mixed_op(cell_in[s], p, w, stride, impl)
-
-        p_in = {k: v[...] for k, v in self.inputs.items()}
-        _, ys = lax.scan(input_edge, None, (p_in, weights[jnp.asarray(INPUT_EDGES)], src))
-        # Edges come in pairs (s0, s1) per node 2..5 (DARTS order): node accumulators.
-        nodes = ys.reshape((STEPS, 2) + ys.shape[1:]).sum(axis=1)
-
-        # 2) the 6 edges between intermediate nodes, in DARTS order (sources are complete).
-        src_in = jnp.asarray([EDGES[e][0] - 2 for e in INNER_EDGES], jnp.int32)
-        dst_in = jnp.asarray([EDGES[e][1] - 2 for e in INNER_EDGES], jnp.int32)
-
-        def inner_edge(acc, xs):
-            p, w, s, d = xs
-            y = mixed_op(acc[s], p, w, 1, impl)
-            return acc.at[d].add(y), None
-
-        p_inner = {k: v[...] for k, v in self.inner.items()}
-        nodes, _ = lax.scan(
-            inner_edge, nodes, (p_inner, weights[jnp.asarray(INNER_EDGES)], src_in, dst_in)
-        )
-        # concat nodes 2..5 along channels
-        return jnp.moveaxis(nodes, 0, -2).reshape(nodes.shape[1:-1] + (-1,))
+        nodes = [s0, s1]
+        acc: list[jax.Array | None] = [None] * STEPS
+        # DARTS' edge order lists every edge into node j before any edge out of it, so node
+        # j is complete once the edges of the sources before it are summed in.
+        for src in range(STEPS + 1):
+            if src >= 2:
+                nodes.append(acc[src - 2])
+            edges = [e for e, (s, _) in enumerate(EDGES) if s == src]
+            stride = 2 if self.reduction and src < 2 else 1
+            p = self._edge_params(edges)
+            w = weights[np.asarray(edges)]
+            if reference:
+                ys = [
+                    mixed_op(nodes[src], {k: v[i] for k, v in p.items()}, w[i], stride, self.impl)
+                    for i in range(len(edges))
+                ]
+            else:
+                ys = edge_group(nodes[src], p, w, stride, self.impl)
+            for e, y_e in zip(edges, ys, strict=True):
+                d = EDGES[e][1] - 2
+                acc[d] = y_e if acc[d] is None else acc[d] + y_e
+        nodes.append(acc[STEPS - 1])
+        return jnp.concatenate(nodes[2:], axis=-1)
 
 
 class DartsSupernet(nnx.Module):
@@ -256,8 +406,9 @@ class DartsSupernet(nnx.Module):
         num_classes: classifier outputs.
         in_channels: image channels.
         stem_multiplier: the stem has ``stem_multiplier * C`` channels.
-        impl: ``"dense"`` (depthwise x pointwise as one dense conv; fastest on CPU) or
-            ``"depthwise"`` (grouped conv + 1x1).
+        impl: depthwise-separable conv formulation: ``"dense"`` (depthwise x pointwise as
+            one dense conv), ``"shift"`` (shifted multiply-adds; slow to compile) or
+            ``"depthwise"`` (XLA grouped conv + 1x1).
         seed: initialisation seed (weights and alphas; alphas are ``1e-3 * N(0, 1)``).
     """
 
