@@ -278,7 +278,12 @@ def test_channel_search_gives_masked_hidden_channels_zero_gradients(channel_net)
             if cut_out:  # a hidden layer: only its first `width` channels learn
                 for k, v in g.items():
                     assert np.all(v[..., width:] == 0), (name, k)
-                    assert np.all(np.abs(v[..., :width]).sum(tuple(range(v.ndim - 1))) > 0)
+                    if k == ("bn", "bias") and not getattr(block, name).relu:
+                        # a BN shift feeding a conv + batch-statistics BN: its gradient is
+                        # zero up to rounding, so only the masking above is checked
+                        continue
+                    active = np.abs(v[..., :width]).sum(tuple(range(v.ndim - 1)))
+                    assert np.all(active > 0), (name, k, block_id)
             if cut_in:  # reads the hidden layer: only its first `width` input channels learn
                 assert np.all(kernel[:, :, width:] == 0) and np.all(kernel[:, :, :width].any(3))
         for other in set(range(4)) - {block_id}:  # the other candidates get no gradient

@@ -35,7 +35,6 @@ How the step is kept fast on a CPU (measured, see ``benchmarks/darts_supernet.py
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +45,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from nas.oneshot import shifted_depthwise
 from search_spaces.darts.genotypes import PRIMITIVES, STEPS
 
 N_OPS = len(PRIMITIVES)
@@ -116,43 +116,8 @@ def _out_size(n: int, stride: int) -> int:
     return (n - 1) // stride + 1
 
 
-def _dw_shift(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
-    k = w.shape[0]
-    p = dilation * (k - 1) // 2
-    ho, wo = _out_size(x.shape[1], stride), _out_size(x.shape[2], stride)
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    out = None
-    for i in range(k):
-        for j in range(k):
-            t = _shifted(xp, i * dilation, j * dilation, ho, wo, stride) * w[i, j]
-            out = t if out is None else out + t
-    return out
-
-
 def _dw_xla(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
     return _conv(x, w[:, :, None, :], stride, dilation, groups=x.shape[-1])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _dw_shift_fast(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:
-    return _dw_shift(x, w, stride, dilation)
-
-
-def _dw_shift_fwd(x, w, stride, dilation):
-    return _dw_shift(x, w, stride, dilation), (x, w)
-
-
-def _dw_shift_bwd(stride, dilation, res, g):
-    x, w = res
-    # input gradient: the transpose of the shifted multiply-adds (pads and adds, one fusion);
-    # weight gradient: XLA's grouped-conv weight gradient (the k*k batch reductions of the
-    # shifted form are ~10x slower).
-    dx = jax.vjp(lambda x: _dw_shift(x, w, stride, dilation), x)[1](g)[0]
-    dw = jax.vjp(lambda w: _dw_xla(x, w, stride, dilation), w)[1](g)[0]
-    return dx, dw
-
-
-_dw_shift_fast.defvjp(_dw_shift_fwd, _dw_shift_bwd)
 
 
 def depthwise_conv(
@@ -160,11 +125,11 @@ def depthwise_conv(
 ) -> jax.Array:
     """Depthwise ``k x k`` conv, padding ``dilation * (k - 1) // 2`` (``w``: ``(k, k, C)``).
 
-    ``impl="shift"``: shifted multiply-adds with XLA's weight gradient (fastest on CPU);
-    anything else: XLA's grouped convolution.
+    ``impl="shift"``: shifted multiply-adds with a custom VJP
+    (:func:`nas.oneshot.shifted_depthwise`); anything else: XLA's grouped convolution.
     """
     if impl == "shift":
-        return _dw_shift_fast(x, w, stride, dilation)
+        return shifted_depthwise(x, w, stride, dilation)
     return _dw_xla(x, w, stride, dilation)
 
 

@@ -24,11 +24,14 @@ Weights are stored in flax layout (``(kh, kw, in, out)`` kernels, 1x1 convs as
 ``(in, out)`` matrices) so that :func:`extract_child` slices them straight into the IR-built
 standalone model (:func:`nas.model.build_model`).
 
-Depthwise convs use XLA's grouped convolution by default (``dw_impl="xla"``). The
-alternative, ``k*k`` shifted multiply-adds (``dw_impl="shift"``, :func:`depthwise_conv`), runs
-2-8x faster forward+backward on this CPU (DESIGN.md) but compiles about 4x slower (a tiny
-7-block supernet's train step: 219 s against 53 s on this loaded machine), so it pays only
-for long CPU runs; ``benchmarks/ofa_supernet.py`` times both.
+Depthwise convs are ``k*k`` shifted multiply-adds with a custom VJP by default
+(``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`); ``dw_impl="xla"`` is XLA's
+grouped convolution. Measured with ``benchmarks/ofa_supernet.py`` (batch 32 at 128x128,
+OFA-MobileNetV3): a random-subnet training step takes 2.1 s with ``shift`` (compile 39 s)
+against 9.8 s with ``xla`` (compile 31 s), whose weight gradient XLA:CPU lowers to a dense
+``C x C`` convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
+so that the sandwich rule's ``lax.scan`` over subnets holds no XLA convolution (XLA:CPU runs
+those ~40x slower inside loop bodies).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 from flax import nnx
 
 from nas.errors import InvalidGenotype
-from nas.oneshot import shifted_depthwise
+from nas.oneshot import im2col_conv, shifted_depthwise
 from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 Arch = dict[str, jax.Array]
@@ -437,7 +440,7 @@ class ElasticMBNet(nnx.Module):
         seed: initialisation seed (dropout uses ``seed + 1``).
     """
 
-    def __init__(self, layout: NetLayout, dw_impl: str = "xla", seed: int = 0) -> None:
+    def __init__(self, layout: NetLayout, dw_impl: str = "shift", seed: int = 0) -> None:
         rngs = nnx.Rngs(dropout=seed + 1)
         rng = np.random.default_rng(seed)
         self.layout = layout
@@ -468,9 +471,7 @@ class ElasticMBNet(nnx.Module):
 
     def __call__(self, x: jax.Array, arch: Mapping[str, jax.Array]) -> jax.Array:
         L = self.layout
-        x = jax.lax.conv_general_dilated(
-            x, self.stem[...], (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
+        x = im2col_conv(x, self.stem[...], 2)
         x = act_fn(L.stem_act, self.stem_bn(x, _mask(arch["stem"], L.stem_width)))
         li = 0
         for si, s in enumerate(L.stages):
@@ -685,7 +686,7 @@ class OFASupernet(ElasticMBNet):
         seed: initialisation seed.
     """
 
-    def __init__(self, space: Any, dataset: str = "digits", dw_impl: str = "xla", seed: int = 0):
+    def __init__(self, space: Any, dataset: str = "digits", dw_impl: str = "shift", seed: int = 0):
         from search_spaces.ofa import network as net
 
         shape, classes = net.DATASETS[space.check_dataset(dataset)]
