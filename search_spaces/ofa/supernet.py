@@ -11,7 +11,7 @@ one compiled training or evaluation step serves every subnet of a resolution:
   back to ``kmax`` and the three candidates are picked with a select on the traced kernel
   size; with same padding a zero-padded kernel computes exactly the small conv.
 - **elastic depth**: block ``j`` of a stage runs when ``j < depth[stage]``; a skipped block is
-  an identity through ``jnp.where`` (no ``lax.cond``), and its BatchNorm statistics are not
+  an identity through ``lax.cond`` (not computed), and its BatchNorm statistics are not
   updated.
 - **elastic width / expand ratio**: channel counts are traced integers; a channel mask
   (``arange(cmax) < n``) zeroes the channels beyond them, the first channels after OFA's
@@ -478,19 +478,15 @@ class ElasticMBNet(nnx.Module):
             for j in range(s.max_depth):
                 blk = self.blocks[li]
                 active = j < arch["depth"][si]
-                y = blk(
-                    x,
-                    arch["ks"][li],
-                    arch["mid"][li],
-                    arch["se_mid"][li],
-                    arch["width"][si],
-                    s.stride if j == 0 else 1,
-                    active,
-                )
+                ks, mid, se_mid = arch["ks"][li], arch["mid"][li], arch["se_mid"][li]
+                width = arch["width"][si]
                 if j == 0:
+                    y = blk(x, ks, mid, se_mid, width, s.stride, active)
                     x = y + x if s.first_residual else y
                 else:
-                    x = jnp.where(active, y + x, x)
+                    # An inactive block is skipped, not computed and discarded: a subnet
+                    # pays only for its own depth (the block's BN statistics stay as they are).
+                    x = _block_if(active, blk, x, (ks, mid, se_mid, width))
                 li += 1
         hmask = _mask(arch["head"], L.head_width)
         if L.head_before_pool:
@@ -558,6 +554,25 @@ class ElasticMBNet(nnx.Module):
         for _, m in self.iter_modules():
             if isinstance(m, ElasticBN):
                 m.momentum[...] = jnp.float32(momentum)
+
+
+def _block_if(active: jax.Array, blk: ElasticMBBlock, x: jax.Array, choice: tuple) -> jax.Array:
+    """``blk(x) + x`` when ``active``, else ``x``, through ``lax.cond``: only the BatchNorm
+    statistics leave the branches (the weights are read, never written, so this also works
+    where they are traced at another level, as in the sandwich rule's scan)."""
+    gdef, stats, rest = nnx.split(blk, nnx.BatchStat, ...)
+
+    def run(stats, x):
+        b = nnx.merge(gdef, stats, rest)
+        y = b(x, *choice, 1, jnp.bool_(True)) + x
+        return y, nnx.state(b, nnx.BatchStat)
+
+    def skip(stats, x):
+        return x, stats
+
+    y, stats = jax.lax.cond(active, run, skip, stats, x)
+    nnx.update(blk, stats)
+    return y
 
 
 def _permute_bn(bn: ElasticBN, idx: np.ndarray) -> None:
