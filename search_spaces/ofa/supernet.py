@@ -7,9 +7,8 @@ one compiled training or evaluation step serves every subnet of a resolution:
 - **elastic kernel**: every depthwise conv keeps a ``kmax x kmax`` kernel. A smaller kernel is
   the centre crop, passed (OFA) through the learned kernel transformation matrices
   ``7to5`` (25x25) and ``5to3`` (9x9), initialised to the identity
-  (``DynamicSeparableConv2d``, ``KERNEL_TRANSFORM_MODE=1``). The cropped kernel is zero-padded
-  back to ``kmax`` and the three candidates are picked with a select on the traced kernel
-  size; with same padding a zero-padded kernel computes exactly the small conv.
+  (``DynamicSeparableConv2d``, ``KERNEL_TRANSFORM_MODE=1``). A ``lax.switch`` on the traced
+  kernel size runs the depthwise conv of the chosen size only.
 - **elastic depth**: block ``j`` of a stage runs when ``j < depth[stage]``; a skipped block is
   an identity through ``lax.cond`` (not computed), and its BatchNorm statistics are not
   updated.
@@ -334,15 +333,18 @@ class ElasticDWConv(nnx.Module):
         return cur
 
     def __call__(self, x: jax.Array, ks: jax.Array, stride: int) -> jax.Array:
-        kmax = self.kernel[...].shape[0]
         if len(self.kernels) == 1:
             return depthwise_conv(x, self.kernel[...], stride, self.impl)
-        w = jnp.zeros_like(self.kernel[...])
-        for k in self.kernels:
-            p = (kmax - k) // 2
-            padded = jnp.pad(self.kernel_for(k), ((p, p), (p, p), (0, 0)))
-            w = jnp.where(ks == k, padded, w)
-        return depthwise_conv(x, w, stride, self.impl)
+        # Only the chosen kernel size runs (``lax.switch``): a 3x3 subnet pays 9 taps, not the
+        # 49 of a zero-padded 7x7 kernel.
+        kernels = tuple(self.kernel_for(k) for k in self.kernels)
+        index = sum((ks > k).astype(jnp.int32) for k in self.kernels[:-1])
+        impl = self.impl
+        branches = [
+            (lambda x, ws, i=i: depthwise_conv(x, ws[i], stride, impl))
+            for i in range(len(self.kernels))
+        ]
+        return jax.lax.switch(index, branches, x, kernels)
 
 
 class Dense(nnx.Module):
