@@ -167,6 +167,28 @@ def test_elastic_training_compiles_once_per_mode_and_learns():
     assert all(np.array_equal(a, b) for a, b in zip(stats, after, strict=True))
 
 
+def test_distillation_step_skips_inactive_blocks_and_leaves_the_teacher_alone():
+    """A kd step with an evaluation-mode teacher (progressive shrinking's) trains; the blocks
+    beyond the subnet's depth keep their BN statistics, the active ones update theirs."""
+    rng = np.random.default_rng(3)
+    net = ElasticMBNet(TINY, seed=0)
+    teacher = nnx.clone(net)
+    teacher.eval()
+    tr = ElasticTrainer(net, ElasticTrainConfig(steps=2, lr=1e-2))
+    x = rng.normal(size=(16, 16, 16, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 16).astype(np.int32)
+    choice = SubnetChoice(8, (8, 16, 16), (1, 1, 3), (3,) * 7, (1,) + (6,) * 6, 32)
+    skipped, active = net.blocks[2].dw_bn.mean, net.blocks[5].dw_bn.mean  # stage 1 and 2, block 1
+    before = (np.asarray(skipped[...]).copy(), np.asarray(active[...]).copy())
+    t_before = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(teacher, nnx.BatchStat))]
+    loss, _ = tr.step(x, y, [encode_arch(TINY, choice)], mode="kd", teacher=teacher)
+    assert np.isfinite(loss)
+    np.testing.assert_array_equal(np.asarray(skipped[...]), before[0])
+    assert np.abs(np.asarray(active[...]) - before[1]).max() > 0
+    t_after = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(teacher, nnx.BatchStat))]
+    assert all(np.array_equal(a, b) for a, b in zip(t_before, t_after, strict=True))
+
+
 def test_progressive_shrinking_phases():
     from search_spaces.ofa.train import OFA_PHASES, sample_phase
 

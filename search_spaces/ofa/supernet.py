@@ -573,7 +573,8 @@ def _block_if(active: jax.Array, blk: ElasticMBBlock, x: jax.Array, choice: tupl
         return x, stats
 
     y, stats = jax.lax.cond(active, run, skip, stats, x)
-    nnx.update(blk, stats)
+    if not blk.dw_bn.use_running_average:  # evaluation (a distillation teacher) writes nothing
+        nnx.update(blk, stats)
     return y
 
 
