@@ -22,10 +22,9 @@ How the step is kept fast on a CPU (measured, see ``benchmarks/darts_supernet.py
   ``none`` contributes zero and is never computed (its weight still takes softmax mass).
 - ``impl="dense"`` (the default) writes depthwise x pointwise as one dense conv (kernel
   ``dw[i, j, c] * pw[c, d]``, the same function). ``impl="shift"`` computes depthwise convs
-  as ``k*k`` shifted multiply-adds (custom VJP, XLA's grouped-conv weight gradient): its
-  step is about as fast (6.76 s against 7.01 s in the benchmark setting) but XLA's fusion
-  pass compiles it far more slowly (122 s against 72 s there; a one-cell C=4 network 110 s
-  against ~12 s). ``impl="depthwise"`` is XLA's grouped conv + 1x1, the textbook form.
+  as ``k*k`` shifted multiply-adds (:func:`nas.oneshot.shifted_depthwise`, custom VJP): its
+  step is about as fast (6.40 s against 7.01 s in the benchmark setting) but compiles far
+  more slowly (175 s against 72 s there; a one-cell C=4 network 67 s against ~12 s). ``impl="depthwise"`` is XLA's grouped conv + 1x1, the textbook form.
   :func:`mixed_op` is the plain per-edge reference.
 - Pooling is written as shifted max/sum: ``reduce_window`` max pooling's gradient
   (``select_and_scatter``) is ~15x slower on this CPU.
@@ -98,17 +97,6 @@ def _conv(x: jax.Array, kernel: jax.Array, stride: int, dilation: int = 1, group
         rhs_dilation=(dilation, dilation),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=groups,
-    )
-
-
-def _shifted(xp: jax.Array, di: int, dj: int, ho: int, wo: int, stride: int) -> jax.Array:
-    """``xp[:, di : di + stride * ho : stride, dj : dj + stride * wo : stride]``."""
-    b, _, _, c = xp.shape
-    return lax.slice(
-        xp,
-        (0, di, dj, 0),
-        (b, di + (ho - 1) * stride + 1, dj + (wo - 1) * stride + 1, c),
-        (1, stride, stride, 1),
     )
 
 
