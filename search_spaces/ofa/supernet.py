@@ -45,7 +45,7 @@ import numpy as np
 from flax import nnx
 
 from nas.errors import InvalidGenotype
-from nas.oneshot import im2col_conv, shifted_depthwise
+from nas.oneshot import conv2d, im2col_conv
 from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 Arch = dict[str, jax.Array]
@@ -232,18 +232,7 @@ def depthwise_conv(x: jax.Array, w: jax.Array, stride: int, impl: str = "shift")
         stride: 1 or 2.
         impl: ``shift`` (k*k shifted multiply-adds) or ``xla`` (grouped convolution).
     """
-    k = w.shape[0]
-    p = k // 2
-    if impl == "xla":
-        return jax.lax.conv_general_dilated(
-            x,
-            w[:, :, None, :],
-            (stride, stride),
-            ((p, p), (p, p)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=x.shape[-1],
-        )
-    return shifted_depthwise(x, w, stride)
+    return conv2d(x, w[:, :, None, :], stride, x.shape[-1], impl)
 
 
 def _mask(n: jax.Array, cmax: int) -> jax.Array:
