@@ -203,6 +203,9 @@ HELDOUT_CONFIGS: dict[str, dict[str, Any]] = {
         "pretrain_steps": 100,
         "steps": 200,
     },
+    "scale_free+prior": {"scale_free": True, "cost": "none", "prior": "flops"},
+    "scale_free+effective_prior": {"scale_free": True, "cost": "none", "prior": "effective_flops"},
+    "v1+prior": {"scale_free": False, "cost": "none", "prior": "flops"},
     "scale_free+flops/strong-aug": {
         "scale_free": True,
         "cost": "flops",

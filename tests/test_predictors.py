@@ -169,6 +169,63 @@ def test_gennape_scale_free_encoder_ignores_absolute_size_and_dense_matches_flat
         from predictors.gennape import GennapePredictor
 
         GennapePredictor(cost="latency")
+    with pytest.raises(ConfigError, match="prior="):
+        GennapePredictor(prior="latency")
+
+
+def test_gennape_adds_its_network_to_the_compute_prior(nb201_small):
+    from predictors.evaluate import rank_metrics
+    from predictors.features import features
+    from predictors.gennape import GennapePredictor
+    from predictors.gennape.prior import EffectiveFlops
+
+    tr, te = nb201_small
+    live = EffectiveFlops().score(features(te.graphs))
+    # With the network's part scaled to zero the prediction is the prior: live MACs' order.
+    p = GennapePredictor(seed=0, residual=0.0, **TINY).fit(tr.graphs, tr.y, tr.groups)
+    assert p.prior is not None and p.prior.slope > 0
+    mean = p.predict(te.graphs)[0]
+    slope, icept = np.polyfit(live, mean, 1)
+    assert slope > 0
+    np.testing.assert_allclose(mean, slope * live + icept, atol=1e-4 * np.ptp(mean))
+    # With it, the network reorders networks of equal compute.
+    q = GennapePredictor(seed=0, **TINY).fit(tr.graphs, tr.y, tr.groups)
+    assert rank_metrics(q.predict(te.graphs)[0], live)["kendall_tau"] < 0.99
+
+
+def test_effective_flops_prior_starts_at_log_flops_and_learns_op_weights(nb201_small):
+    require_data(MACRO)
+    require_data("nasbench/naslib_zc_nasbench101.json")
+    from predictors.data import load_spec
+    from predictors.evaluate import rank_metrics
+    from predictors.features import as_graph, features
+    from predictors.gennape.prior import EffectiveFlops
+
+    # Unfitted (all op weights 0) the score is the log of the MACs that reach the output,
+    # also for networks whose repeated cells or blocks the compact graph collapses (NB201
+    # stacks, Macro layers): log FLOPs where nothing is dead, less where a cell computes a
+    # branch that a `none` edge cuts off.
+    macro = load_spec("nbmacro:6", seed=1)
+    graphs = list(nb201_small[0].graphs[:12]) + list(macro.graphs)
+    log_macs = np.log([as_graph(g).flops() for g in graphs])
+    score = EffectiveFlops().score(features(graphs))
+    live = np.isclose(score, log_macs, atol=2e-3)
+    assert live[12:].all() and live[:12].sum() >= 3, (score, log_macs)
+    assert (score[~live] < log_macs[~live] - 0.05).all()
+    # Fitted by ranking on NB101, a 1x1 convolution's MACs count for less than a 3x3's,
+    # and the prior ranks NB101 better than FLOPs alone.
+    nb101 = load_spec("nb101:300", seed=0)
+    f = features(nb101.graphs)
+    ys = (nb101.y - nb101.y.mean()) / nb101.y.std()
+    prior = EffectiveFlops().fit(f, ys, np.zeros(len(f), int))
+    w = prior.weights()
+    assert w["conv_1x1"] < w["conv"], w
+    tau_prior = rank_metrics(prior(f), nb101.y)["kendall_tau"]
+    tau_flops = rank_metrics(np.log([as_graph(g).flops() for g in nb101.graphs]), nb101.y)
+    assert tau_prior > tau_flops["kendall_tau"] + 0.03, (tau_prior, tau_flops)
+    assert prior.slope > 0
+    again = EffectiveFlops.restore(*prior.state())
+    np.testing.assert_array_equal(again(f), prior(f))
 
 
 def test_gbm_mlp_save_load_and_space_check(nb201_small, tmp_path):
