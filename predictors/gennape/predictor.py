@@ -171,6 +171,9 @@ class GennapePredictor(Predictor):
             )
         super().__init__(seed=seed, **options)
         self.cfg = {**DEFAULTS, **options}
+        # Saved with every option, so that a saved model keeps its meaning when defaults
+        # change (they did: scale_free and prior).
+        self.options = dict(self.cfg)
         if self.cfg["cost"] not in COST_GLOBALS:
             raise ConfigError(
                 f"gennape option cost={self.cfg['cost']!r} is not one of {sorted(COST_GLOBALS)}"
