@@ -321,8 +321,7 @@ class GennapePredictor(Predictor):
             idx = order[i : i + bs]
             m = pad(int(sizes[idx[-1]]))
             chunk = [feats[j] for j in idx]
-            b = pack_dense(chunk, m) if m <= DENSE_MAX_NODES else pack(chunk)
-            yield idx, b
+            yield idx, (pack_dense(chunk, m) if m <= DENSE_MAX_NODES else pack(chunk))
             i += len(idx)
 
     def _embeddings(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
