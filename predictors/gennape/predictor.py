@@ -259,8 +259,8 @@ class GennapePredictor(Predictor):
         self.prior = None
         if self.cfg["prior"] != "none":
             ys, grp = self._standardise(y, groups)
-            steps = 0 if self.cfg["prior"] == "flops" else EffectiveFlops().steps
-            self.prior = EffectiveFlops(steps=steps).fit(feats, ys, grp, seed=self.seed)
+            prior = EffectiveFlops(steps=0) if self.cfg["prior"] == "flops" else EffectiveFlops()
+            self.prior = prior.fit(feats, ys, grp, seed=self.seed)
         self.timings["prior_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self._train(feats, y, groups, self.cfg["steps"], self.cfg["lr"])

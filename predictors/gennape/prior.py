@@ -34,12 +34,10 @@ import optax
 from predictors.features import CATEGORIES, GLOBALS, NUMERIC, GraphFeatures
 
 _COL = {name: len(CATEGORIES) + i for i, name in enumerate(NUMERIC)}
-PHI_COLS = (
-    *(CATEGORIES.index(c) for c in ("conv", "conv_1x1", "conv_dw", "conv_group", "dense")),
-    *(_COL[f] for f in ("kernel", "stride2", "dilated", "pre_act", "post_act", "pre_bn")),
-)
-PHI_NAMES = ("conv", "conv_1x1", "conv_dw", "conv_group", "dense", "kernel", "stride2",
-             "dilated", "pre_act", "post_act", "pre_bn")  # fmt: skip
+_KINDS = ("conv", "conv_1x1", "conv_dw", "conv_group", "dense")
+_FLAGS = ("kernel", "stride2", "dilated", "pre_act", "post_act", "pre_bn")
+PHI_NAMES = _KINDS + _FLAGS
+PHI_COLS = tuple(CATEGORIES.index(c) for c in _KINDS) + tuple(_COL[f] for f in _FLAGS)
 _LOG_MACS = 9.0 * np.log(10.0)  # GLOBALS' log_flops is log10(MACs) / 9
 _FLOPS = GLOBALS.index("log_flops")
 
