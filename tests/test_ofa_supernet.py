@@ -157,7 +157,7 @@ def test_elastic_training_compiles_once_per_mode_and_learns():
         archs = [encode_arch(TINY, _tiny_choice(rng)) for _ in range(1 if i < 12 else 3)]
         loss, _ = tr.step(x16[idx], y[idx], archs)
         losses.append(loss)
-    assert tr.traces == 2  # one for 1 subnet per step, one for several (a scan), not per subnet
+    assert tr.traces == 2  # one for 1 subnet per step, one for 3, not one per subnet
     assert np.mean(losses[:3]) > np.mean(losses[9:12])
     stats = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(net, nnx.BatchStat))]
     arch = encode_arch(TINY, _tiny_choice(rng))
@@ -165,6 +165,28 @@ def test_elastic_training_compiles_once_per_mode_and_learns():
     assert 0 <= acc <= 100
     after = [np.asarray(v) for v in jax.tree_util.tree_leaves(nnx.state(net, nnx.BatchStat))]
     assert all(np.array_equal(a, b) for a, b in zip(stats, after, strict=True))
+
+
+def test_unrolled_and_scanned_subnets_make_the_same_update():
+    """A sandwich step traces each subnet (``unroll``) or runs them under one ``lax.scan``:
+    the loss, the updated weights and the BN statistics are the same either way."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(8, 16, 16, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 8).astype(np.int32)
+    archs = [encode_arch(TINY, _tiny_choice(rng)) for _ in range(4)]
+    nets, losses = [], []
+    for unroll in (3, 0):
+        net = ElasticMBNet(TINY, seed=0)
+        tr = ElasticTrainer(net, ElasticTrainConfig(steps=2, lr=1e-2, unroll=unroll))
+        losses.append(tr.step(x, y, archs, mode="sandwich")[0])
+        nets.append(nnx.state(net, nnx.Any(nnx.Param, nnx.BatchStat)))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    before = nnx.state(ElasticMBNet(TINY, seed=0), nnx.Any(nnx.Param, nnx.BatchStat))
+    moved = 0
+    for a, b, c in zip(*(jax.tree_util.tree_leaves(s) for s in (*nets, before)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        moved += not np.array_equal(np.asarray(a), np.asarray(c))
+    assert moved > 0
 
 
 def test_distillation_step_skips_inactive_blocks_and_leaves_the_teacher_alone():
