@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from nas.errors import ConfigError, GraphError
+from nas.errors import ConfigError
 
 # --------------------------------------------------------------------------------------
 # Primitives
@@ -388,13 +388,13 @@ def extract_model(supernet: PathSupernet, graph: Any, path: Sequence[int]):
 
     Every conv, batch_norm and dense node of the IR finds its weights through
     ``supernet.locate(node scope, path)``; a shape mismatch is a :class:`GraphError`. The
-    model is built abstractly (``nnx.eval_shape``) and then filled, so no random
-    initialisation runs (that would compile one initialiser per distinct weight shape).
+    model is built from those weights (no random initialisation, which would compile one
+    initialiser per distinct weight shape).
     """
-    from nas.model import build_model
+    from nas.model import GraphModel
 
     path = [int(p) for p in path]
-    values: dict[tuple[str, str], np.ndarray] = {}
+    weights: dict[int, dict[str, np.ndarray]] = {}
     for n in graph.topological():
         op = graph.op(n)
         if op not in ("conv", "batch_norm", "dense"):
@@ -408,30 +408,8 @@ def extract_model(supernet: PathSupernet, graph: Any, path: Sequence[int]):
             pairs = [("kernel", module.kernel)]
             if op == "dense" and getattr(module, "bias", None) is not None:
                 pairs.append(("bias", module.bias))
-        for name, src in pairs:
-            values[(str(n), name)] = _take(src[...], index)
-
-    abstract = nnx.eval_shape(lambda: build_model(graph))
-    graphdef, state = nnx.split(abstract)
-
-    def fill(key_path: Any, leaf: Any) -> Any:
-        keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in key_path]
-        node, name = keys[1], keys[2]
-        if name == "rngs":  # dropout's RNG stream, as build_model seeds it
-            return jax.random.key(1) if keys[-1] == "key" else jnp.zeros((), jnp.uint32)
-        if (node, name) not in values:
-            op = graph.op(int(node))
-            raise GraphError(f"node {node} ({op}): the supernet has no weight for {name!r}")
-        value = values[(node, name)]
-        if tuple(value.shape) != tuple(leaf.shape):
-            scope = graph.g.nodes[int(node)].get("scope", "")
-            raise GraphError(
-                f"node {node} ({graph.op(int(node))}, scope {scope!r}): supernet weight "
-                f"{value.shape} does not fit the model's {tuple(leaf.shape)}"
-            )
-        return jnp.asarray(value, leaf.dtype)
-
-    model = nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
+        weights[n] = {name: _take(src[...], index) for name, src in pairs}
+    model = GraphModel(graph, rngs=nnx.Rngs(params=0, dropout=1), weights=weights)
     model.eval()
     return model
 

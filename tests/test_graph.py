@@ -238,3 +238,48 @@ def test_builder_ops_match_reference_semantics():
 def test_topological_order_is_deterministic():
     g = small_cnn()
     assert g.topological() == list(nx.lexicographical_topological_sort(g.g))
+
+
+def test_model_built_from_given_weights_computes_like_the_original():
+    """``GraphModel(weights=...)`` takes every variable from the mapping: a model rebuilt
+    from another's weights computes the same; a missing or misshapen weight names its node."""
+    from flax import nnx
+
+    from nas.model import GraphModel
+
+    g = ArchGraph()
+    y = g.add("input", shape=[8, 8, 4])
+    y = g.add("conv", [y], out_channels=8, kernel=3, padding=1, bias=True)
+    y = g.add("relu", [g.add("batch_norm", [y])])
+    y = g.add("conv", [y], out_channels=8, kernel=3, padding=1, groups=8)
+    y = g.add("flatten", [g.add("global_pool", [g.add("batch_norm", [y], affine=False)])])
+    g.add("output", [g.add("dense", [y], out_features=5)])
+    g.finalize()
+    ref = build_model(g, seed=3)
+    weights: dict[int, dict[str, np.ndarray]] = {}
+    for n, layer in ref.layers.items():
+        for name in ("kernel", "bias", "scale", "mean", "var"):
+            var = getattr(layer, name, None)
+            if isinstance(var, nnx.Variable):
+                weights.setdefault(int(n), {})[name] = np.asarray(var[...])
+    # non-trivial statistics, so evaluation mode depends on them
+    bn = next(n for n in weights if "mean" in weights[n])
+    weights[bn]["mean"] = weights[bn]["mean"] + 0.5
+    ref.layers[str(bn)].mean[...] = jnp.asarray(weights[bn]["mean"])
+    model = GraphModel(g, rngs=nnx.Rngs(params=0, dropout=1), weights=weights)
+    ref.eval()
+    model.eval()
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 4)), jnp.float32)
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(ref(x)), rtol=1e-6, atol=1e-6)
+    other = build_model(g, seed=4)
+    other.eval()
+    assert not np.allclose(np.asarray(other(x)), np.asarray(ref(x)), atol=1e-4)
+
+    conv = next(n for n in weights if "kernel" in weights[n])
+    bad = {n: dict(v) for n, v in weights.items()}
+    bad[conv]["kernel"] = bad[conv]["kernel"][..., :1]
+    with pytest.raises(GraphError, match=f"node {conv} .*kernel"):
+        GraphModel(g, rngs=nnx.Rngs(0), weights=bad)
+    del bad[conv]
+    with pytest.raises(GraphError, match=f"node {conv} .*no weight 'kernel'"):
+        GraphModel(g, rngs=nnx.Rngs(0), weights=bad)

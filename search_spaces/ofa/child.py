@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -177,24 +176,9 @@ def extract_child(
 def child_model(supernet: Any, graph: ArchGraph, seed: int = 0) -> GraphModel:
     """The IR-built model of ``graph`` holding the inherited weights (evaluation mode).
 
-    The model is built abstractly (``nnx.eval_shape``) and filled with the weights, so no
-    random initialisation runs: extraction costs a trace of the graph, not a compile per
-    layer shape.
+    The model is built straight from the weights (no random initialisation, no trace).
     """
-    weights = child_weights(supernet, graph)
-    abstract = nnx.eval_shape(lambda: GraphModel(graph, rngs=nnx.Rngs(params=0, dropout=seed + 1)))
-    gdef, state = nnx.split(abstract)
-
-    def fill(path: Any, leaf: Any) -> Any:
-        keys = [getattr(p, "key", getattr(p, "name", None)) for p in path]
-        n, name = int(keys[1]), keys[2]
-        if name == "rngs":
-            return jax.random.key(seed + 1) if keys[3] == "key" else jnp.zeros((), jnp.uint32)
-        v = weights[n][name]
-        if tuple(v.shape) != tuple(leaf.shape):
-            raise AssertionError(f"node {n}.{name}: child wants {leaf.shape}, got {v.shape}")
-        return jnp.asarray(v, leaf.dtype)
-
-    model = nnx.merge(gdef, jax.tree_util.tree_map_with_path(fill, state))
+    rngs = nnx.Rngs(params=0, dropout=seed + 1)
+    model = GraphModel(graph, rngs=rngs, weights=child_weights(supernet, graph))
     model.eval()
     return model
