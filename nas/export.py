@@ -116,11 +116,13 @@ def export_trial(
 def _trained_model(graph, weights_src, settings):
     """The IR-built model with the trial's trained weights when there are any."""
     from nas.model import build_model
-    from nas.weights import load_weights
+    from nas.weights import model_from_weights
 
-    model = build_model(graph, seed=settings.get("seed") or 0)
+    seed = settings.get("seed") or 0
     if weights_src and Path(weights_src).exists():
-        load_weights(model, weights_src)
+        model = model_from_weights(graph, weights_src, seed)
+    else:
+        model = build_model(graph, seed=seed)
     model.eval()
     return model
 

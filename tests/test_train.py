@@ -16,7 +16,7 @@ from nas.errors import DataError, UnknownName
 from nas.evaluators import get_evaluator
 from nas.evaluators.train import TrainConfig, Trainer
 from nas.model import build_model
-from nas.weights import load_model, load_weights, save_weights
+from nas.weights import load_model, load_weights, model_from_weights, save_weights
 from search_spaces import get_space
 
 SPACE = get_space("nb201")
@@ -48,6 +48,15 @@ def test_training_learns_and_compiles_once(tmp_path):
     np.testing.assert_allclose(
         np.asarray(fresh(data.x_val[:8])), np.asarray(model(data.x_val[:8])), rtol=1e-5, atol=1e-5
     )
+    # ... and into a model built straight from the file (no initialisation)
+    built = model_from_weights(graph, path, seed=7)
+    built.eval()
+    np.testing.assert_allclose(
+        np.asarray(built(data.x_val[:8])), np.asarray(model(data.x_val[:8])), rtol=1e-5, atol=1e-5
+    )
+    other = SPACE.to_graph(SPACE.parse(CELL.replace("skip_connect~1", "nor_conv_3x3~1")), "digits")
+    with pytest.raises(DataError, match="does not fit the architecture: node .* no weight"):
+        model_from_weights(other, path)
 
 
 def test_evaluator_returns_typed_result_and_writes_weights(tmp_path):
