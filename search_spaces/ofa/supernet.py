@@ -29,8 +29,12 @@ grouped convolution. Measured with ``benchmarks/ofa_supernet.py`` (batch 32 at 1
 OFA-MobileNetV3): a random-subnet training step takes 2.1 s with ``shift`` (compile 39 s)
 against 9.8 s with ``xla`` (compile 31 s), whose weight gradient XLA:CPU lowers to a dense
 ``C x C`` convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
-so that the sandwich rule's ``lax.scan`` over subnets holds no XLA convolution (XLA:CPU runs
-those ~40x slower inside loop bodies).
+so that a training step's ``lax.scan`` over many subnets holds no XLA convolution (XLA:CPU
+runs those ~40x slower inside loop bodies). A step over the middle width was tried as a
+``lax.switch`` over weights sliced to each expand ratio's width, like the kernel switch. It
+was slower for every subnet (max 1.46 -> 2.11 s, random 1.10 -> 1.80 s, compile 40 -> 136 s).
+The branches' residuals have different widths, so JAX's cond partial evaluation zero-fills
+and copies the other branches' residuals on every step. Middle widths stay masked.
 """
 
 from __future__ import annotations
