@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -30,16 +29,6 @@ def _bn_values(bn: Any, n: int) -> dict[str, np.ndarray]:
         "mean": _np(bn.mean)[:n],
         "var": _np(bn.var)[:n],
     }
-
-
-def _set(layer: Any, values: dict[str, np.ndarray], where: str) -> None:
-    for name, v in values.items():
-        var = getattr(layer, name)
-        if var is None:
-            continue
-        if tuple(var[...].shape) != tuple(v.shape):
-            raise AssertionError(f"{where}.{name}: child wants {var[...].shape}, got {v.shape}")
-        var[...] = jnp.asarray(v, var[...].dtype)
 
 
 def child_weights(supernet: Any, graph: ArchGraph) -> dict[int, dict[str, np.ndarray]]:
@@ -146,13 +135,6 @@ def _bn_of(supernet: Any, owner: str, head_scope: str) -> Any:
         "depth_conv": blk.dw_bn,
         "point_linear": blk.pl_bn,
     }[m.group(2)]
-
-
-def load_child_weights(model: GraphModel, supernet: Any, graph: ArchGraph) -> GraphModel:
-    """Copy the inherited weights into an IR-built model of ``graph`` (in place)."""
-    for n, values in child_weights(supernet, graph).items():
-        _set(model.layers[str(n)], values, f"node {n}")
-    return model
 
 
 def extract_child(
