@@ -111,7 +111,7 @@ class GraphModel(nnx.Module):
         for n in order:
             op, attrs, ins = graph.op(n), graph.attrs(n), tuple(graph.inputs(n))
             in_shape = graph.shape(ins[0]) if ins else None
-            init = _given_inits(graph, n, weights) if op in _PARAMETRIC else {}
+            init = _given_inits(graph, n, weights)
             if op == "conv":
                 kh, kw = _pair(attrs["kernel"], "kernel", n)
                 t, b, left, r = _padding(attrs["padding"], n)
@@ -219,7 +219,6 @@ class GraphModel(nnx.Module):
         return ArchGraph.loads(self.graph_json)
 
 
-_PARAMETRIC = ("conv", "dense", "batch_norm")
 _INIT_ARGS = {
     "conv": ("kernel", "bias"),
     "dense": ("kernel", "bias"),
@@ -250,8 +249,9 @@ def _given_value(
 def _given_inits(
     graph: ArchGraph, n: int, weights: Mapping[int, Mapping[str, Any]] | None
 ) -> dict[str, Any]:
-    """flax initialiser arguments that return node ``n``'s given weights (none: defaults)."""
-    if weights is None:
+    """flax initialiser arguments that return node ``n``'s given weights (none without
+    weights or for an op without parameters: flax's defaults)."""
+    if weights is None or graph.op(n) not in _INIT_ARGS:
         return {}
 
     def given(name: str):

@@ -12,9 +12,10 @@ and kernel/stride/dilation/activation flags. The compact graph holds only live n
 branch that never reaches the output (an NB201 conv feeding a node whose only exit is
 ``none``) counts nothing. With ``w = 0`` the score is the log of the live MACs (``log
 FLOPs`` wherever nothing is dead), and an L2 penalty pulls ``w`` back towards that; ``w``
-is fitted with a pairwise ranking loss within each training family. The prior has about twenty numbers, which is
-why it transfers to families the predictor never saw where a graph network trained on two
-families does not (see ``benchmarks/predictors.py``, part ``prior``).
+is fitted with a pairwise ranking loss within each training family. The prior has about
+twenty numbers, which is why it transfers to families the predictor never saw where a graph
+network trained on two families does not (see ``benchmarks/predictors.py``, part
+``heldout``, the ``+prior`` configurations).
 
 :class:`~predictors.gennape.predictor.GennapePredictor` adds its graph network's output
 to this prior (option ``prior``), so that the network only has to learn what compute does
@@ -116,11 +117,14 @@ class EffectiveFlops:
         if members and self.steps > 0:
             opt = optax.adam(0.05)
             state = opt.init(w)
-            step = jax.jit(jax.value_and_grad(loss))
+
+            @jax.jit
+            def step(w, state):
+                upd, state = opt.update(jax.grad(loss)(w), state)
+                return optax.apply_updates(w, upd), state
+
             for _ in range(self.steps):
-                _, g = step(w)
-                upd, state = opt.update(g, state)
-                w = optax.apply_updates(w, upd)
+                w, state = step(w, state)
         self.w = np.asarray(w, np.float32)
         s = self.score(feats)
         sc = s.copy()

@@ -24,7 +24,8 @@ How the step is kept fast on a CPU (measured, see ``benchmarks/darts_supernet.py
   ``dw[i, j, c] * pw[c, d]``, the same function). ``impl="shift"`` computes depthwise convs
   as ``k*k`` shifted multiply-adds (:func:`nas.oneshot.shifted_depthwise`, custom VJP): its
   step is about as fast (6.40 s against 7.01 s in the benchmark setting) but compiles far
-  more slowly (175 s against 72 s there; a one-cell C=4 network 67 s against ~12 s). ``impl="depthwise"`` is XLA's grouped conv + 1x1, the textbook form.
+  more slowly (175 s against 72 s there; a one-cell C=4 network 67 s against ~12 s).
+  ``impl="depthwise"`` is XLA's grouped conv + 1x1, the textbook form.
   :func:`mixed_op` is the plain per-edge reference.
 - Pooling is written as shifted max/sum: ``reduce_window`` max pooling's gradient
   (``select_and_scatter``) is ~15x slower on this CPU.

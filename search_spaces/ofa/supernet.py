@@ -554,7 +554,7 @@ class ElasticMBNet(nnx.Module):
 def _block_if(active: jax.Array, blk: ElasticMBBlock, x: jax.Array, choice: tuple) -> jax.Array:
     """``blk(x) + x`` when ``active``, else ``x``, through ``lax.cond``: only the BatchNorm
     statistics leave the branches (the weights are read, never written, so this also works
-    where they are traced at another level, as in the sandwich rule's scan)."""
+    where they are traced at another level, as in a training step's scan over subnets)."""
     gdef, stats, rest = nnx.split(blk, nnx.BatchStat, ...)
 
     def run(stats, x):
