@@ -4,7 +4,8 @@ Parts (``--part``, default all; each writes its section of the results JSON):
 
 * ``nb201``: NB201 CIFAR-10 with 100 and 1,000 training architectures, tested on the rest.
 * ``zeroshot``: trained on NB101 + NB301 only, tested on all of NB201 and all of
-  NAS-Bench-Macro; then 50-shot fine-tuning on each target (tested on the rest).
+  NAS-Bench-Macro; then 50-shot fine-tuning on each target (tested on the rest). GENNAPE's
+  source model includes its leave-one-family-out fits (``transfer``), in ``fit_seconds``.
 * ``zc``: the JAX zero-cost proxies on a random sample of each target (they build and
   differentiate the full network per architecture, seconds each on this CPU), with params,
   FLOPs and the zero-shot GENNAPE model ranked on the same sample; and NASLib's published
@@ -206,6 +207,7 @@ HELDOUT_CONFIGS: dict[str, dict[str, Any]] = {
     "scale_free+prior": {"scale_free": True, "cost": "none", "prior": "flops"},
     "scale_free+effective_prior": {"scale_free": True, "cost": "none", "prior": "effective_flops"},
     "v1+prior": {"scale_free": False, "cost": "none", "prior": "flops"},
+    "scale_free+depth_prior": {"scale_free": True, "cost": "none", "prior": "flops_depth"},
     "scale_free+flops/strong-aug": {
         "scale_free": True,
         "cost": "flops",

@@ -14,7 +14,8 @@ matters and describes it with fixed-width numeric features:
 What remains keeps every conv, dense, pooling and merge node with its kernel, stride,
 groups, channels, resolution, share of the network's FLOPs and parameters and its depth. A
 set of graph-level features (log parameters, log FLOPs, conv depth of the longest and the
-shortest input-output path, ...) travels beside it.
+shortest input-output path, the longest path in spatial (larger than 1x1) convs, ...)
+travels beside it.
 
 Built features are cached on disk (``$NAS_CACHE_DIR`` or ``~/.cache/nas``), keyed by space,
 architecture, dataset and :data:`FEATURE_VERSION`, because expanding an architecture into
@@ -37,7 +38,7 @@ import numpy as np
 from nas.errors import DataError
 from nas.graph import ArchGraph, _pair
 
-FEATURE_VERSION = 5
+FEATURE_VERSION = 6
 """Bump when :func:`graph_features` changes: it keys the on-disk cache."""
 
 CATEGORIES = (
@@ -121,8 +122,11 @@ GLOBALS = (
     "share_1x1",
     "share_dw",
     "share_pool",
+    "spatial_depth",
 )
 GLOBAL_DIM = len(GLOBALS)
+SPATIAL_DEPTH_SCALE = 6.0
+"""``spatial_depth`` is ``log2(1 + longest path in spatial convs) / SPATIAL_DEPTH_SCALE``."""
 
 
 @dataclass(frozen=True)
@@ -318,17 +322,31 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
         indeg[r] += 1
     cats = [_category(graph, n) for n in order]
     is_conv = np.array([c.startswith("conv") or c == "dense" for c in cats], float)
-    # Conv depth: longest path (in convs) from the input, and to the output.
+    # A spatial conv has a kernel larger than 1x1 (depthwise ones included): it widens the
+    # receptive field, which a 1x1 conv, a dense layer or a stride-2 1x1 shortcut does not.
+    is_spatial = np.array(
+        [
+            cats[k] in ("conv", "conv_dw", "conv_group")
+            and max(_pair(graph.attrs(n)["kernel"], "kernel", n)) > 1
+            for k, n in enumerate(order)
+        ],
+        float,
+    )
+    # Conv depth: longest path (in convs) from the input, and to the output; spatial depth:
+    # the longest path in spatial convs.
     depth = np.zeros(n_nodes)
     short = np.full(n_nodes, np.inf)
+    spatial = np.zeros(n_nodes)
     for k, n in enumerate(order):
         ins = [index[i] for i in inputs[n]]
         if ins:
             depth[k] = max(depth[i] for i in ins) + is_conv[k]
             short[k] = min(short[i] for i in ins) + is_conv[k]
+            spatial[k] = max(spatial[i] for i in ins) + is_spatial[k]
         else:
             depth[k] = is_conv[k]
             short[k] = is_conv[k]
+            spatial[k] = is_spatial[k]
     height = np.zeros(n_nodes)
     succ: list[list[int]] = [[] for _ in range(n_nodes)]
     for s, r in zip(senders, receivers, strict=True):
@@ -386,6 +404,7 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
             sum(c == "conv_1x1" for c in cats) / max(n_conv, 1.0),
             sum(c == "conv_dw" for c in cats) / max(n_conv, 1.0),
             sum(c in ("max_pool", "avg_pool") for c in cats) / max(n_nodes, 1),
+            _log2(float(spatial.max()) + 1.0) / SPATIAL_DEPTH_SCALE,
         ],
         np.float32,
     )

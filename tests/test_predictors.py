@@ -71,6 +71,33 @@ def test_features_liveness_fusion_and_repeats():
     assert f.num_nodes < 12
 
 
+def test_spatial_depth_is_the_longest_path_in_live_spatial_convs():
+    require_data(NB201)
+    from predictors.features import GLOBALS, SPATIAL_DEPTH_SCALE, graph_features
+    from search_spaces import get_space
+
+    def depth(space_name: str, arch: str) -> float:
+        space = get_space(space_name)
+        g = graph_features(space.to_graph(space.parse(arch))).globals
+        return float(2.0 ** (g[GLOBALS.index("spatial_depth")] * SPATIAL_DEPTH_SCALE) - 1.0)
+
+    # NB201: the 3x3 stem, 15 cells, and two residual blocks of two 3x3 convs; the blocks'
+    # 1x1 shortcuts and 1x1 cell convs widen nothing and count nothing.
+    conv3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    assert depth("nb201", conv3) == pytest.approx(1 + 15 * 3 + 2 * 2, abs=1e-3)
+    skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+    assert depth("nb201", skip) == pytest.approx(5, abs=1e-3)
+    last3 = "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    assert depth("nb201", last3) == pytest.approx(1 + 15 + 4, abs=1e-3)
+    # A 3x3 conv fed only by zeros is dead: this cell is a skip connection.
+    dead = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    assert depth("nb201", dead) == pytest.approx(5, abs=1e-3)
+    # NAS-Bench-Macro: the stem and one depthwise conv per MBConv layer; an identity at a
+    # stride-2 layer is a 1x1 conv.
+    for arch, want in (("00000000", 1), ("10000000", 2), ("02012100", 5), ("22222222", 9)):
+        assert depth("nbmacro", arch) == pytest.approx(want, abs=1e-3), arch
+
+
 def test_feature_cache_roundtrip(tmp_path):
     require_data(NB201)
     from predictors.data import load_spec
@@ -180,10 +207,12 @@ def test_gennape_adds_its_network_to_the_compute_prior(nb201_small):
     from predictors.gennape.prior import EffectiveFlops
 
     tr, te = nb201_small
-    live = EffectiveFlops().score(features(te.graphs))
-    # With the network's part scaled to zero the prediction is the prior: live MACs' order.
+    # With the network's part scaled to zero the prediction is the prior: log live MACs
+    # plus the fitted spatial-depth term.
     p = GennapePredictor(seed=0, residual=0.0, **TINY).fit(tr.graphs, tr.y, tr.groups)
-    assert p.prior is not None and p.prior.slope > 0
+    assert p.prior is not None and p.prior.slope > 0 and p.prior.depth_weight != 0.0
+    f = features(te.graphs)
+    live = EffectiveFlops().score(f) + p.prior.depth_weight * _log_depth(f)
     mean = p.predict(te.graphs)[0]
     slope, icept = np.polyfit(live, mean, 1)
     assert slope > 0
@@ -191,6 +220,13 @@ def test_gennape_adds_its_network_to_the_compute_prior(nb201_small):
     # With it, the network reorders networks of equal compute.
     q = GennapePredictor(seed=0, **TINY).fit(tr.graphs, tr.y, tr.groups)
     assert rank_metrics(q.predict(te.graphs)[0], live)["kendall_tau"] < 0.99
+
+
+def _log_depth(feats) -> np.ndarray:
+    from predictors.features import GLOBALS, SPATIAL_DEPTH_SCALE
+
+    g = np.stack([f.globals for f in feats])[:, GLOBALS.index("spatial_depth")]
+    return g * SPATIAL_DEPTH_SCALE * np.log(2.0)
 
 
 def test_effective_flops_prior_starts_at_log_flops_and_learns_op_weights(nb201_small):
@@ -226,6 +262,80 @@ def test_effective_flops_prior_starts_at_log_flops_and_learns_op_weights(nb201_s
     assert prior.slope > 0
     again = EffectiveFlops.restore(*prior.state())
     np.testing.assert_array_equal(again(f), prior(f))
+
+
+def test_depth_prior_learns_that_spatial_depth_pays_on_nb101():
+    require_data("nasbench/naslib_zc_nasbench101.json")
+    from predictors.data import load_spec
+    from predictors.evaluate import rank_metrics
+    from predictors.features import features
+    from predictors.gennape.prior import EffectiveFlops
+
+    nb101 = load_spec("nb101:300", seed=0)
+    f = features(nb101.graphs)
+    ys = (nb101.y - nb101.y.mean()) / nb101.y.std()
+    groups = np.zeros(len(f), int)
+    flops = EffectiveFlops(steps=0).fit(f, ys, groups)
+    prior = EffectiveFlops(ops=False, depth=True).fit(f, ys, groups)
+    assert flops.depth_weight == 0.0 and not flops.w.any()
+    # Only the depth term is fitted: op weights stay at plain live MACs.
+    assert prior.depth_weight > 0.1 and not prior.w.any()
+    tau_flops = rank_metrics(flops(f), nb101.y)["kendall_tau"]
+    tau_prior = rank_metrics(prior(f), nb101.y)["kendall_tau"]
+    assert tau_prior > tau_flops + 0.03, (tau_prior, tau_flops)
+    again = EffectiveFlops.restore(*prior.state())
+    assert again.depth_weight == prior.depth_weight
+    np.testing.assert_array_equal(again(f), prior(f))
+
+
+def test_gennape_weights_its_network_for_unseen_families_by_leave_one_family_out(tmp_path):
+    require_data(NB201)
+    require_data(MACRO)
+    require_data("nasbench/naslib_zc_nasbench101.json")
+    from predictors.base import load_predictor
+    from predictors.data import LabelledSet, load_spec
+    from predictors.features import features
+    from predictors.gennape import GennapePredictor
+
+    a, b = load_spec("nb201:cifar10:40", seed=0), load_spec("nbmacro:40", seed=0)
+    train = LabelledSet.concat([a, b])
+    p = GennapePredictor(seed=0, **TINY).fit(train.graphs, train.y, train.groups)
+    assert p.families == {"nb201", "nbmacro"}
+    # The weight is the share whose gain over the prior alone has the largest lower
+    # bootstrap bound on the held-out family that gains least (the two ways round).
+    from scipy.stats import kendalltau
+
+    grid = np.linspace(0.0, 1.0, 11)
+    assert p.transfer_weight in grid
+    rng = np.random.default_rng(0)
+    bounds = []
+    for src, dst in ((b, a), (a, b)):  # nb201 held out first: families in sorted order
+        sub = GennapePredictor(seed=0, transfer="full", **TINY).fit(src.graphs, src.y, src.groups)
+        prior, net = sub._parts(features(dst.graphs))
+        gains = []
+        for _ in range(200):
+            i = rng.integers(0, len(dst), len(dst))
+            t = np.array([kendalltau(prior[i] + r * net[i], dst.y[i])[0] for r in grid])
+            gains.append(t - t[0])
+        bounds.append(np.quantile(gains, 0.1, axis=0))
+    worst = np.min(bounds, axis=0)
+    assert p.transfer_weight == (grid[np.argmax(worst)] if worst.max() > 0 else 0.0)
+    # A family it never saw gets prior + weight * network; a family it saw gets all of it.
+    for spec, weight in (("nb101:20", p.transfer_weight), ("nb201:cifar10:15", 1.0)):
+        s = load_spec(spec, seed=3)
+        prior, net = p._parts(features(s.graphs))
+        mean = (p.predict(s.graphs)[0] - p.y_mean) / p.y_scale
+        np.testing.assert_allclose(mean, prior + weight * net, atol=1e-4 * (np.ptp(mean) + 1))
+    p.save(tmp_path / "g")
+    q = load_predictor(tmp_path / "g")
+    assert q.families == p.families and q.transfer_weight == p.transfer_weight
+    nb101 = load_spec("nb101:20", seed=3)
+    np.testing.assert_array_equal(q.predict(nb101.graphs)[0], p.predict(nb101.graphs)[0])
+    # transfer="full" keeps the whole network part for every family.
+    full = GennapePredictor(seed=0, transfer="full", **TINY).fit(
+        train.graphs, train.y, train.groups
+    )
+    assert full.transfer_weight == 1.0
 
 
 def test_gbm_mlp_save_load_and_space_check(nb201_small, tmp_path):

@@ -25,7 +25,11 @@ SCALE_GLOBALS = ("log_params", "log_flops", "log_input_res", "log_classes", "mea
 """Graph-level features that measure a network's absolute size: they differ between
 families by orders of magnitude, so the scale-free model sees them only through
 :attr:`Gennape.cost` (a linear term) and never through the encoder or the head MLPs."""
-FREE_GLOBALS = tuple(i for i, g in enumerate(GLOBALS) if g not in SCALE_GLOBALS)
+PRIOR_GLOBALS = ("spatial_depth",)
+"""Graph-level features that only the compute prior reads (:mod:`predictors.gennape.prior`):
+the networks' inputs stay what they were, so predictors saved before them still load."""
+NET_GLOBALS = tuple(i for i, g in enumerate(GLOBALS) if g not in PRIOR_GLOBALS)
+FREE_GLOBALS = tuple(i for i in NET_GLOBALS if GLOBALS[i] not in SCALE_GLOBALS)
 COST_GLOBALS = {
     "flops": (GLOBALS.index("log_flops"),),
     "params": (GLOBALS.index("log_params"),),
@@ -155,7 +159,7 @@ class Encoder(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.scale_free = scale_free
-        self.glob_cols = FREE_GLOBALS if scale_free else tuple(range(len(GLOBALS)))
+        self.glob_cols = FREE_GLOBALS if scale_free else NET_GLOBALS
         self.inp = nnx.Linear(NODE_DIM, hidden, rngs=rngs)
         self.mp = nnx.List([nnx.Linear(3 * hidden, hidden, rngs=rngs) for _ in range(layers)])
         self.norms = nnx.List([nnx.LayerNorm(hidden, rngs=rngs) for _ in range(layers)])

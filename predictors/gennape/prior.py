@@ -1,21 +1,28 @@
-"""A compute prior for graph predictors: effective FLOPs, learned per op kind.
+"""A compute prior for graph predictors: effective FLOPs and spatial depth.
 
 Across benchmark families the multiply-accumulate count is the most portable single signal
 of accuracy (Kendall tau 0.34 to 0.58 on NB101, NB301, NB201 and NAS-Bench-Macro), but not
 every multiply-add is worth the same: a 1x1 convolution's MACs buy less accuracy than a 3x3
-convolution's. The prior scores a network by its *effective* FLOPs::
+convolution's. The prior scores a network by its *effective* FLOPs and its depth::
 
-    score = log sum_v macs_v * exp(w . phi_v)
+    score = log sum_v macs_v * exp(w . phi_v)  +  beta * ln(1 + spatial depth)
 
 over the compact graph's conv and dense nodes ``v``, where ``phi_v`` is the node's op kind
-and kernel/stride/dilation/activation flags. The compact graph holds only live nodes, so a
-branch that never reaches the output (an NB201 conv feeding a node whose only exit is
-``none``) counts nothing. With ``w = 0`` the score is the log of the live MACs (``log
-FLOPs`` wherever nothing is dead), and an L2 penalty pulls ``w`` back towards that; ``w``
-is fitted with a pairwise ranking loss within each training family. The prior has about
-twenty numbers, which is why it transfers to families the predictor never saw where a graph
-network trained on two families does not (see ``benchmarks/predictors.py``, part
-``heldout``, the ``+prior`` configurations).
+and kernel/stride/dilation/activation flags, and the spatial depth is the longest
+input-output path counted in convolutions larger than 1x1 (the ``spatial_depth`` global of
+:mod:`predictors.features`). The compact graph holds only live nodes, so a branch that never
+reaches the output (an NB201 conv feeding a node whose only exit is ``none``) counts
+nothing. With ``w = 0`` and ``beta = 0`` the score is the log of the live MACs (``log
+FLOPs`` wherever nothing is dead), and an L2 penalty pulls the weights back towards that;
+they are fitted with a pairwise ranking loss within each training family.
+
+Depth is the second portable signal: alone it ranks NB101 at tau 0.69, NB201 at 0.62 and
+NAS-Bench-Macro at 0.70 (FLOPs: 0.52, 0.58, 0.56; NB301, whose cells all have the same
+number of ops, 0.17). Fitted on NB101 + NB301 only, ``beta`` comes out at about 0.8 and the
+prior ranks NB201 at 0.635 and NAS-Bench-Macro at 0.621 without ever seeing them
+(``benchmarks/predictors.py``, part ``zeroshot``). The prior has about twenty numbers,
+which is why it transfers to families the predictor never saw where a graph network trained
+on two families does not (part ``heldout``, the ``+prior`` configurations).
 
 :class:`~predictors.gennape.predictor.GennapePredictor` adds its graph network's output
 to this prior (option ``prior``), so that the network only has to learn what compute does
@@ -32,7 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from predictors.features import CATEGORIES, GLOBALS, NUMERIC, GraphFeatures
+from predictors.features import (
+    CATEGORIES,
+    GLOBALS,
+    NUMERIC,
+    SPATIAL_DEPTH_SCALE,
+    GraphFeatures,
+)
 
 _COL = {name: len(CATEGORIES) + i for i, name in enumerate(NUMERIC)}
 _KINDS = ("conv", "conv_1x1", "conv_dw", "conv_group", "dense")
@@ -41,11 +54,16 @@ PHI_NAMES = _KINDS + _FLAGS
 PHI_COLS = tuple(CATEGORIES.index(c) for c in _KINDS) + tuple(_COL[f] for f in _FLAGS)
 _LOG_MACS = 9.0 * np.log(10.0)  # GLOBALS' log_flops is log10(MACs) / 9
 _FLOPS = GLOBALS.index("log_flops")
+_DEPTH = GLOBALS.index("spatial_depth")
+_LOG_DEPTH = SPATIAL_DEPTH_SCALE * np.log(2.0)  # spatial_depth is log2(1 + d) / scale
 
 
-def _arrays(feats: Sequence[GraphFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Padded ``(phi, weight, log_macs)``: ``weight`` is a node's share of the network's
-    MACs times the number of copies its collapsed block stands for."""
+def _arrays(
+    feats: Sequence[GraphFeatures],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Padded ``(phi, weight, log_macs, log_depth)``: ``weight`` is a node's share of the
+    network's MACs times the number of copies its collapsed block stands for; ``log_depth``
+    is ``ln(1 + longest path in spatial convs)``."""
     m = max((f.num_nodes for f in feats), default=1)
     phi = np.zeros((len(feats), m, len(PHI_COLS)), np.float32)
     share = np.zeros((len(feats), m), np.float32)
@@ -55,33 +73,45 @@ def _arrays(feats: Sequence[GraphFeatures]) -> tuple[np.ndarray, np.ndarray, np.
         copies = np.exp2(3.0 * f.nodes[:, _COL["repeat"]])
         share[i, :n] = f.nodes[:, _COL["flops_share"]] / 10.0 * copies
     log_macs = np.array([f.globals[_FLOPS] for f in feats], np.float32) * _LOG_MACS
-    return phi, share, log_macs
+    log_depth = np.array([f.globals[_DEPTH] for f in feats], np.float32) * _LOG_DEPTH
+    return phi, share, log_macs, log_depth
 
 
-def _score(w: jax.Array, phi: jax.Array, share: jax.Array, log_macs: jax.Array) -> jax.Array:
+def _score(
+    theta: jax.Array, phi: jax.Array, share: jax.Array, log_macs: jax.Array, log_depth: jax.Array
+) -> jax.Array:
+    w, depth = theta[:-1], theta[-1]
     total = jnp.sum(share * jnp.exp(phi @ w), 1)
     # A network without conv or dense nodes has no MACs share: its score is its log MACs.
-    return log_macs + jnp.log(jnp.where(total > 0, total, 1.0))
+    return log_macs + jnp.log(jnp.where(total > 0, total, 1.0)) + depth * log_depth
 
 
 class EffectiveFlops:
     """The effective-FLOPs prior (see the module docstring).
 
     Args:
-        l2: penalty on the op weights (towards plain log FLOPs).
+        l2: penalty on the fitted weights (towards plain log FLOPs).
         steps: full-batch Adam steps of the ranking fit.
+        ops: fit a weight per op kind and flag.
+        depth: fit the weight of the spatial-depth term.
     """
 
-    def __init__(self, l2: float = 1e-2, steps: int = 300) -> None:
-        self.l2, self.steps = l2, steps
+    def __init__(
+        self, l2: float = 1e-2, steps: int = 300, ops: bool = True, depth: bool = False
+    ) -> None:
+        self.l2, self.steps, self.ops, self.depth = l2, steps, ops, depth
         self.w = np.zeros(len(PHI_COLS), np.float32)
+        self.depth_weight = 0.0
         self.slope, self.center = 1.0, 0.0
 
+    def _theta(self) -> jax.Array:
+        return jnp.asarray(np.append(self.w, np.float32(self.depth_weight)))
+
     def score(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
-        """Raw scores (log effective MACs); higher is predicted better."""
+        """Raw scores (log effective MACs plus the depth term); higher is predicted better."""
         if not len(feats):
             return np.zeros(0, np.float32)
-        return np.asarray(_score(jnp.asarray(self.w), *map(jnp.asarray, _arrays(feats))))
+        return np.asarray(_score(self._theta(), *map(jnp.asarray, _arrays(feats))))
 
     def __call__(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
         """The prior in standardised-accuracy units: ``slope * (score - center)``."""
@@ -95,37 +125,44 @@ class EffectiveFlops:
         standardised per group)."""
         y = np.asarray(y, np.float32)
         groups = np.asarray(groups)
-        phi, share, log_macs = map(jnp.asarray, _arrays(feats))
+        arrays = tuple(map(jnp.asarray, _arrays(feats)))
         rng = np.random.default_rng(seed)
         members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
         members = [m if len(m) <= 1500 else rng.choice(m, 1500, replace=False) for m in members]
         members = [jnp.asarray(m) for m in members if len(m) > 1]
         yj = jnp.asarray(y)
 
-        def loss(w):
-            s = _score(w, phi, share, log_macs)
+        # theta: op weights, depth weight, log temperature. The pairwise logistic model
+        # P(i beats j) = sigmoid(exp(t) * (s_i - s_j)) has its own scale: the ranking does
+        # not depend on it, but the weights that fit best do, and a fixed scale would bias
+        # them towards whatever spread log MACs happen to have.
+        mask = [float(self.ops)] * len(PHI_COLS) + [float(self.depth), 1.0]
+        mask = jnp.asarray(mask)
+
+        def loss(theta):
+            s = _score(theta[:-1], *arrays)
             total = 0.0
             for m in members:
                 sm, ym = s[m], yj[m]
                 pair = (ym[:, None] > ym[None, :] + 1e-6).astype(jnp.float32)
-                # scale 3: the same pairwise logistic loss as the predictor's ranking term
-                terms = jax.nn.softplus(-3.0 * (sm[:, None] - sm[None, :]))
+                terms = jax.nn.softplus(-jnp.exp(theta[-1]) * (sm[:, None] - sm[None, :]))
                 total = total + (pair * terms).sum() / jnp.maximum(pair.sum(), 1.0)
-            return total / max(len(members), 1) + self.l2 * jnp.sum(w**2)
+            return total / max(len(members), 1) + self.l2 * jnp.sum(theta[:-1] ** 2)
 
-        w = jnp.zeros(len(PHI_COLS), jnp.float32)
-        if members and self.steps > 0:
+        theta = jnp.zeros(len(PHI_COLS) + 2, jnp.float32)
+        if members and self.steps > 0 and (self.ops or self.depth):
             opt = optax.adam(0.05)
-            state = opt.init(w)
+            state = opt.init(theta)
 
             @jax.jit
-            def step(w, state):
-                upd, state = opt.update(jax.grad(loss)(w), state)
-                return optax.apply_updates(w, upd), state
+            def step(theta, state):
+                upd, state = opt.update(jax.grad(loss)(theta) * mask, state)
+                return optax.apply_updates(theta, upd), state
 
             for _ in range(self.steps):
-                w, state = step(w, state)
-        self.w = np.asarray(w, np.float32)
+                theta, state = step(theta, state)
+        theta = np.asarray(theta, np.float32)
+        self.w, self.depth_weight = theta[:-2], float(theta[-2])
         s = self.score(feats)
         sc = s.copy()
         for g in np.unique(groups):
@@ -137,13 +174,15 @@ class EffectiveFlops:
         return self
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"slope": self.slope, "center": self.center}, {"prior.w": self.w}
+        meta = {"slope": self.slope, "center": self.center, "depth": self.depth_weight}
+        return meta, {"prior.w": self.w}
 
     @classmethod
     def restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> EffectiveFlops:
         p = cls()
         p.w = np.asarray(arrays["prior.w"], np.float32)
         p.slope, p.center = float(meta["slope"]), float(meta["center"])
+        p.depth_weight = float(meta.get("depth", 0.0))  # saved before the depth term: none
         return p
 
     def weights(self) -> dict[str, float]:
