@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     cmd = " ".join(argv if argv is not None else sys.argv[1:])
     res: dict = {"command": f"python -m benchmarks.onnxnet {cmd}".strip(), "parts": {}}
+    if args.skip_modes and Path(args.out).exists():
+        # Part (c) is slow: a run that skips it keeps the earlier run's, saying so.
+        old = json.loads(Path(args.out).read_text())
+        if "modes" in old.get("parts", {}):
+            res["parts"]["modes"] = old["parts"]["modes"]
+            res["modes_from"] = {"command": old.get("command"), "note": old.get("note")}
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

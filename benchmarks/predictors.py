@@ -14,7 +14,8 @@ Parts (``--part``, default all; each writes its section of the results JSON):
   precomputed).
 * ``heldout``: model selection for zero-shot GENNAPE without target labels: each option set
   of :data:`HELDOUT_CONFIGS` trained on one source family (NB101 or NB301) and tested on the
-  other, beside the params and FLOPs proxies. The defaults are chosen from this part only.
+  other, beside the params and FLOPs proxies, with the network's whole part
+  (``transfer="full"``; by default an unseen space gets the prior alone).
 
 Run: ``.venv/bin/python -m benchmarks.predictors [--part P] [--seeds 0,1] [--zc-sample 50]``.
 ``--plots`` also writes one predicted-versus-true scatter plot per (setting, predictor, seed)
@@ -193,24 +194,36 @@ def part_zeroshot(seeds: list[int], names: list[str], plots: bool = False) -> No
 
 
 HELDOUT_CONFIGS: dict[str, dict[str, Any]] = {
-    "v1": {"scale_free": False, "cost": "none"},
-    "scale_free": {"scale_free": True, "cost": "none"},
-    "scale_free+flops": {"scale_free": True, "cost": "flops"},
-    "scale_free+params": {"scale_free": True, "cost": "params"},
-    "scale_free+both": {"scale_free": True, "cost": "both"},
+    "v1": {"scale_free": False, "cost": "none", "transfer": "full"},
+    "scale_free": {"scale_free": True, "cost": "none", "transfer": "full"},
+    "scale_free+flops": {"scale_free": True, "cost": "flops", "transfer": "full"},
+    "scale_free+params": {"scale_free": True, "cost": "params", "transfer": "full"},
+    "scale_free+both": {"scale_free": True, "cost": "both", "transfer": "full"},
     "scale_free+flops/short": {
         "scale_free": True,
         "cost": "flops",
+        "transfer": "full",
         "pretrain_steps": 100,
         "steps": 200,
     },
-    "scale_free+prior": {"scale_free": True, "cost": "none", "prior": "flops"},
-    "scale_free+effective_prior": {"scale_free": True, "cost": "none", "prior": "effective_flops"},
-    "v1+prior": {"scale_free": False, "cost": "none", "prior": "flops"},
-    "scale_free+depth_prior": {"scale_free": True, "cost": "none", "prior": "flops_depth"},
+    "scale_free+prior": {"scale_free": True, "cost": "none", "transfer": "full", "prior": "flops"},
+    "scale_free+effective_prior": {
+        "scale_free": True,
+        "cost": "none",
+        "transfer": "full",
+        "prior": "effective_flops",
+    },
+    "v1+prior": {"scale_free": False, "cost": "none", "transfer": "full", "prior": "flops"},
+    "scale_free+depth_prior": {
+        "scale_free": True,
+        "cost": "none",
+        "transfer": "full",
+        "prior": "flops_depth",
+    },
     "scale_free+flops/strong-aug": {
         "scale_free": True,
         "cost": "flops",
+        "transfer": "full",
         "aug_drop": 0.2,
         "aug_noise": 0.1,
     },

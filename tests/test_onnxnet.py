@@ -152,6 +152,47 @@ def test_fit_predict_save_load(tmp_path, monkeypatch):
     assert np.isfinite(p.predict([g])[0]).all()
 
 
+def test_prior_and_share_for_unseen_spaces(tmp_path, monkeypatch):
+    from predictors.base import get_predictor, load_predictor
+    from predictors.data import LabelledSet, load_spec
+    from tests.conftest import require_data
+
+    require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")
+    require_data("nasbench/nas-bench-macro_cifar10.json")
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    a, b = load_spec("nb201:cifar10:25", seed=0), load_spec("nbmacro:25", seed=0)
+    train = LabelledSet.concat([a, b])
+    p = get_predictor("onnxnet", seed=0, steps=60, ensemble=3, mode="stats")
+    p.fit(train.graphs, train.y, train.groups)
+    assert p.prior is not None and p.prior.depth_weight != 0.0
+    assert p.families == {"nb201", "nbmacro"}
+    assert p.transfer_weight == 0.0
+    # A space it was trained on: calibrated prior + learned part; one it never saw: the
+    # calibrated prior alone (transfer="prior"), with the heads' full spread.
+    other = load_spec("nb201:cifar10:8", seed=5)
+    prior, learned = p._parts(other.graphs)
+    slope, icpt = p.calib
+    np.testing.assert_allclose(
+        p.predict(other.graphs)[0], slope * (prior + learned) + icpt, rtol=1e-5
+    )
+    std = p.predict(other.graphs)[1]
+    p.families = {"nbmacro"}  # as if NB201 had never been seen
+    mean, std_unseen = p.predict(other.graphs)
+    np.testing.assert_allclose(mean, slope * prior + icpt, rtol=1e-5)
+    np.testing.assert_allclose(std_unseen, std, rtol=1e-5)
+    p.families = {"nb201", "nbmacro"}
+    p.save(tmp_path / "model")
+    q = load_predictor(tmp_path / "model")
+    assert q.families == p.families and q.transfer_weight == p.transfer_weight
+    assert q.prior.depth_weight == p.prior.depth_weight
+    np.testing.assert_allclose(q.predict(other.graphs)[0], p.predict(other.graphs)[0], rtol=1e-5)
+    # Without a prior the scores are the text heads' alone.
+    bare = get_predictor("onnxnet", seed=0, steps=60, ensemble=3, mode="stats", prior="none")
+    bare.fit(a.graphs, a.y, a.groups)
+    assert bare.prior is None and bare.transfer_weight == 1.0
+    assert not np.any(bare._parts(other.graphs)[0])
+
+
 def test_bad_options():
     from predictors.base import get_predictor
 
@@ -159,3 +200,7 @@ def test_bad_options():
         get_predictor("onnxnet", mode="poem")
     with pytest.raises(ConfigError, match="unknown onnxnet option"):
         get_predictor("onnxnet", colour="red")
+    with pytest.raises(ConfigError, match="prior"):
+        get_predictor("onnxnet", prior="latency")
+    with pytest.raises(ConfigError, match="transfer"):
+        get_predictor("onnxnet", transfer="some")

@@ -288,7 +288,7 @@ def test_depth_prior_learns_that_spatial_depth_pays_on_nb101():
     np.testing.assert_array_equal(again(f), prior(f))
 
 
-def test_gennape_weights_its_network_for_unseen_families_by_leave_one_family_out(tmp_path):
+def test_gennape_network_share_for_unseen_spaces(tmp_path):
     require_data(NB201)
     require_data(MACRO)
     require_data("nasbench/naslib_zc_nasbench101.json")
@@ -299,7 +299,7 @@ def test_gennape_weights_its_network_for_unseen_families_by_leave_one_family_out
 
     a, b = load_spec("nb201:cifar10:40", seed=0), load_spec("nbmacro:40", seed=0)
     train = LabelledSet.concat([a, b])
-    p = GennapePredictor(seed=0, **TINY).fit(train.graphs, train.y, train.groups)
+    p = GennapePredictor(seed=0, transfer="lofo", **TINY).fit(train.graphs, train.y, train.groups)
     assert p.families == {"nb201", "nbmacro"}
     # The weight is the share whose gain over the prior alone has the largest lower
     # bootstrap bound on the held-out family that gains least (the two ways round).
@@ -331,6 +331,15 @@ def test_gennape_weights_its_network_for_unseen_families_by_leave_one_family_out
     assert q.families == p.families and q.transfer_weight == p.transfer_weight
     nb101 = load_spec("nb101:20", seed=3)
     np.testing.assert_array_equal(q.predict(nb101.graphs)[0], p.predict(nb101.graphs)[0])
+    # By default a space it never saw gets the prior alone.
+    default = GennapePredictor(seed=0, **TINY).fit(train.graphs, train.y, train.groups)
+    assert default.transfer_weight == 0.0
+    prior, _ = default._parts(features(nb101.graphs))
+    mean = (default.predict(nb101.graphs)[0] - default.y_mean) / default.y_scale
+    np.testing.assert_allclose(mean, prior, atol=1e-5 * (np.ptp(mean) + 1))
+    # Without a prior there is nothing but the network to give an unseen space.
+    bare = GennapePredictor(seed=0, prior="none", **TINY).fit(a.graphs, a.y, a.groups)
+    assert bare.prior is None and bare.transfer_weight == 1.0
     # transfer="full" keeps the whole network part for every family.
     full = GennapePredictor(seed=0, transfer="full", **TINY).fit(
         train.graphs, train.y, train.groups

@@ -35,11 +35,12 @@ families taught it: trained on NB101 + NB301, the network alone ranks NAS-Bench-
 FLOPs that count dead convs. ``residual`` scales the network's part at training and
 inference. ``prior="none"`` and ``scale_free=False`` give the first version's model.
 
-Transfer (option ``transfer``, default ``lofo``): the predictor remembers the spaces it was
-trained (or fine-tuned) on. A graph from any other space gets the prior plus only a share of
-the network's part, measured at fit time by leaving each training family out in turn (see
-``_leave_one_family_out``; with one training family the share is 1). The uncertainty stays
-the heads' spread at the full residual.
+Transfer (option ``transfer``, default ``prior``): the predictor remembers the spaces it was
+trained (or fine-tuned) on. A graph from any other space gets the prior alone (``prior``),
+the prior plus the share of the network's part that leaving each training family out
+supports (``lofo``), or all of it (``full``); :mod:`predictors.transfer` says why the default
+trusts the network only where it was trained. The uncertainty stays the heads' spread at the
+full residual.
 
 Inference sorts graphs by size and runs dense batches (:func:`~predictors.gennape.model.
 pack_dense`: batched adjacency products instead of scatters); training keeps flat batches,
@@ -61,7 +62,7 @@ from flax import nnx
 from nas.errors import ConfigError
 from nas.weights import _key
 from predictors.base import Predictor
-from predictors.features import GraphFeatures, GraphLike, features, global_matrix, ref_of
+from predictors.features import GraphFeatures, GraphLike, features, global_matrix
 from predictors.gennape.fcm import fuzzy_cmeans
 from predictors.gennape.model import (
     COST_GLOBALS,
@@ -73,6 +74,17 @@ from predictors.gennape.model import (
     pack_dense,
 )
 from predictors.gennape.prior import EffectiveFlops
+from predictors.transfer import (
+    PRIORS,
+    TRANSFERS,
+    families,
+    fit_prior,
+    fixed_share,
+    restore_transfer,
+    standardise,
+    transfer_state,
+    unseen_share,
+)
 
 DENSE_MAX_NODES = 64
 """Largest (padded) graph that inference batches densely (see ``pack_dense``)."""
@@ -102,20 +114,8 @@ DEFAULTS: dict[str, Any] = {
     "predict_batch": 2048,
     "prior": "flops_depth",
     "residual": 1.0,
-    "transfer": "lofo",
+    "transfer": "prior",
 }
-TRANSFERS = ("lofo", "full")
-"""How much of the network's part a family the predictor never saw gets: ``lofo`` measures
-it by leave-one-family-out when the training set holds several families, ``full`` keeps all
-of it."""
-PRIORS = {
-    "none": None,
-    "flops": {"steps": 0},
-    "effective_flops": {"ops": True, "depth": False},
-    "flops_depth": {"ops": False, "depth": True},
-    "effective_flops_depth": {"ops": True, "depth": True},
-}
-"""Compute priors by name: the :class:`EffectiveFlops` options each one fits."""
 
 
 def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float, aug) -> jax.Array:
@@ -245,17 +245,6 @@ class GennapePredictor(Predictor):
         esizes = sorted((len(f.senders) for f in feats), reverse=True)[:bs]
         return bucket(sum(sizes) + 1), bucket(sum(esizes) + 1), bs
 
-    @staticmethod
-    def _standardise(y: np.ndarray, groups: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        gid = {g: i for i, g in enumerate(sorted(set(groups)))}
-        grp = np.array([gid[g] for g in groups], np.int32)
-        ys = np.zeros(len(y), np.float32)
-        for i in range(len(gid)):
-            sel = grp == i
-            sd = y[sel].std() if sel.sum() > 1 else 1.0
-            ys[sel] = (y[sel] - y[sel].mean()) / (sd if sd > 1e-8 else 1.0)
-        return ys, grp
-
     def _batches(self, n: int, bs: int, steps: int, rng: np.random.Generator):
         if n <= bs:
             for _ in range(steps):
@@ -295,70 +284,37 @@ class GennapePredictor(Predictor):
         self.timings["pretrain_s"] = time.perf_counter() - t0
         self._set_centers(feats + extra)
         t0 = time.perf_counter()
-        self.prior = None
-        if PRIORS[self.cfg["prior"]] is not None:
-            ys, grp = self._standardise(y, groups)
-            prior = EffectiveFlops(**PRIORS[self.cfg["prior"]])
-            self.prior = prior.fit(feats, ys, grp, seed=self.seed)
+        self.prior = fit_prior(self.cfg["prior"], feats, y, groups, self.seed)
         self.timings["prior_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self._train(feats, y, groups, self.cfg["steps"], self.cfg["lr"])
         self.timings["train_s"] = time.perf_counter() - t0
         self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
-        fams = _families(graphs)
+        fams = families(graphs)
         self.families = {f for f in fams if f is not None}
         t0 = time.perf_counter()
-        self.transfer_weight = 1.0
-        if self.cfg["transfer"] == "lofo" and len(self.families) > 1:
-            self.transfer_weight = self._leave_one_family_out(graphs, y, groups, fams)
+        # Without a prior there is nothing else to give an unseen space: the whole network.
+        share = fixed_share(self.cfg["transfer"]) if self.prior is not None else 1.0
+        if share is None:  # lofo
+            share = 1.0
+            if len(self.families) > 1:
+                share = self._leave_one_family_out(graphs, y, groups, fams)
+        self.transfer_weight = share
         self.timings["transfer_s"] = time.perf_counter() - t0
         self._finish(feats)
         return self
 
     def _leave_one_family_out(self, graphs, y, groups, fams) -> float:
-        """The share of the network's part that helps on a family it never saw.
+        """The network share for unseen spaces (:func:`predictors.transfer.unseen_share`),
+        each held-out family scored by a predictor with these options trained on the
+        others."""
 
-        For each family, a predictor with the same options is trained on the others and
-        scores the held-out family as ``prior + r * network``. The gain of a share ``r`` is
-        its Kendall tau minus the prior's alone (``r = 0``), paired over bootstrap resamples
-        of the held-out architectures; the returned ``r`` in [0, 1] has the largest lower
-        bound (10% quantile) of the gain on the *worst* held-out family, and is 0 when no
-        share gains on every family beyond resampling noise. The average gain is not used:
-        with two source families it is noise-driven (NB101 + NB301, seed 1: the average
-        picks 0.4, where the network helps NB101 by 0.014 and hurts NB301 by 0.001, and
-        NAS-Bench-Macro falls from 0.621 to 0.458). Trained on NB101 + NB301 the network
-        alone ranks the other family *inversely* (benchmark part ``heldout``), so a new
-        family gets the prior.
-        """
-        from scipy.stats import kendalltau
-
-        grid = np.linspace(0.0, 1.0, 11)
-        rng = np.random.default_rng(self.seed)
-        bounds = []
-        fams = np.array([f or "" for f in fams])
-        for fam in sorted(self.families):
-            out = fams == fam
-            if (~out).sum() < 2 or out.sum() < 3:
-                continue
+        def parts(train: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sub = GennapePredictor(self.seed, **{**self.options, "transfer": "full"})
-            pick = np.flatnonzero(~out)
-            sub.fit([graphs[i] for i in pick], y[pick], [groups[i] for i in pick])
-            held = np.flatnonzero(out)
-            if len(held) > 2000:
-                held = rng.choice(held, 2000, replace=False)
-            prior, net = sub._parts(features([graphs[i] for i in held]))
-            yh = y[held]
-            gains = np.zeros((200, len(grid)))
-            for b in range(len(gains)):
-                idx = rng.integers(0, len(held), len(held))
-                t = [kendalltau(prior[idx] + r * net[idx], yh[idx])[0] for r in grid]
-                t = np.nan_to_num(np.asarray(t, float), nan=-1.0)
-                gains[b] = t - t[0]
-            bounds.append(np.quantile(gains, 0.1, axis=0))
-        if not bounds:
-            return 1.0
-        worst = np.min(bounds, axis=0)
-        return float(grid[int(np.argmax(worst))]) if worst.max() > 0 else 0.0
+            sub.fit([graphs[i] for i in train], y[train], [groups[i] for i in train])
+            return sub._parts(features([graphs[i] for i in held]))
+
+        return unseen_share(fams, y, parts, self.seed)
 
     def fine_tune(
         self,
@@ -373,7 +329,7 @@ class GennapePredictor(Predictor):
         groups = list(groups) if groups is not None else ["all"] * len(y)
         feats = features(graphs)
         self._train(feats, y, groups, self.cfg["finetune_steps"], self.cfg["finetune_lr"])
-        self.families |= {f for f in _families(graphs) if f is not None}
+        self.families |= {f for f in families(graphs) if f is not None}
         self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
         self._finish(feats, extend=True)
         return self
@@ -431,7 +387,7 @@ class GennapePredictor(Predictor):
         self.model.centers[...] = jnp.asarray(centers, jnp.float32)
 
     def _train(self, feats, y, groups, steps: int, lr: float) -> None:
-        ys, grp = self._standardise(y, groups)
+        ys, grp = standardise(y, groups)
         bs = min(self.cfg["batch"], len(feats))
         pads = self._pads(feats, bs)
         sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 10, 1), max(steps, 2))
@@ -477,7 +433,7 @@ class GennapePredictor(Predictor):
         z = np.zeros((n, self.cfg["embed"]), np.float32)
         prior = self._prior(feats)
         residual = float(self.cfg["residual"])
-        seen = np.array([f in self.families for f in _families(graphs)], bool)
+        seen = np.array([f in self.families for f in families(graphs)], bool)
         weight = residual * np.where(seen, 1.0, self.transfer_weight).astype(np.float32)
         for idx, b in self._chunks(feats):
             b = _with_graph_values(b, prior=prior[idx], weight=weight[idx])
@@ -504,30 +460,15 @@ class GennapePredictor(Predictor):
         state = nnx.state(self.model)
         leaves = jax.tree_util.tree_flatten_with_path(state)[0]
         arrays = {"model." + _key(p): np.asarray(v) for p, v in leaves}
-        meta: dict[str, Any] = {
-            "y_mean": self.y_mean,
-            "y_scale": self.y_scale,
-            "families": sorted(self.families),
-            "transfer_weight": self.transfer_weight,
-        }
-        if self.prior is not None:
-            pm, pa = self.prior.state()
-            meta["prior"] = pm
-            arrays.update(pa)
-        return meta, arrays
+        meta, extra = transfer_state(self.prior, self.families, self.transfer_weight)
+        meta.update(y_mean=self.y_mean, y_scale=self.y_scale)
+        return meta, {**arrays, **extra}
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         from nas.errors import DataError
 
         self.y_mean, self.y_scale = float(meta["y_mean"]), float(meta["y_scale"])
-        # Saved before families were recorded: every family gets the whole network part.
-        self.families = set(meta.get("families", ()))
-        self.transfer_weight = float(meta.get("transfer_weight", 1.0))
-        self.prior = None
-        if "prior" in meta:
-            if "prior.w" not in arrays:
-                raise DataError("saved gennape predictor has a prior but lacks tensor 'prior.w'")
-            self.prior = EffectiveFlops.restore(meta["prior"], arrays)
+        self.prior, self.families, self.transfer_weight = restore_transfer(meta, arrays)
         state = nnx.state(self.model)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
         new = []
@@ -542,15 +483,6 @@ class GennapePredictor(Predictor):
 def _net_globals(feats: Sequence[GraphFeatures]) -> np.ndarray:
     """The graph-level features the network sees (the out-of-distribution detector's too)."""
     return global_matrix(feats)[:, NET_GLOBALS]
-
-
-def _families(graphs: Sequence[GraphLike | None]) -> list[str | None]:
-    """The space each graph was built by (``None`` when a graph does not say)."""
-    out: list[str | None] = []
-    for g in graphs:
-        ref = ref_of(g) if g is not None else None
-        out.append(ref.space if ref is not None else None)
-    return out
 
 
 def _with_graph_values(b: dict, **values: np.ndarray) -> dict:

@@ -22,6 +22,14 @@ scaled by ``numeric_weight``: a sentence encoder reads "0.587 M parameters" only
 and size is the strongest single signal across spaces. ``numeric=False`` is the pure text
 predictor.
 
+Compute prior and unseen spaces (options ``prior`` and ``transfer``, as in GENNAPE): each
+head's score is ``a * prior + learned``, where the prior is the compute prior of
+:mod:`predictors.gennape.prior` on the IR (default ``flops_depth``: log live MACs and log
+spatial depth, fitted on the training labels) and ``a`` a per-head scale learned with the
+heads. A space the predictor was not trained on gets the prior alone by default
+(``transfer``; :mod:`predictors.transfer`).
+``prior="none"`` is the pure text predictor.
+
 Embeddings are cached on disk by text hash and each architecture's chunk list by
 (space, dataset, arch), in ``$NAS_CACHE_DIR`` or ``~/.cache/nas``.
 """
@@ -43,8 +51,20 @@ import optax
 from nas.errors import ConfigError
 from predictors.base import Predictor
 from predictors.features import GraphLike, as_graph, cache_dir, ref_of
+from predictors.features import features as graph_features
+from predictors.gennape.prior import EffectiveFlops
 from predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
 from predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
+from predictors.transfer import (
+    PRIORS,
+    TRANSFERS,
+    families,
+    fit_prior,
+    fixed_share,
+    restore_transfer,
+    transfer_state,
+    unseen_share,
+)
 
 TEXT_VERSION = 2
 MODES = ("blocks", "stats", "flat", "flat1")
@@ -60,6 +80,8 @@ DEFAULTS: dict[str, Any] = {
     "numeric": True,
     "numeric_weight": 5.0,
     "cache": True,
+    "prior": "flops_depth",
+    "transfer": "prior",
 }
 NUMBERS = 3  # log10 parameters, multiply-adds, nodes (read from the ONNX graph)
 
@@ -199,19 +221,25 @@ def _init_heads(key: jax.Array, k: int, d: int, h: int) -> dict[str, jax.Array]:
         "b1": jnp.zeros((k, h)),
         "w2": jax.random.normal(k2, (k, h)) / np.sqrt(h),
         "b2": jnp.zeros((k,)),
+        "a": jnp.ones((k,)),
     }
 
 
-def _scores(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
-    """``(heads, n)`` ranking scores."""
+def _learned(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+    """``(heads, n)`` learned parts of the ranking scores."""
     hid = jax.nn.gelu(jnp.einsum("nd,kdh->knh", x, p["w1"]) + p["b1"][:, None])
     return jnp.einsum("knh,kh->kn", hid, p["w2"]) + p["b2"][:, None]
 
 
+def _scores(p: dict[str, jax.Array], x: jax.Array, prior: jax.Array) -> jax.Array:
+    """``(heads, n)`` ranking scores: each head's scaled prior plus its learned part."""
+    return p["a"][:, None] * prior[None] + _learned(p, x)
+
+
 @functools.partial(jax.jit, static_argnames=("opt",))
-def _step(p, state, x, i, j, key_w, opt):
+def _step(p, state, x, prior, i, j, key_w, opt):
     def loss_fn(p):
-        s = _scores(p, x)  # (k, n)
+        s = _scores(p, x, prior)  # (k, n)
         diff = jnp.take_along_axis(s, i, 1) - jnp.take_along_axis(s, j, 1)  # i better than j
         return jnp.mean(key_w * jax.nn.softplus(-diff))
 
@@ -220,7 +248,7 @@ def _step(p, state, x, i, j, key_w, opt):
     return optax.apply_updates(p, updates), state, loss
 
 
-_score_jit = jax.jit(_scores)
+_learned_jit = jax.jit(_learned)
 
 
 class OnnxNetPredictor(Predictor):
@@ -229,7 +257,8 @@ class OnnxNetPredictor(Predictor):
     Options: ``mode`` (blocks | stats | flat | flat1), ``max_tokens`` (chunk length, at most
     512), ``hidden``, ``ensemble`` (number of heads), ``steps``, ``lr``, ``weight_decay``,
     ``pairs`` (pairs per step), ``numeric`` and ``numeric_weight`` (append the size numbers),
-    ``cache`` (use the disk cache).
+    ``cache`` (use the disk cache), ``prior`` (a compute prior by name, or ``none``) and
+    ``transfer`` (``prior``, ``lofo`` or ``full``: the learned part's share on unseen spaces).
     """
 
     name: ClassVar[str] = "onnxnet"
@@ -246,11 +275,22 @@ class OnnxNetPredictor(Predictor):
             raise ConfigError(f"onnxnet mode must be one of {MODES}, got {opts['mode']!r}")
         if not 16 <= int(opts["max_tokens"]) <= 512:
             raise ConfigError(f"onnxnet max_tokens must be in 16..512, got {opts['max_tokens']}")
+        if opts["prior"] not in PRIORS:
+            raise ConfigError(
+                f"onnxnet prior must be one of {sorted(PRIORS)}, got {opts['prior']!r}"
+            )
+        if opts["transfer"] not in TRANSFERS:
+            raise ConfigError(
+                f"onnxnet transfer must be one of {TRANSFERS}, got {opts['transfer']!r}"
+            )
         super().__init__(seed, **options)
         self.opts = opts
         self.params: dict[str, np.ndarray] | None = None
         self.mu = self.sd = None
         self.calib = (1.0, 0.0)
+        self.prior: EffectiveFlops | None = None
+        self.families: set[str] = set()
+        self.transfer_weight = 1.0
 
     @functools.cached_property
     def store(self) -> TextStore:
@@ -288,6 +328,9 @@ class OnnxNetPredictor(Predictor):
         self.sd = feats.std(0) + 1e-4
         x = jnp.asarray(self._standardise(feats))
         o = self.opts
+        ir = graph_features(graphs) if o["prior"] != "none" else []
+        self.prior = fit_prior(o["prior"], ir, y, groups, self.seed)
+        prior = jnp.asarray(self._prior_of(ir, len(y)))
         rng = np.random.default_rng(self.seed)
         by_group: dict[str, np.ndarray] = {}
         for gname in dict.fromkeys(groups):
@@ -318,10 +361,10 @@ class OnnxNetPredictor(Predictor):
             j = np.where(better, b, a)
             w = (y[i] != y[j]).astype(np.float32)
             params, state, _ = _step(
-                params, state, x, jnp.asarray(i), jnp.asarray(j), jnp.asarray(w), opt
+                params, state, x, prior, jnp.asarray(i), jnp.asarray(j), jnp.asarray(w), opt
             )
         self.params = {kk: np.asarray(v) for kk, v in params.items()}
-        s = np.asarray(_score_jit(params, x)).mean(0)
+        s = np.asarray(_scores(params, x, prior)).mean(0)
         # Scores -> accuracy-like numbers: least squares on the training data.
         slope, icpt = np.polyfit(s, y, 1) if np.std(s) > 0 else (0.0, float(y.mean()))
         if slope <= 0:
@@ -329,16 +372,50 @@ class OnnxNetPredictor(Predictor):
         self.calib = (float(slope), float(icpt))
         self.ood_detector.fit(feats, seed=self.seed)
         self.fitted = True
+        fams = families(graphs)
+        self.families = {f for f in fams if f is not None}
+        # Without a prior there is nothing else to give an unseen space: all the heads.
+        share = fixed_share(o["transfer"]) if self.prior is not None else 1.0
+        self.transfer_weight = 1.0 if share is None else share
+        if share is None and len(self.families) > 1:
+
+            def parts(train: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                sub = OnnxNetPredictor(self.seed, **{**o, "transfer": "full"})
+                sub.fit([graphs[i] for i in train], y[train], [groups[i] for i in train])
+                return sub._parts([graphs[i] for i in held])
+
+            self.transfer_weight = unseen_share(fams, y, parts, self.seed)
         return self
+
+    def _prior_of(self, ir: Sequence, n: int) -> np.ndarray:
+        """The compute prior per graph (zeros without one)."""
+        return np.zeros(n, np.float32) if self.prior is None else self.prior(ir)
+
+    def _heads(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
+        """``(heads, n)`` scaled priors and learned parts."""
+        x = self._standardise(self.featurize(graphs))
+        ir = graph_features(graphs) if self.prior is not None else []
+        prior = self._prior_of(ir, len(graphs)).astype(np.float64)
+        a = np.asarray(self.params.get("a", np.zeros(len(self.params["b2"]))), np.float64)
+        learned = np.asarray(_learned_jit(self.params, jnp.asarray(x)), np.float64)
+        return a[:, None] * prior[None], learned
+
+    def _parts(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
+        """The (head-averaged) scaled prior and learned part per graph."""
+        prior, learned = self._heads(graphs)
+        return prior.mean(0), learned.mean(0)
 
     def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         self._require_fitted()
         if not len(graphs):
             return np.zeros(0), np.zeros(0)
-        x = self._standardise(self.featurize(graphs))
-        s = np.asarray(_score_jit(self.params, jnp.asarray(x)), np.float64)  # (k, n)
+        prior, learned = self._heads(graphs)
+        seen = np.array([f in self.families for f in families(graphs)], bool)
+        s = prior + np.where(seen, 1.0, self.transfer_weight)[None] * learned  # (k, n)
         a, b = self.calib
-        return a * s.mean(0) + b, a * s.std(0)
+        # The heads' spread with the whole learned part: a smaller share never makes a
+        # network from an unseen space look more certain.
+        return a * s.mean(0) + b, a * (prior + learned).std(0)
 
     def _ood_features(self, graphs: Sequence[GraphLike]) -> np.ndarray:
         return self.featurize(graphs)
@@ -349,7 +426,9 @@ class OnnxNetPredictor(Predictor):
         arrays = {f"head.{k}": np.asarray(v, np.float32) for k, v in self.params.items()}
         arrays["norm.mu"] = np.asarray(self.mu, np.float32)
         arrays["norm.sd"] = np.asarray(self.sd, np.float32)
-        return {"calib": list(self.calib), "text_version": TEXT_VERSION}, arrays
+        meta, extra = transfer_state(self.prior, self.families, self.transfer_weight)
+        meta.update(calib=list(self.calib), text_version=TEXT_VERSION)
+        return meta, {**arrays, **extra}
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         if meta.get("text_version") != TEXT_VERSION:
@@ -360,3 +439,4 @@ class OnnxNetPredictor(Predictor):
         self.params = {k[5:]: v for k, v in arrays.items() if k.startswith("head.")}
         self.mu, self.sd = arrays["norm.mu"], arrays["norm.sd"]
         self.calib = tuple(meta["calib"])
+        self.prior, self.families, self.transfer_weight = restore_transfer(meta, arrays)
