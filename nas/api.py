@@ -400,6 +400,7 @@ def evaluate_predictor(
     seed: int = 0,
     finetune: str | None = None,
     plot: str | Path | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit a predictor on SPECs and rank a test SPEC: ``nas predictor evaluate --json``.
 
@@ -411,6 +412,8 @@ def evaluate_predictor(
         finetune: SPEC of few-shot data the fitted model is fine-tuned on.
         plot: ``.png`` or ``.svg`` path: write the predicted-versus-true scatter plot there
             (:func:`predictors.evaluate.plot_predictions`) and return its path as ``plot``.
+        options: the predictor's options (``nas predictor evaluate --option K=V``), e.g.
+            ``{"transfer": "lofo"}`` for gennape.
 
     Returns:
         ``predictor``, ``kendall_tau``, ``spearman``, ``n_train``, ``n_test``, timings, ...
@@ -430,14 +433,25 @@ def evaluate_predictor(
     from predictors.evaluate import evaluate_specs
 
     return evaluate_specs(
-        predictor, _train_specs(train), test, seed=seed, finetune=finetune, plot=plot
+        predictor,
+        _train_specs(train),
+        test,
+        seed=seed,
+        finetune=finetune,
+        plot=plot,
+        **(options or {}),
     )
 
 
 def fit_predictor(
-    predictor: str, train: str | Sequence[str], out: str | Path, seed: int = 0
+    predictor: str,
+    train: str | Sequence[str],
+    out: str | Path,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit a predictor on SPECs and save it to a folder: ``nas predictor fit --json``.
+    ``options`` are the predictor's (``--option K=V``).
 
     Returns:
         ``predictor``, ``out`` and ``n_train``.
@@ -455,7 +469,8 @@ def fit_predictor(
 
     sets = [load_spec(t, seed=seed) for t in _train_specs(train)]
     data = LabelledSet.concat(sets)
-    p = get_predictor(predictor, seed=seed).fit(data.graphs, data.y, data.groups)
+    p = get_predictor(predictor, seed=seed, **(options or {}))
+    p.fit(data.graphs, data.y, data.groups)
     p.save(out)
     return {"predictor": predictor, "out": str(out), "n_train": len(data)}
 

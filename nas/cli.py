@@ -178,6 +178,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+OPTION_HELP = "a predictor option, repeatable (e.g. transfer=lofo, prior=none, steps=200)"
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs; a VALUE is read as JSON where it parses (numbers,
+    true/false), else kept as text."""
+    from nas.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--option {pair!r} is not KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
     from nas import api
 
@@ -188,6 +208,7 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         finetune=args.finetune,
         plot=args.plot,
+        options=_options(args.option),
     )
     if args.json:
         _emit(out)
@@ -203,7 +224,9 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
 def cmd_predictor_fit(args: argparse.Namespace) -> int:
     from nas import api
 
-    info = api.fit_predictor(args.predictor, args.train, args.out, seed=args.seed)
+    info = api.fit_predictor(
+        args.predictor, args.train, args.out, seed=args.seed, options=_options(args.option)
+    )
     if args.json:
         _emit(info)
     else:
@@ -352,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--plot", help="write a predicted-versus-true scatter plot (file.png or file.svg)"
     )
+    e.add_argument("--option", action="append", metavar="KEY=VALUE", help=OPTION_HELP)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_predictor_evaluate)
     f = psub.add_parser("fit", help="fit a predictor on SPECs and save it to a folder")
@@ -359,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--train", required=True, help="SPEC[,SPEC...]")
     f.add_argument("--out", required=True, help="folder to write")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--option", action="append", metavar="KEY=VALUE", help=OPTION_HELP)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_predictor_fit)
 

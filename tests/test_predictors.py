@@ -464,3 +464,20 @@ def test_cli_evaluate_fit_predict(tmp_path):
     )
     assert r.returncode == 2 and r.stderr.startswith("nas: error:") and "nb999" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    # Predictor options from the command line: JSON values where they parse, text otherwise.
+    small = ("--option", "steps=5", "--option", "pretrain_steps=2", "--option", "hidden=8")
+    r = run_cli(
+        "predictor", "fit", "--predictor", "gennape", "--train", "nb201:cifar10:20",
+        "--out", str(tmp_path / "g"), *small, "--option", "transfer=full", "--option", "prior=flops",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "g" / "predictor.json").read_text())["options"]
+    assert saved["steps"] == 5 and saved["hidden"] == 8
+    assert saved["transfer"] == "full" and saved["prior"] == "flops"
+    for bad, word in (("colour=red", "colour"), ("steps", "KEY=VALUE"), ("transfer=x", "transfer")):
+        r = run_cli(
+            "predictor", "evaluate", "--predictor", "gennape", "--train", "nb201:cifar10:20",
+            "--test", "nb201:cifar10:10", "--option", bad,
+        )  # fmt: skip
+        assert r.returncode == 2 and word in r.stderr, (bad, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
