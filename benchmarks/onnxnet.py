@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
         old = json.loads(Path(args.out).read_text())
         if "modes" in old.get("parts", {}):
             res["parts"]["modes"] = old["parts"]["modes"]
-            res["modes_from"] = {"command": old.get("command"), "note": old.get("note")}
+            first = {"command": old.get("command"), "note": old.get("note")}
+            res["modes_from"] = old.get("modes_from", first)
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
