@@ -48,12 +48,13 @@ def fixed_share(transfer: str) -> float | None:
     return {"prior": 0.0, "full": 1.0}.get(transfer)
 
 
-def families(graphs: Sequence[GraphLike | None]) -> list[str | None]:
-    """The space each graph was built by (``None`` when a graph does not say)."""
-    out: list[str | None] = []
+def families(graphs: Sequence[GraphLike | None]) -> list[str]:
+    """The space each graph was built by; ``""`` for graphs that do not say (built by hand),
+    which count as one family of their own."""
+    out: list[str] = []
     for g in graphs:
         ref = ref_of(g) if g is not None else None
-        out.append(ref.space if ref is not None else None)
+        out.append(ref.space if ref is not None else "")
     return out
 
 
@@ -83,7 +84,7 @@ def fit_prior(
 
 
 def unseen_share(
-    fams: Sequence[str | None],
+    fams: Sequence[str],
     y: np.ndarray,
     parts: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     seed: int,
@@ -105,11 +106,11 @@ def unseen_share(
     """
     from scipy.stats import kendalltau
 
-    names = np.array([f or "" for f in fams])
+    names = np.array(list(fams))
     grid = np.linspace(0.0, 1.0, 11)
     rng = np.random.default_rng(seed)
     bounds = []
-    for fam in sorted({f for f in fams if f is not None}):
+    for fam in sorted(set(fams)):
         out = names == fam
         if (~out).sum() < 2 or out.sum() < 3:
             continue

@@ -337,6 +337,19 @@ def test_gennape_network_share_for_unseen_spaces(tmp_path):
     prior, _ = default._parts(features(nb101.graphs))
     mean = (default.predict(nb101.graphs)[0] - default.y_mean) / default.y_scale
     np.testing.assert_allclose(mean, prior, atol=1e-5 * (np.ptp(mean) + 1))
+    # Graphs that do not say their space (built by hand) are one family of their own: a
+    # predictor trained on such graphs gives them its whole network part.
+    from predictors.features import as_graph
+
+    hand = [as_graph(g) for g in a.graphs]
+    for g in hand:
+        g.meta.clear()
+    by_hand = GennapePredictor(seed=0, **TINY).fit(hand, a.y, a.groups)
+    assert by_hand.families == {""}
+    prior, net = by_hand._parts(features(hand))
+    mean = (by_hand.predict(hand)[0] - by_hand.y_mean) / by_hand.y_scale
+    np.testing.assert_allclose(mean, prior + net, atol=1e-4 * (np.ptp(mean) + 1))
+    assert np.ptp(net) > 0
     # Without a prior there is nothing but the network to give an unseen space.
     bare = GennapePredictor(seed=0, prior="none", **TINY).fit(a.graphs, a.y, a.groups)
     assert bare.prior is None and bare.transfer_weight == 1.0

@@ -291,7 +291,7 @@ class GennapePredictor(Predictor):
         self.timings["train_s"] = time.perf_counter() - t0
         self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
         fams = families(graphs)
-        self.families = {f for f in fams if f is not None}
+        self.families = set(fams)
         t0 = time.perf_counter()
         # Without a prior there is nothing else to give an unseen space: the whole network.
         share = fixed_share(self.cfg["transfer"]) if self.prior is not None else 1.0
@@ -329,7 +329,7 @@ class GennapePredictor(Predictor):
         groups = list(groups) if groups is not None else ["all"] * len(y)
         feats = features(graphs)
         self._train(feats, y, groups, self.cfg["finetune_steps"], self.cfg["finetune_lr"])
-        self.families |= {f for f in families(graphs) if f is not None}
+        self.families |= set(families(graphs))
         self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
         self._finish(feats, extend=True)
         return self

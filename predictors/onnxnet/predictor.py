@@ -373,7 +373,7 @@ class OnnxNetPredictor(Predictor):
         self.ood_detector.fit(feats, seed=self.seed)
         self.fitted = True
         fams = families(graphs)
-        self.families = {f for f in fams if f is not None}
+        self.families = set(fams)
         # Without a prior there is nothing else to give an unseen space: all the heads.
         share = fixed_share(o["transfer"]) if self.prior is not None else 1.0
         self.transfer_weight = 1.0 if share is None else share
