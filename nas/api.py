@@ -490,7 +490,10 @@ def predict(
 
     Returns:
         ``space``, ``arch``, ``predictor``, ``mean``, ``std`` and ``ood`` (far from the
-        training data).
+        training data); for the learned predictors with a compute prior (gennape, onnxnet)
+        also ``learned_share``: how much of the learned part the prediction holds (1 on a
+        space the predictor was trained on; on another, its ``transfer`` share, by default
+        0: the compute prior alone).
 
     Example:
         >>> import tempfile
@@ -513,7 +516,7 @@ def predict(
     s, genotype, file_dataset = resolve_arch(arch, space)
     graph = s.to_graph(genotype, dataset or file_dataset)
     mean, std = model.predict([graph])
-    return {
+    out = {
         "space": s.name,
         "arch": genotype.to_str(),
         "predictor": model.name,
@@ -521,3 +524,9 @@ def predict(
         "std": float(std[0]),
         "ood": bool(model.ood([graph])[0]),
     }
+    if getattr(model, "prior", None) is not None and hasattr(model, "families"):
+        from predictors.transfer import families
+
+        seen = families([graph])[0] in model.families
+        out["learned_share"] = 1.0 if seen else float(model.transfer_weight)
+    return out

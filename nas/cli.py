@@ -242,6 +242,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _emit(info)
     else:
         flag = "  (far from the training data)" if info["ood"] else ""
+        if info.get("learned_share") == 0.0:
+            flag += f"  (compute prior only: not trained on {info['space']})"
         print(f"{info['mean']:.3f} +- {info['std']:.3f}{flag}")
     return 0
 

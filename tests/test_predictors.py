@@ -481,12 +481,20 @@ def test_cli_evaluate_fit_predict(tmp_path):
     small = ("--option", "steps=5", "--option", "pretrain_steps=2", "--option", "hidden=8")
     r = run_cli(
         "predictor", "fit", "--predictor", "gennape", "--train", "nb201:cifar10:20",
-        "--out", str(tmp_path / "g"), *small, "--option", "transfer=full", "--option", "prior=flops",
+        "--out", str(tmp_path / "g"), *small, "--option", "transfer=prior", "--option", "prior=flops",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "g" / "predictor.json").read_text())["options"]
     assert saved["steps"] == 5 and saved["hidden"] == 8
-    assert saved["transfer"] == "full" and saved["prior"] == "flops"
+    assert saved["transfer"] == "prior" and saved["prior"] == "flops"
+    # `nas predict` says how much of the learned part a prediction holds: all of it on the
+    # space it was trained on, none (the compute prior alone) on another.
+    for space, arch, share in (("nb201", "best_cifar10", 1.0), ("nbmacro", "22222222", 0.0)):
+        r = run_cli("predict", "--predictor", str(tmp_path / "g"), "--space", space, "--arch", arch, "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["learned_share"] == share
+    r = run_cli("predict", "--predictor", str(tmp_path / "g"), "--space", "nbmacro", "--arch", "22222222")  # fmt: skip
+    assert r.returncode == 0 and "compute prior only" in r.stdout, r.stdout
     for bad, word in (("colour=red", "colour"), ("steps", "KEY=VALUE"), ("transfer=x", "transfer")):
         r = run_cli(
             "predictor", "evaluate", "--predictor", "gennape", "--train", "nb201:cifar10:20",
