@@ -159,9 +159,18 @@ class Predictor(ABC):
         return self.fit(graphs, y, groups)
 
     def ood(self, graphs: Sequence[GraphLike]) -> np.ndarray:
-        """``True`` where an input is far from the training distribution."""
+        """``True`` where an input is far from the training distribution: by the detector's
+        distance, or, for a predictor that records the spaces it was trained on
+        (``families``), because the input names a space it never saw."""
         self._require_fitted()
-        return self.ood_detector.flag(self._ood_features(graphs))
+        far = self.ood_detector.flag(self._ood_features(graphs))
+        trained_on = getattr(self, "families", None)
+        if trained_on:
+            from predictors.transfer import families
+
+            named = np.array([f not in ("", *trained_on) for f in families(graphs)], bool)
+            far = far | named
+        return far
 
     def ood_distance(self, graphs: Sequence[GraphLike]) -> np.ndarray:
         self._require_fitted()

@@ -331,6 +331,8 @@ def test_gennape_network_share_for_unseen_spaces(tmp_path):
     assert q.families == p.families and q.transfer_weight == p.transfer_weight
     nb101 = load_spec("nb101:20", seed=3)
     np.testing.assert_array_equal(q.predict(nb101.graphs)[0], p.predict(nb101.graphs)[0])
+    # A space it never saw is out of the training distribution, whatever the distances say.
+    assert p.ood(nb101.graphs).all() and p.ood(a.graphs).mean() <= 0.3
     # By default a space it never saw gets the prior alone.
     default = GennapePredictor(seed=0, **TINY).fit(train.graphs, train.y, train.groups)
     assert default.transfer_weight == 0.0
