@@ -210,13 +210,27 @@ def run_search(
                     f"cannot {'join' if join else 'resume'} study {study_name!r}: it was run "
                     f"with {key}={stored.get(key)!r}, not {settings.get(key)!r}"
                 )
+    told: list[int] = []  # trials whose results the searcher has, saved with its state
     if resume and "searcher_state" in study.user_attrs:
-        searcher.load_state_dict(study.user_attrs["searcher_state"])
+        saved = dict(study.user_attrs["searcher_state"])
+        told_before = saved.pop("trials_told", None)
+        searcher.load_state_dict(saved)
+        if told_before is not None:
+            # A driver killed between storing a result and saving the searcher's state
+            # leaves a finished trial the saved state never heard of: tell it now.
+            told = [int(n) for n in told_before]
+            known = set(told)
+            for r in records(study):
+                finished = r.state in ("COMPLETE", "FAIL") and not r.interrupted
+                if finished and r.arch and r.number not in known:
+                    searcher.tell(space.parse(r.arch), _result_of(r))
+                    told.append(r.number)
     elif resume or join:
         # No saved state (a shared study): the searcher starts from the stored results.
         for r in records(study):
             if r.state in ("COMPLETE", "FAIL") and r.arch and not r.interrupted:
                 searcher.tell(space.parse(r.arch), _result_of(r))
+                told.append(r.number)
     if resume:
         # Trials left RUNNING by a killed driver: mark them and evaluate them again.
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -230,7 +244,7 @@ def run_search(
 
     def save_state() -> None:
         if not join:
-            set_json_attr(study, "searcher_state", searcher.state_dict())
+            set_json_attr(study, "searcher_state", {**searcher.state_dict(), "trials_told": told})
 
     def study_counts() -> tuple[int, int, int, float]:
         """Finished, failed, running (all drivers) and the best first objective."""
@@ -304,6 +318,7 @@ def run_search(
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         searcher.tell(c.job.genotype, result)
+        told.append(trial.number)
         save_state()
         done += 1
         failed += not result.ok

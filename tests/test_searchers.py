@@ -167,3 +167,40 @@ def test_evolution_reaches_the_top_percent_of_nb201_on_most_seeds():
     top1 = accs[len(accs) // 100 - 1]
     hits = sum(nb201_queries_to_top("evolution", seed) >= top1 for seed in range(10))
     assert hits >= 6, f"{hits}/10 seeds reached the top 1% (>= {top1:.2f}%)"
+
+
+def test_resume_tells_the_searcher_a_result_stored_after_its_state(tmp_path):
+    """A driver killed between storing a trial's result and saving the searcher's state:
+    on resume the searcher still learns that result (every finished trial is told once)."""
+    import sqlite3
+
+    from nas.evaluators import get_evaluator
+    from nas.search import run_search
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    evaluator = get_evaluator("synthetic", space)
+    run = tmp_path / "run"
+    run_search(space, get_searcher("evolution", space, seed=0), evaluator, 3, out_dir=run, progress=False)  # fmt: skip
+    db = sqlite3.connect(run / "study.db")
+
+    def state() -> dict:
+        row = db.execute(
+            "select value_json from study_user_attributes where key='searcher_state'"
+        ).fetchone()
+        return json.loads(row[0])
+
+    saved = state()
+    assert sorted(saved["trials_told"]) == [0, 1, 2] and saved["inner"]["n_told"] == 3
+    # The state as it was before trial 2's result reached the searcher.
+    saved["trials_told"].remove(2)
+    saved["inner"]["n_told"] = 2
+    db.execute(
+        "update study_user_attributes set value_json=? where key='searcher_state'",
+        (json.dumps(saved),),
+    )
+    db.commit()
+    run_search(space, get_searcher("evolution", space, seed=0), evaluator, 5, out_dir=run, resume=True, progress=False)  # fmt: skip
+    after = state()
+    assert sorted(after["trials_told"]) == [0, 1, 2, 3, 4]
+    assert after["inner"]["n_told"] == 5
