@@ -525,8 +525,9 @@ def predict(
         "ood": bool(model.ood([graph])[0]),
     }
     if getattr(model, "prior", None) is not None and hasattr(model, "families"):
-        from predictors.transfer import families
+        from predictors.transfer import learned_shares
 
-        seen = families([graph])[0] in model.families
-        out["learned_share"] = 1.0 if seen else float(model.transfer_weight)
+        out["learned_share"] = float(
+            learned_shares([graph], model.families, model.transfer_weight)[0]
+        )
     return out

@@ -43,9 +43,31 @@ one training family; :func:`unseen_share`), all of it with ``full``. A predictor
 prior gives every space all of it."""
 
 
-def fixed_share(transfer: str) -> float | None:
-    """The share of ``transfer`` when it needs no measuring, else ``None``."""
-    return {"prior": 0.0, "full": 1.0}.get(transfer)
+def decide_share(
+    transfer: str,
+    has_prior: bool,
+    fams: Sequence[str],
+    y: np.ndarray,
+    parts: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    seed: int,
+) -> float:
+    """The learned part's share on unseen spaces for option ``transfer`` (see
+    :data:`TRANSFERS`); ``parts`` as for :func:`unseen_share`, called only for ``lofo``
+    with several training families."""
+    if not has_prior:  # nothing else to give an unseen space
+        return 1.0
+    if transfer == "prior":
+        return 0.0
+    if transfer == "lofo" and len(set(fams)) > 1:
+        return unseen_share(fams, y, parts, seed)
+    return 1.0
+
+
+def learned_shares(graphs: Sequence[GraphLike], trained_on: set[str], share: float) -> np.ndarray:
+    """Per graph, the share of the learned part its prediction holds: 1 on a space in
+    ``trained_on``, ``share`` elsewhere."""
+    seen = np.array([f in trained_on for f in families(graphs)], bool)
+    return np.where(seen, 1.0, share).astype(np.float32)
 
 
 def families(graphs: Sequence[GraphLike | None]) -> list[str]:

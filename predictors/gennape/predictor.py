@@ -77,13 +77,13 @@ from predictors.gennape.prior import EffectiveFlops
 from predictors.transfer import (
     PRIORS,
     TRANSFERS,
+    decide_share,
     families,
     fit_prior,
-    fixed_share,
+    learned_shares,
     restore_transfer,
     standardise,
     transfer_state,
-    unseen_share,
 )
 
 DENSE_MAX_NODES = 64
@@ -293,28 +293,19 @@ class GennapePredictor(Predictor):
         fams = families(graphs)
         self.families = set(fams)
         t0 = time.perf_counter()
-        # Without a prior there is nothing else to give an unseen space: the whole network.
-        share = fixed_share(self.cfg["transfer"]) if self.prior is not None else 1.0
-        if share is None:  # lofo
-            share = 1.0
-            if len(self.families) > 1:
-                share = self._leave_one_family_out(graphs, y, groups, fams)
-        self.transfer_weight = share
-        self.timings["transfer_s"] = time.perf_counter() - t0
-        self._finish(feats)
-        return self
-
-    def _leave_one_family_out(self, graphs, y, groups, fams) -> float:
-        """The network share for unseen spaces (:func:`predictors.transfer.unseen_share`),
-        each held-out family scored by a predictor with these options trained on the
-        others."""
 
         def parts(train: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # Held-out family scored by a predictor with these options trained on the rest.
             sub = GennapePredictor(self.seed, **{**self.options, "transfer": "full"})
             sub.fit([graphs[i] for i in train], y[train], [groups[i] for i in train])
             return sub._parts(features([graphs[i] for i in held]))
 
-        return unseen_share(fams, y, parts, self.seed)
+        self.transfer_weight = decide_share(
+            self.cfg["transfer"], self.prior is not None, fams, y, parts, self.seed
+        )
+        self.timings["transfer_s"] = time.perf_counter() - t0
+        self._finish(feats)
+        return self
 
     def fine_tune(
         self,
@@ -433,8 +424,7 @@ class GennapePredictor(Predictor):
         z = np.zeros((n, self.cfg["embed"]), np.float32)
         prior = self._prior(feats)
         residual = float(self.cfg["residual"])
-        seen = np.array([f in self.families for f in families(graphs)], bool)
-        weight = residual * np.where(seen, 1.0, self.transfer_weight).astype(np.float32)
+        weight = residual * learned_shares(graphs, self.families, self.transfer_weight)
         for idx, b in self._chunks(feats):
             b = _with_graph_values(b, prior=prior[idx], weight=weight[idx])
             out = _forward(self.model, b, residual)

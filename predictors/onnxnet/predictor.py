@@ -58,12 +58,12 @@ from predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
 from predictors.transfer import (
     PRIORS,
     TRANSFERS,
+    decide_share,
     families,
     fit_prior,
-    fixed_share,
+    learned_shares,
     restore_transfer,
     transfer_state,
-    unseen_share,
 )
 
 TEXT_VERSION = 2
@@ -374,17 +374,15 @@ class OnnxNetPredictor(Predictor):
         self.fitted = True
         fams = families(graphs)
         self.families = set(fams)
-        # Without a prior there is nothing else to give an unseen space: all the heads.
-        share = fixed_share(o["transfer"]) if self.prior is not None else 1.0
-        self.transfer_weight = 1.0 if share is None else share
-        if share is None and len(self.families) > 1:
 
-            def parts(train: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                sub = OnnxNetPredictor(self.seed, **{**o, "transfer": "full"})
-                sub.fit([graphs[i] for i in train], y[train], [groups[i] for i in train])
-                return sub._parts([graphs[i] for i in held])
+        def parts(train: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            sub = OnnxNetPredictor(self.seed, **{**o, "transfer": "full"})
+            sub.fit([graphs[i] for i in train], y[train], [groups[i] for i in train])
+            return sub._parts([graphs[i] for i in held])
 
-            self.transfer_weight = unseen_share(fams, y, parts, self.seed)
+        self.transfer_weight = decide_share(
+            o["transfer"], self.prior is not None, fams, y, parts, self.seed
+        )
         return self
 
     def _prior_of(self, ir: Sequence, n: int) -> np.ndarray:
@@ -410,8 +408,8 @@ class OnnxNetPredictor(Predictor):
         if not len(graphs):
             return np.zeros(0), np.zeros(0)
         prior, learned = self._heads(graphs)
-        seen = np.array([f in self.families for f in families(graphs)], bool)
-        s = prior + np.where(seen, 1.0, self.transfer_weight)[None] * learned  # (k, n)
+        share = learned_shares(graphs, self.families, self.transfer_weight)
+        s = prior + share[None] * learned  # (k, n)
         a, b = self.calib
         # The heads' spread with the whole learned part: a smaller share never makes a
         # network from an unseen space look more certain.
