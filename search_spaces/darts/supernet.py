@@ -45,13 +45,14 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from nas import kernels
 from nas.oneshot import shifted_depthwise
 from search_spaces.darts.genotypes import PRIMITIVES, STEPS
 
 N_OPS = len(PRIMITIVES)
 N_EDGES = sum(range(2, STEPS + 2))  # 14
 BN_EPS = 1e-5
-IMPLS = ("shift", "dense", "depthwise")
+IMPLS = ("native", "shift", "dense", "depthwise")
 
 # Edges in DARTS order: node j = 2..5 reads nodes 0..j-1, edge index = offset + source.
 EDGES: tuple[tuple[int, int], ...] = tuple(
@@ -117,6 +118,8 @@ def depthwise_conv(
     ``impl="shift"``: shifted multiply-adds with a custom VJP
     (:func:`nas.oneshot.shifted_depthwise`); anything else: XLA's grouped convolution.
     """
+    if impl == "native":
+        return kernels.depthwise(x, w, stride, dilation)
     if impl == "shift":
         return shifted_depthwise(x, w, stride, dilation)
     return _dw_xla(x, w, stride, dilation)
@@ -234,7 +237,12 @@ def edge_group(
     for k, name in enumerate(_CONVS, start=4):
         kk, dil, stages = _CONVS[name]
         dw0, pw0 = p[f"{name}/dw0"], p[f"{name}/pw0"]
-        if impl == "dense":  # one conv for the first stage of all the edges
+        if impl == "native":  # the ReLU is applied inside the kernel
+            ys = [
+                kernels.depthwise_pointwise(x, dw0[e], pw0[e], stride, dil, relu=True)
+                for e in range(n)
+            ]
+        elif impl == "dense":  # one conv for the first stage of all the edges
             c = x.shape[-1]
             kern = jnp.einsum("eijc,ecd->ijced", dw0, pw0).reshape(kk, kk, c, n * c)
             y0 = _conv(r, kern, stride, dil)
@@ -244,9 +252,11 @@ def edge_group(
         for e in range(n):
             y = batch_norm(ys[e])
             for s in range(1, stages):
-                y = dw_pw(
-                    jax.nn.relu(y), p[f"{name}/dw{s}"][e], p[f"{name}/pw{s}"][e], 1, dil, impl
-                )
+                dw, pw = p[f"{name}/dw{s}"][e], p[f"{name}/pw{s}"][e]
+                if impl == "native":
+                    y = kernels.depthwise_pointwise(y, dw, pw, 1, dil, relu=True)
+                else:
+                    y = dw_pw(jax.nn.relu(y), dw, pw, 1, dil, impl)
                 y = batch_norm(y)
             outs[e] = outs[e] + w[e, k] * y
     return outs

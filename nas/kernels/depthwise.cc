@@ -1,0 +1,596 @@
+// Depthwise convolution kernels for XLA:CPU, called through the XLA FFI.
+//
+// Layout NHWC, float32, kernel (k, k, C), padding dilation * (k - 1) / 2, any stride and
+// dilation. Channels are the innermost loop, so the compiler vectorises across them.
+// Optionally the input goes through a ReLU first (the ReLU is recomputed, never stored, and
+// the input gradient is masked by it).
+//
+// Work is split into a fixed number of slices of the batch, independent of which thread
+// runs a slice, and the weight-gradient partial sums of the slices are added in slice
+// order: results do not depend on thread timing.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kMaxSlices = 8;
+
+struct Geometry {
+  int64_t b, h, w, c, k, stride, dilation, pad, ho, wo;
+};
+
+Geometry MakeGeometry(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& w,
+                      int64_t stride, int64_t dilation) {
+  auto xd = x.dimensions();
+  Geometry g;
+  g.b = xd[0];
+  g.h = xd[1];
+  g.w = xd[2];
+  g.c = xd[3];
+  g.k = w.dimensions()[0];
+  g.stride = stride;
+  g.dilation = dilation;
+  g.pad = dilation * (g.k - 1) / 2;
+  g.ho = (g.h + 2 * g.pad - dilation * (g.k - 1) - 1) / stride + 1;
+  g.wo = (g.w + 2 * g.pad - dilation * (g.k - 1) - 1) / stride + 1;
+  return g;
+}
+
+// The output columns [lo, hi) whose input column ow * stride + off lies inside [0, n).
+inline void ValidRange(int64_t off, int64_t stride, int64_t n, int64_t n_out, int64_t* lo,
+                       int64_t* hi) {
+  *lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  *hi = (n - 1 - off) < 0 ? 0 : std::min(n_out, (n - 1 - off) / stride + 1);
+  if (*hi < *lo) *hi = *lo;
+}
+
+// Runs fn(i) for i in [0, n) on the calling thread and on the pool's threads; returns when
+// every call has finished. A pool task that starts after all the work is taken returns
+// without touching fn, so the caller never waits on a task that has not started.
+template <class F>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
+  if (n <= 0) return;
+  struct State {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto state = std::make_shared<State>();
+  const F* f = &fn;
+  auto work = [state, f, n]() {
+    for (;;) {
+      int64_t i = state->next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= n) return;
+      (*f)(i);
+      state->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  int64_t helpers = std::min<int64_t>(pool.num_threads(), n - 1);
+  for (int64_t t = 0; t < helpers; ++t) pool.Schedule(decltype(work)(work));
+  work();
+  while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+inline void SliceRange(int64_t n, int64_t slices, int64_t s, int64_t* lo, int64_t* hi) {
+  *lo = n * s / slices;
+  *hi = n * (s + 1) / slices;
+}
+
+template <bool kRelu>
+void ForwardImage(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                  float* __restrict y) {
+  const int64_t c = g.c;
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    float* __restrict yr = y + oh * g.wo * c;
+    std::memset(yr, 0, sizeof(float) * g.wo * c);
+    for (int64_t i = 0; i < g.k; ++i) {
+      const int64_t ih = oh * g.stride - g.pad + i * g.dilation;
+      if (ih < 0 || ih >= g.h) continue;
+      const float* __restrict xr = x + ih * g.w * c;
+      for (int64_t j = 0; j < g.k; ++j) {
+        const float* __restrict wt = w + (i * g.k + j) * c;
+        const int64_t off = j * g.dilation - g.pad;
+        int64_t lo, hi;
+        ValidRange(off, g.stride, g.w, g.wo, &lo, &hi);
+        for (int64_t ow = lo; ow < hi; ++ow) {
+          const float* __restrict xp = xr + (ow * g.stride + off) * c;
+          float* __restrict yp = yr + ow * c;
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const float v = kRelu ? std::max(xp[ch], 0.0f) : xp[ch];
+            yp[ch] += v * wt[ch];
+          }
+        }
+      }
+    }
+  }
+}
+
+template <bool kRelu>
+void BackwardImage(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                   const float* __restrict dy, float* __restrict dx, float* __restrict dw) {
+  const int64_t c = g.c;
+  std::memset(dx, 0, sizeof(float) * g.h * g.w * c);
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const float* __restrict gr = dy + oh * g.wo * c;
+    for (int64_t i = 0; i < g.k; ++i) {
+      const int64_t ih = oh * g.stride - g.pad + i * g.dilation;
+      if (ih < 0 || ih >= g.h) continue;
+      const float* __restrict xr = x + ih * g.w * c;
+      float* __restrict dxr = dx + ih * g.w * c;
+      for (int64_t j = 0; j < g.k; ++j) {
+        const float* __restrict wt = w + (i * g.k + j) * c;
+        float* __restrict dwt = dw + (i * g.k + j) * c;
+        const int64_t off = j * g.dilation - g.pad;
+        int64_t lo, hi;
+        ValidRange(off, g.stride, g.w, g.wo, &lo, &hi);
+        for (int64_t ow = lo; ow < hi; ++ow) {
+          const int64_t iw = ow * g.stride + off;
+          const float* __restrict gp = gr + ow * c;
+          const float* __restrict xp = xr + iw * c;
+          float* __restrict dxp = dxr + iw * c;
+          for (int64_t ch = 0; ch < c; ++ch) {
+            const float v = kRelu ? std::max(xp[ch], 0.0f) : xp[ch];
+            dxp[ch] += gp[ch] * wt[ch];
+            dwt[ch] += gp[ch] * v;
+          }
+        }
+      }
+    }
+  }
+  if (kRelu) {
+    const int64_t n = g.h * g.w * c;
+    for (int64_t p = 0; p < n; ++p) dx[p] = x[p] > 0.0f ? dx[p] : 0.0f;
+  }
+}
+
+
+// The same passes with 8 channels per vector (when C % 8 == 0) and independent accumulators
+// (4 output columns at a time in the forward pass and the weight gradient), so the FMAs do
+// not wait on each other.
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+inline v8 Load(const float* p) { return *reinterpret_cast<const v8*>(p); }
+inline void Store(float* p, v8 v) { *reinterpret_cast<v8*>(p) = v; }
+template <bool kRelu>
+inline v8 In(const float* p) {
+  v8 v = Load(p);
+  if (kRelu) {
+    const v8 zero = {};
+    v = v > zero ? v : zero;
+  }
+  return v;
+}
+
+// One output row `oh` of the depthwise conv of one image, into yr (wo * c).
+template <bool kRelu>
+void ForwardRowV(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                 int64_t oh, float* __restrict yr) {
+  const int64_t c = g.c, s = g.stride;
+  for (int64_t cb = 0; cb < c; cb += 8) {
+    int64_t ow = 0;
+    for (; ow + 4 <= g.wo; ow += 4) {
+      v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      for (int64_t i = 0; i < g.k; ++i) {
+        const int64_t ih = oh * s - g.pad + i * g.dilation;
+        if (ih < 0 || ih >= g.h) continue;
+        const float* xr = x + ih * g.w * c + cb;
+        for (int64_t j = 0; j < g.k; ++j) {
+          const v8 wv = Load(w + (i * g.k + j) * c + cb);
+          const int64_t iw = ow * s - g.pad + j * g.dilation;
+          if (iw >= 0 && iw + 3 * s < g.w) {
+            a0 += In<kRelu>(xr + iw * c) * wv;
+            a1 += In<kRelu>(xr + (iw + s) * c) * wv;
+            a2 += In<kRelu>(xr + (iw + 2 * s) * c) * wv;
+            a3 += In<kRelu>(xr + (iw + 3 * s) * c) * wv;
+          } else {
+            if (iw >= 0 && iw < g.w) a0 += In<kRelu>(xr + iw * c) * wv;
+            if (iw + s >= 0 && iw + s < g.w) a1 += In<kRelu>(xr + (iw + s) * c) * wv;
+            if (iw + 2 * s >= 0 && iw + 2 * s < g.w) a2 += In<kRelu>(xr + (iw + 2 * s) * c) * wv;
+            if (iw + 3 * s >= 0 && iw + 3 * s < g.w) a3 += In<kRelu>(xr + (iw + 3 * s) * c) * wv;
+          }
+        }
+      }
+      Store(yr + ow * c + cb, a0);
+      Store(yr + (ow + 1) * c + cb, a1);
+      Store(yr + (ow + 2) * c + cb, a2);
+      Store(yr + (ow + 3) * c + cb, a3);
+    }
+    for (; ow < g.wo; ++ow) {
+      v8 a0 = {};
+      for (int64_t i = 0; i < g.k; ++i) {
+        const int64_t ih = oh * s - g.pad + i * g.dilation;
+        if (ih < 0 || ih >= g.h) continue;
+        const float* xr = x + ih * g.w * c + cb;
+        for (int64_t j = 0; j < g.k; ++j) {
+          const int64_t iw = ow * s - g.pad + j * g.dilation;
+          if (iw >= 0 && iw < g.w) a0 += In<kRelu>(xr + iw * c) * Load(w + (i * g.k + j) * c + cb);
+        }
+      }
+      Store(yr + ow * c + cb, a0);
+    }
+  }
+}
+
+// The gradients from one output row's gradient gr (wo * c): added into dx (the image, before
+// the ReLU mask) and dw.
+template <bool kRelu>
+void BackwardRowV(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                  int64_t oh, const float* __restrict gr, float* __restrict dx,
+                  float* __restrict dw) {
+  const int64_t c = g.c, s = g.stride;
+  for (int64_t i = 0; i < g.k; ++i) {
+    const int64_t ih = oh * s - g.pad + i * g.dilation;
+    if (ih < 0 || ih >= g.h) continue;
+    const float* xr = x + ih * g.w * c;
+    float* dxr = dx + ih * g.w * c;
+    for (int64_t j = 0; j < g.k; ++j) {
+      const int64_t off = j * g.dilation - g.pad;
+      int64_t lo, hi;
+      ValidRange(off, s, g.w, g.wo, &lo, &hi);
+      for (int64_t cb = 0; cb < c; cb += 8) {
+        const v8 wv = Load(w + (i * g.k + j) * c + cb);
+        // input gradient: scatter (no two columns of one tap write the same place)
+        for (int64_t ow = lo; ow < hi; ++ow) {
+          float* p = dxr + (ow * s + off) * c + cb;
+          Store(p, Load(p) + Load(gr + ow * c + cb) * wv);
+        }
+        // weight gradient: four independent sums
+        v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        int64_t ow = lo;
+        for (; ow + 4 <= hi; ow += 4) {
+          const float* xp = xr + (ow * s + off) * c + cb;
+          const float* gp = gr + ow * c + cb;
+          a0 += Load(gp) * In<kRelu>(xp);
+          a1 += Load(gp + c) * In<kRelu>(xp + s * c);
+          a2 += Load(gp + 2 * c) * In<kRelu>(xp + 2 * s * c);
+          a3 += Load(gp + 3 * c) * In<kRelu>(xp + 3 * s * c);
+        }
+        for (; ow < hi; ++ow) a0 += Load(gr + ow * c + cb) * In<kRelu>(xr + (ow * s + off) * c + cb);
+        float* dwp = dw + (i * g.k + j) * c + cb;
+        Store(dwp, Load(dwp) + ((a0 + a1) + (a2 + a3)));
+      }
+    }
+  }
+}
+
+template <bool kRelu>
+void MaskImage(const Geometry& g, const float* __restrict x, float* __restrict dx) {
+  if (!kRelu) return;
+  const int64_t n = g.h * g.w * g.c;
+  for (int64_t p = 0; p < n; ++p) dx[p] = x[p] > 0.0f ? dx[p] : 0.0f;
+}
+
+template <bool kRelu>
+void ForwardImageV(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                   float* __restrict y) {
+  for (int64_t oh = 0; oh < g.ho; ++oh) ForwardRowV<kRelu>(g, x, w, oh, y + oh * g.wo * g.c);
+}
+
+template <bool kRelu>
+void BackwardImageV(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                    const float* __restrict dy, float* __restrict dx, float* __restrict dw) {
+  std::memset(dx, 0, sizeof(float) * g.h * g.w * g.c);
+  for (int64_t oh = 0; oh < g.ho; ++oh) BackwardRowV<kRelu>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
+  MaskImage<kRelu>(g, x, dx);
+}
+
+// y[n, :] = t[n, :] @ pw for n rows: (n, c) x (c, d), d % 8 == 0. Blocks of 4 rows x 16
+// columns keep 8 independent sums in registers.
+void RowMatmul(const float* __restrict t, const float* __restrict pw, int64_t n, int64_t c,
+               int64_t d, float* __restrict y) {
+  int64_t db = 0;
+  for (; db + 16 <= d; db += 16) {
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4) {
+      v8 a[4][2] = {};
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const v8 p0 = Load(pw + ch * d + db), p1 = Load(pw + ch * d + db + 8);
+        for (int q = 0; q < 4; ++q) {
+          const float tv = t[(r + q) * c + ch];
+          a[q][0] += tv * p0;
+          a[q][1] += tv * p1;
+        }
+      }
+      for (int q = 0; q < 4; ++q) {
+        Store(y + (r + q) * d + db, a[q][0]);
+        Store(y + (r + q) * d + db + 8, a[q][1]);
+      }
+    }
+    for (; r < n; ++r) {
+      v8 a0 = {}, a1 = {};
+      for (int64_t ch = 0; ch < c; ++ch) {
+        a0 += t[r * c + ch] * Load(pw + ch * d + db);
+        a1 += t[r * c + ch] * Load(pw + ch * d + db + 8);
+      }
+      Store(y + r * d + db, a0);
+      Store(y + r * d + db + 8, a1);
+    }
+  }
+  for (; db < d; db += 8) {
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4) {
+      v8 a[4] = {};
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const v8 p0 = Load(pw + ch * d + db);
+        for (int q = 0; q < 4; ++q) a[q] += t[(r + q) * c + ch] * p0;
+      }
+      for (int q = 0; q < 4; ++q) Store(y + (r + q) * d + db, a[q]);
+    }
+    for (; r < n; ++r) {
+      v8 a0 = {};
+      for (int64_t ch = 0; ch < c; ++ch) a0 += t[r * c + ch] * Load(pw + ch * d + db);
+      Store(y + r * d + db, a0);
+    }
+  }
+}
+
+// dpw[c, d] += sum_r t[r, c] * g[r, d] over n rows: blocks of 4 x 16 (8 independent sums).
+void AddOuter(const float* __restrict t, const float* __restrict g, int64_t n, int64_t c,
+              int64_t d, float* __restrict dpw) {
+  int64_t ch = 0;
+  for (; ch + 4 <= c; ch += 4) {
+    int64_t db = 0;
+    for (; db + 16 <= d; db += 16) {
+      v8 a[4][2] = {};
+      for (int64_t r = 0; r < n; ++r) {
+        const v8 g0 = Load(g + r * d + db), g1 = Load(g + r * d + db + 8);
+        for (int q = 0; q < 4; ++q) {
+          const float tv = t[r * c + ch + q];
+          a[q][0] += tv * g0;
+          a[q][1] += tv * g1;
+        }
+      }
+      for (int q = 0; q < 4; ++q) {
+        float* p = dpw + (ch + q) * d + db;
+        Store(p, Load(p) + a[q][0]);
+        Store(p + 8, Load(p + 8) + a[q][1]);
+      }
+    }
+    for (; db < d; db += 8) {
+      v8 a[4] = {};
+      for (int64_t r = 0; r < n; ++r) {
+        const v8 g0 = Load(g + r * d + db);
+        for (int q = 0; q < 4; ++q) a[q] += t[r * c + ch + q] * g0;
+      }
+      for (int q = 0; q < 4; ++q) {
+        float* p = dpw + (ch + q) * d + db;
+        Store(p, Load(p) + a[q]);
+      }
+    }
+  }
+  for (; ch < c; ++ch) {
+    for (int64_t db = 0; db < d; db += 8) {
+      v8 a0 = {};
+      for (int64_t r = 0; r < n; ++r) a0 += t[r * c + ch] * Load(g + r * d + db);
+      float* p = dpw + ch * d + db;
+      Store(p, Load(p) + a0);
+    }
+  }
+}
+
+// Depthwise then pointwise (pw: (c, d)) of one image, the depthwise output never stored.
+template <bool kRelu>
+void DwPwForwardImage(const Geometry& g, int64_t d, const float* __restrict x,
+                      const float* __restrict w, const float* __restrict pw, float* __restrict t,
+                      float* __restrict y) {
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    ForwardRowV<kRelu>(g, x, w, oh, t);
+    RowMatmul(t, pw, g.wo, g.c, d, y + oh * g.wo * d);
+  }
+}
+
+// Gradients of DwPwForwardImage. pwt: pw transposed, (d, c); t, dt: row buffers (wo * c).
+template <bool kRelu>
+void DwPwBackwardImage(const Geometry& g, int64_t d, const float* __restrict x,
+                       const float* __restrict w, const float* __restrict pwt,
+                       const float* __restrict dy, float* __restrict t, float* __restrict dt,
+                       float* __restrict dx, float* __restrict dw, float* __restrict dpw) {
+  const int64_t c = g.c;
+  std::memset(dx, 0, sizeof(float) * g.h * g.w * c);
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const float* gr = dy + oh * g.wo * d;
+    ForwardRowV<kRelu>(g, x, w, oh, t);
+    RowMatmul(gr, pwt, g.wo, d, c, dt);
+    AddOuter(t, gr, g.wo, c, d, dpw);
+    BackwardRowV<kRelu>(g, x, w, oh, dt, dx, dw);
+  }
+  MaskImage<kRelu>(g, x, dx);
+}
+
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                   ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t dilation,
+                   int64_t relu) {
+  const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const float* xd = x.typed_data();
+  const float* wd = w.typed_data();
+  float* yd = y->typed_data();
+  const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
+  ParallelFor(pool, slices, [&](int64_t s) {
+    int64_t lo, hi;
+    SliceRange(g.b, slices, s, &lo, &hi);
+    for (int64_t b = lo; b < hi; ++b) {
+      const float* xi = xd + b * g.h * g.w * g.c;
+      float* yi = yd + b * g.ho * g.wo * g.c;
+      const bool vec = g.c % 8 == 0;
+      if (relu) {
+        vec ? ForwardImageV<true>(g, xi, wd, yi) : ForwardImage<true>(g, xi, wd, yi);
+      } else {
+        vec ? ForwardImageV<false>(g, xi, wd, yi) : ForwardImage<false>(g, xi, wd, yi);
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                    ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dx,
+                    ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t dilation,
+                    int64_t relu) {
+  const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const float* xd = x.typed_data();
+  const float* wd = w.typed_data();
+  const float* gd = dy.typed_data();
+  float* dxd = dx->typed_data();
+  float* dwd = dw->typed_data();
+  const int64_t taps = g.k * g.k * g.c;
+  const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
+  std::vector<float> partial(slices * taps, 0.0f);
+  ParallelFor(pool, slices, [&](int64_t s) {
+    int64_t lo, hi;
+    SliceRange(g.b, slices, s, &lo, &hi);
+    float* part = partial.data() + s * taps;
+    for (int64_t b = lo; b < hi; ++b) {
+      const float* xi = xd + b * g.h * g.w * g.c;
+      const float* gi = gd + b * g.ho * g.wo * g.c;
+      float* dxi = dxd + b * g.h * g.w * g.c;
+      const bool vec = g.c % 8 == 0;
+      if (relu) {
+        vec ? BackwardImageV<true>(g, xi, wd, gi, dxi, part)
+            : BackwardImage<true>(g, xi, wd, gi, dxi, part);
+      } else {
+        vec ? BackwardImageV<false>(g, xi, wd, gi, dxi, part)
+            : BackwardImage<false>(g, xi, wd, gi, dxi, part);
+      }
+    }
+  });
+  std::memset(dwd, 0, sizeof(float) * taps);
+  for (int64_t s = 0; s < slices; ++s) {
+    const float* part = partial.data() + s * taps;
+    for (int64_t t = 0; t < taps; ++t) dwd[t] += part[t];
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error DwPwForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                       ffi::Buffer<ffi::F32> pw, ffi::ResultBuffer<ffi::F32> y, int64_t stride,
+                       int64_t dilation, int64_t relu) {
+  const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const int64_t d = pw.dimensions()[1];
+  if (g.c % 8 || d % 8) return ffi::Error::InvalidArgument("channels must be multiples of 8");
+  const float* xd = x.typed_data();
+  const float* wd = w.typed_data();
+  const float* pd = pw.typed_data();
+  float* yd = y->typed_data();
+  const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
+  ParallelFor(pool, slices, [&](int64_t s) {
+    std::vector<float> t(g.wo * g.c);
+    int64_t lo, hi;
+    SliceRange(g.b, slices, s, &lo, &hi);
+    for (int64_t b = lo; b < hi; ++b) {
+      const float* xi = xd + b * g.h * g.w * g.c;
+      float* yi = yd + b * g.ho * g.wo * d;
+      if (relu) {
+        DwPwForwardImage<true>(g, d, xi, wd, pd, t.data(), yi);
+      } else {
+        DwPwForwardImage<false>(g, d, xi, wd, pd, t.data(), yi);
+      }
+    }
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error DwPwBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                        ffi::Buffer<ffi::F32> pw, ffi::Buffer<ffi::F32> dy,
+                        ffi::ResultBuffer<ffi::F32> dx, ffi::ResultBuffer<ffi::F32> dw,
+                        ffi::ResultBuffer<ffi::F32> dpw, int64_t stride, int64_t dilation,
+                        int64_t relu) {
+  const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const int64_t c = g.c, d = pw.dimensions()[1];
+  if (c % 8 || d % 8) return ffi::Error::InvalidArgument("channels must be multiples of 8");
+  const float* xd = x.typed_data();
+  const float* wd = w.typed_data();
+  const float* pd = pw.typed_data();
+  const float* gd = dy.typed_data();
+  float* dxd = dx->typed_data();
+  std::vector<float> pwt(d * c);
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t o = 0; o < d; ++o) pwt[o * c + ch] = pd[ch * d + o];
+  const int64_t taps = g.k * g.k * c, mats = c * d;
+  const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
+  std::vector<float> partial(slices * (taps + mats), 0.0f);
+  ParallelFor(pool, slices, [&](int64_t s) {
+    std::vector<float> t(g.wo * c), dt(g.wo * c);
+    float* part = partial.data() + s * (taps + mats);
+    int64_t lo, hi;
+    SliceRange(g.b, slices, s, &lo, &hi);
+    for (int64_t b = lo; b < hi; ++b) {
+      const float* xi = xd + b * g.h * g.w * c;
+      const float* gi = gd + b * g.ho * g.wo * d;
+      float* dxi = dxd + b * g.h * g.w * c;
+      if (relu) {
+        DwPwBackwardImage<true>(g, d, xi, wd, pwt.data(), gi, t.data(), dt.data(), dxi, part,
+                                part + taps);
+      } else {
+        DwPwBackwardImage<false>(g, d, xi, wd, pwt.data(), gi, t.data(), dt.data(), dxi, part,
+                                 part + taps);
+      }
+    }
+  });
+  float* dwd = dw->typed_data();
+  float* dpd = dpw->typed_data();
+  std::memset(dwd, 0, sizeof(float) * taps);
+  std::memset(dpd, 0, sizeof(float) * mats);
+  for (int64_t s = 0; s < slices; ++s) {
+    const float* part = partial.data() + s * (taps + mats);
+    for (int64_t q = 0; q < taps; ++q) dwd[q] += part[q];
+    for (int64_t q = 0; q < mats; ++q) dpd[q] += part[taps + q];
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDepthwiseForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("dilation")
+                                  .Attr<int64_t>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDepthwiseBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("dilation")
+                                  .Attr<int64_t>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDwPwForward, DwPwForward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("dilation")
+                                  .Attr<int64_t>("relu"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDwPwBackward, DwPwBackward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("dilation")
+                                  .Attr<int64_t>("relu"));
