@@ -219,8 +219,8 @@ def depthwise_pointwise(
     relu: bool = False,
 ) -> jax.Array:
     """``depthwise(x, w, stride, dilation, relu) @ pw`` (``pw``: ``(C, D)``), fused: the
-    depthwise output is computed a row at a time and never stored, in the forward pass and
-    (recomputed) in the backward pass. With ``C`` or ``D`` not a multiple of 8 it is the
+    depthwise output is computed a row at a time and multiplied while in cache, never stored
+    (the backward pass recomputes it). With ``C`` or ``D`` not a multiple of 8 it is the
     unfused composition. Differentiable in ``x``, ``w`` and ``pw``. Requires :func:`available`.
     """
     if x.shape[-1] % 8 or pw.shape[-1] % 8:

@@ -221,7 +221,7 @@ void ForwardRowV(const Geometry& g, const float* __restrict x, const float* __re
 
 // The gradients from one output row's gradient gr (wo * c): added into dx (the image, before
 // the ReLU mask) and dw.
-template <bool kRelu>
+template <bool kRelu, bool kScatter>
 void BackwardRowV(const Geometry& g, const float* __restrict x, const float* __restrict w,
                   int64_t oh, const float* __restrict gr, float* __restrict dx,
                   float* __restrict dw) {
@@ -238,9 +238,11 @@ void BackwardRowV(const Geometry& g, const float* __restrict x, const float* __r
       for (int64_t cb = 0; cb < c; cb += 8) {
         const v8 wv = Load(w + (i * g.k + j) * c + cb);
         // input gradient: scatter (no two columns of one tap write the same place)
-        for (int64_t ow = lo; ow < hi; ++ow) {
-          float* p = dxr + (ow * s + off) * c + cb;
-          Store(p, Load(p) + Load(gr + ow * c + cb) * wv);
+        if (kScatter) {
+          for (int64_t ow = lo; ow < hi; ++ow) {
+            float* p = dxr + (ow * s + off) * c + cb;
+            Store(p, Load(p) + Load(gr + ow * c + cb) * wv);
+          }
         }
         // weight gradient: four independent sums
         v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
@@ -274,11 +276,42 @@ void ForwardImageV(const Geometry& g, const float* __restrict x, const float* __
   for (int64_t oh = 0; oh < g.ho; ++oh) ForwardRowV<kRelu>(g, x, w, oh, y + oh * g.wo * g.c);
 }
 
+// The input gradient of a stride-1 conv as a gather: the conv of dy (the whole image) with
+// the flipped kernel, four output columns at a time -- no read-modify-write per tap.
+void GatherInputGrad(const Geometry& g, const float* __restrict wflip, const float* __restrict dy,
+                     float* __restrict dx) {
+  Geometry t = g;
+  t.h = g.ho;
+  t.w = g.wo;
+  t.ho = g.h;
+  t.wo = g.w;
+  t.stride = 1;
+  for (int64_t ih = 0; ih < g.h; ++ih) ForwardRowV<false>(t, dy, wflip, ih, dx + ih * g.w * g.c);
+}
+
+std::vector<float> Flipped(const float* w, int64_t k, int64_t c) {
+  std::vector<float> f(k * k * c);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      std::memcpy(f.data() + (i * k + j) * c, w + ((k - 1 - i) * k + (k - 1 - j)) * c,
+                  sizeof(float) * c);
+  return f;
+}
+
+// wflip: the flipped kernel (used when the stride is 1).
 template <bool kRelu>
 void BackwardImageV(const Geometry& g, const float* __restrict x, const float* __restrict w,
-                    const float* __restrict dy, float* __restrict dx, float* __restrict dw) {
-  std::memset(dx, 0, sizeof(float) * g.h * g.w * g.c);
-  for (int64_t oh = 0; oh < g.ho; ++oh) BackwardRowV<kRelu>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
+                    const float* __restrict wflip, const float* __restrict dy,
+                    float* __restrict dx, float* __restrict dw) {
+  if (g.stride == 1) {
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      BackwardRowV<kRelu, false>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
+    GatherInputGrad(g, wflip, dy, dx);
+  } else {
+    std::memset(dx, 0, sizeof(float) * g.h * g.w * g.c);
+    for (int64_t oh = 0; oh < g.ho; ++oh)
+      BackwardRowV<kRelu, true>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
+  }
   MaskImage<kRelu>(g, x, dx);
 }
 
@@ -376,33 +409,37 @@ void AddOuter(const float* __restrict t, const float* __restrict g, int64_t n, i
   }
 }
 
-// Depthwise then pointwise (pw: (c, d)) of one image, the depthwise output never stored.
+// Depthwise then pointwise (pw: (c, d)) of one image; the depthwise output goes to t, one row
+// at a time (t_stride 0: one row buffer reused).
 template <bool kRelu>
 void DwPwForwardImage(const Geometry& g, int64_t d, const float* __restrict x,
                       const float* __restrict w, const float* __restrict pw, float* __restrict t,
-                      float* __restrict y) {
+                      int64_t t_stride, float* __restrict y) {
   for (int64_t oh = 0; oh < g.ho; ++oh) {
-    ForwardRowV<kRelu>(g, x, w, oh, t);
-    RowMatmul(t, pw, g.wo, g.c, d, y + oh * g.wo * d);
+    float* tr = t + oh * t_stride;
+    ForwardRowV<kRelu>(g, x, w, oh, tr);
+    RowMatmul(tr, pw, g.wo, g.c, d, y + oh * g.wo * d);
   }
 }
 
-// Gradients of DwPwForwardImage. pwt: pw transposed, (d, c); t, dt: row buffers (wo * c).
+// Gradients of DwPwForwardImage. The depthwise output is recomputed a row at a time (storing
+// it in the forward pass made the DARTS step slower: more memory traffic than arithmetic).
+// pwt: pw transposed, (d, c); t: a row buffer (wo * c); dt: an image buffer (ho * wo * c) for
+// the gradient of the depthwise output.
 template <bool kRelu>
 void DwPwBackwardImage(const Geometry& g, int64_t d, const float* __restrict x,
-                       const float* __restrict w, const float* __restrict pwt,
-                       const float* __restrict dy, float* __restrict t, float* __restrict dt,
-                       float* __restrict dx, float* __restrict dw, float* __restrict dpw) {
+                       const float* __restrict w, const float* __restrict wflip,
+                       const float* __restrict pwt, const float* __restrict dy,
+                       float* __restrict t, float* __restrict dt, float* __restrict dx,
+                       float* __restrict dw, float* __restrict dpw) {
   const int64_t c = g.c;
-  std::memset(dx, 0, sizeof(float) * g.h * g.w * c);
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     const float* gr = dy + oh * g.wo * d;
     ForwardRowV<kRelu>(g, x, w, oh, t);
-    RowMatmul(gr, pwt, g.wo, d, c, dt);
+    RowMatmul(gr, pwt, g.wo, d, c, dt + oh * g.wo * c);
     AddOuter(t, gr, g.wo, c, d, dpw);
-    BackwardRowV<kRelu>(g, x, w, oh, dt, dx, dw);
   }
-  MaskImage<kRelu>(g, x, dx);
+  BackwardImageV<kRelu>(g, x, w, wflip, dt, dx, dw);
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
@@ -443,6 +480,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
   const int64_t taps = g.k * g.k * g.c;
   const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
   std::vector<float> partial(slices * taps, 0.0f);
+  const std::vector<float> wflip = Flipped(wd, g.k, g.c);
   ParallelFor(pool, slices, [&](int64_t s) {
     int64_t lo, hi;
     SliceRange(g.b, slices, s, &lo, &hi);
@@ -453,10 +491,10 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
       float* dxi = dxd + b * g.h * g.w * g.c;
       const bool vec = g.c % 8 == 0;
       if (relu) {
-        vec ? BackwardImageV<true>(g, xi, wd, gi, dxi, part)
+        vec ? BackwardImageV<true>(g, xi, wd, wflip.data(), gi, dxi, part)
             : BackwardImage<true>(g, xi, wd, gi, dxi, part);
       } else {
-        vec ? BackwardImageV<false>(g, xi, wd, gi, dxi, part)
+        vec ? BackwardImageV<false>(g, xi, wd, wflip.data(), gi, dxi, part)
             : BackwardImage<false>(g, xi, wd, gi, dxi, part);
       }
     }
@@ -488,9 +526,9 @@ ffi::Error DwPwForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
       const float* xi = xd + b * g.h * g.w * g.c;
       float* yi = yd + b * g.ho * g.wo * d;
       if (relu) {
-        DwPwForwardImage<true>(g, d, xi, wd, pd, t.data(), yi);
+        DwPwForwardImage<true>(g, d, xi, wd, pd, t.data(), 0, yi);
       } else {
-        DwPwForwardImage<false>(g, d, xi, wd, pd, t.data(), yi);
+        DwPwForwardImage<false>(g, d, xi, wd, pd, t.data(), 0, yi);
       }
     }
   });
@@ -516,8 +554,9 @@ ffi::Error DwPwBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
   const int64_t taps = g.k * g.k * c, mats = c * d;
   const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
   std::vector<float> partial(slices * (taps + mats), 0.0f);
+  const std::vector<float> wflip = Flipped(wd, g.k, c);
   ParallelFor(pool, slices, [&](int64_t s) {
-    std::vector<float> t(g.wo * c), dt(g.wo * c);
+    std::vector<float> t(g.wo * c), dt(g.ho * g.wo * c);
     float* part = partial.data() + s * (taps + mats);
     int64_t lo, hi;
     SliceRange(g.b, slices, s, &lo, &hi);
@@ -526,10 +565,10 @@ ffi::Error DwPwBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
       const float* gi = gd + b * g.ho * g.wo * d;
       float* dxi = dxd + b * g.h * g.w * c;
       if (relu) {
-        DwPwBackwardImage<true>(g, d, xi, wd, pwt.data(), gi, t.data(), dt.data(), dxi, part,
+        DwPwBackwardImage<true>(g, d, xi, wd, wflip.data(), pwt.data(), gi, t.data(), dt.data(), dxi, part,
                                 part + taps);
       } else {
-        DwPwBackwardImage<false>(g, d, xi, wd, pwt.data(), gi, t.data(), dt.data(), dxi, part,
+        DwPwBackwardImage<false>(g, d, xi, wd, wflip.data(), pwt.data(), gi, t.data(), dt.data(), dxi, part,
                                  part + taps);
       }
     }

@@ -81,7 +81,7 @@ class Alpha(nnx.Variable):
 def batch_norm(x: jax.Array, scale: jax.Array | None = None, bias: jax.Array | None = None):
     """BatchNorm with batch statistics over (N, H, W); affine when ``scale`` is given."""
     mean = jnp.mean(x, axis=(0, 1, 2))
-    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+    var = jnp.maximum(jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean), 0.0)
     y = (x - mean) * lax.rsqrt(var + BN_EPS)
     if scale is not None:
         y = y * scale + bias
