@@ -155,46 +155,61 @@ void BackwardImage(const Geometry& g, const float* __restrict x, const float* __
 // The same passes with 8 channels per vector (when C % 8 == 0) and independent accumulators
 // (4 output columns at a time in the forward pass and the weight gradient), so the FMAs do
 // not wait on each other.
-typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v16 __attribute__((vector_size(64)));
 
-inline v8 Load(const float* p) { return *reinterpret_cast<const v8*>(p); }
-inline void Store(float* p, v8 v) { *reinterpret_cast<v8*>(p) = v; }
-template <bool kRelu>
-inline v8 In(const float* p) {
-  v8 v = Load(p);
+// Floats per vector.
+template <class V>
+constexpr int64_t kLanes = sizeof(V) / sizeof(float);
+
+// Unaligned loads and stores (memcpy: a vector type passed as a template argument loses its
+// reduced alignment attribute).
+template <class V>
+inline V Load(const float* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+inline void Store(float* p, V v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+template <class V, bool kRelu>
+inline V In(const float* p) {
+  V v = Load<V>(p);
   if (kRelu) {
-    const v8 zero = {};
+    const V zero = {};
     v = v > zero ? v : zero;
   }
   return v;
 }
 
 // One output row `oh` of the depthwise conv of one image, into yr (wo * c).
-template <bool kRelu>
+template <class V, bool kRelu>
 void ForwardRowV(const Geometry& g, const float* __restrict x, const float* __restrict w,
                  int64_t oh, float* __restrict yr) {
   const int64_t c = g.c, s = g.stride;
-  for (int64_t cb = 0; cb < c; cb += 8) {
+  for (int64_t cb = 0; cb < c; cb += kLanes<V>) {
     int64_t ow = 0;
     for (; ow + 4 <= g.wo; ow += 4) {
-      v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+      V a0 = {}, a1 = {}, a2 = {}, a3 = {};
       for (int64_t i = 0; i < g.k; ++i) {
         const int64_t ih = oh * s - g.pad + i * g.dilation;
         if (ih < 0 || ih >= g.h) continue;
         const float* xr = x + ih * g.w * c + cb;
         for (int64_t j = 0; j < g.k; ++j) {
-          const v8 wv = Load(w + (i * g.k + j) * c + cb);
+          const V wv = Load<V>(w + (i * g.k + j) * c + cb);
           const int64_t iw = ow * s - g.pad + j * g.dilation;
           if (iw >= 0 && iw + 3 * s < g.w) {
-            a0 += In<kRelu>(xr + iw * c) * wv;
-            a1 += In<kRelu>(xr + (iw + s) * c) * wv;
-            a2 += In<kRelu>(xr + (iw + 2 * s) * c) * wv;
-            a3 += In<kRelu>(xr + (iw + 3 * s) * c) * wv;
+            a0 += In<V, kRelu>(xr + iw * c) * wv;
+            a1 += In<V, kRelu>(xr + (iw + s) * c) * wv;
+            a2 += In<V, kRelu>(xr + (iw + 2 * s) * c) * wv;
+            a3 += In<V, kRelu>(xr + (iw + 3 * s) * c) * wv;
           } else {
-            if (iw >= 0 && iw < g.w) a0 += In<kRelu>(xr + iw * c) * wv;
-            if (iw + s >= 0 && iw + s < g.w) a1 += In<kRelu>(xr + (iw + s) * c) * wv;
-            if (iw + 2 * s >= 0 && iw + 2 * s < g.w) a2 += In<kRelu>(xr + (iw + 2 * s) * c) * wv;
-            if (iw + 3 * s >= 0 && iw + 3 * s < g.w) a3 += In<kRelu>(xr + (iw + 3 * s) * c) * wv;
+            if (iw >= 0 && iw < g.w) a0 += In<V, kRelu>(xr + iw * c) * wv;
+            if (iw + s >= 0 && iw + s < g.w) a1 += In<V, kRelu>(xr + (iw + s) * c) * wv;
+            if (iw + 2 * s >= 0 && iw + 2 * s < g.w) a2 += In<V, kRelu>(xr + (iw + 2 * s) * c) * wv;
+            if (iw + 3 * s >= 0 && iw + 3 * s < g.w) a3 += In<V, kRelu>(xr + (iw + 3 * s) * c) * wv;
           }
         }
       }
@@ -204,14 +219,14 @@ void ForwardRowV(const Geometry& g, const float* __restrict x, const float* __re
       Store(yr + (ow + 3) * c + cb, a3);
     }
     for (; ow < g.wo; ++ow) {
-      v8 a0 = {};
+      V a0 = {};
       for (int64_t i = 0; i < g.k; ++i) {
         const int64_t ih = oh * s - g.pad + i * g.dilation;
         if (ih < 0 || ih >= g.h) continue;
         const float* xr = x + ih * g.w * c + cb;
         for (int64_t j = 0; j < g.k; ++j) {
           const int64_t iw = ow * s - g.pad + j * g.dilation;
-          if (iw >= 0 && iw < g.w) a0 += In<kRelu>(xr + iw * c) * Load(w + (i * g.k + j) * c + cb);
+          if (iw >= 0 && iw < g.w) a0 += In<V, kRelu>(xr + iw * c) * Load<V>(w + (i * g.k + j) * c + cb);
         }
       }
       Store(yr + ow * c + cb, a0);
@@ -221,7 +236,7 @@ void ForwardRowV(const Geometry& g, const float* __restrict x, const float* __re
 
 // The gradients from one output row's gradient gr (wo * c): added into dx (the image, before
 // the ReLU mask) and dw.
-template <bool kRelu, bool kScatter>
+template <class V, bool kRelu, bool kScatter>
 void BackwardRowV(const Geometry& g, const float* __restrict x, const float* __restrict w,
                   int64_t oh, const float* __restrict gr, float* __restrict dx,
                   float* __restrict dw) {
@@ -235,49 +250,50 @@ void BackwardRowV(const Geometry& g, const float* __restrict x, const float* __r
       const int64_t off = j * g.dilation - g.pad;
       int64_t lo, hi;
       ValidRange(off, s, g.w, g.wo, &lo, &hi);
-      for (int64_t cb = 0; cb < c; cb += 8) {
-        const v8 wv = Load(w + (i * g.k + j) * c + cb);
+      for (int64_t cb = 0; cb < c; cb += kLanes<V>) {
+        const V wv = Load<V>(w + (i * g.k + j) * c + cb);
         // input gradient: scatter (no two columns of one tap write the same place)
         if (kScatter) {
           for (int64_t ow = lo; ow < hi; ++ow) {
             float* p = dxr + (ow * s + off) * c + cb;
-            Store(p, Load(p) + Load(gr + ow * c + cb) * wv);
+            Store(p, Load<V>(p) + Load<V>(gr + ow * c + cb) * wv);
           }
         }
         // weight gradient: four independent sums
-        v8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        V a0 = {}, a1 = {}, a2 = {}, a3 = {};
         int64_t ow = lo;
         for (; ow + 4 <= hi; ow += 4) {
           const float* xp = xr + (ow * s + off) * c + cb;
           const float* gp = gr + ow * c + cb;
-          a0 += Load(gp) * In<kRelu>(xp);
-          a1 += Load(gp + c) * In<kRelu>(xp + s * c);
-          a2 += Load(gp + 2 * c) * In<kRelu>(xp + 2 * s * c);
-          a3 += Load(gp + 3 * c) * In<kRelu>(xp + 3 * s * c);
+          a0 += Load<V>(gp) * In<V, kRelu>(xp);
+          a1 += Load<V>(gp + c) * In<V, kRelu>(xp + s * c);
+          a2 += Load<V>(gp + 2 * c) * In<V, kRelu>(xp + 2 * s * c);
+          a3 += Load<V>(gp + 3 * c) * In<V, kRelu>(xp + 3 * s * c);
         }
-        for (; ow < hi; ++ow) a0 += Load(gr + ow * c + cb) * In<kRelu>(xr + (ow * s + off) * c + cb);
+        for (; ow < hi; ++ow) a0 += Load<V>(gr + ow * c + cb) * In<V, kRelu>(xr + (ow * s + off) * c + cb);
         float* dwp = dw + (i * g.k + j) * c + cb;
-        Store(dwp, Load(dwp) + ((a0 + a1) + (a2 + a3)));
+        Store(dwp, Load<V>(dwp) + ((a0 + a1) + (a2 + a3)));
       }
     }
   }
 }
 
-template <bool kRelu>
+template <class V, bool kRelu>
 void MaskImage(const Geometry& g, const float* __restrict x, float* __restrict dx) {
   if (!kRelu) return;
   const int64_t n = g.h * g.w * g.c;
   for (int64_t p = 0; p < n; ++p) dx[p] = x[p] > 0.0f ? dx[p] : 0.0f;
 }
 
-template <bool kRelu>
+template <class V, bool kRelu>
 void ForwardImageV(const Geometry& g, const float* __restrict x, const float* __restrict w,
                    float* __restrict y) {
-  for (int64_t oh = 0; oh < g.ho; ++oh) ForwardRowV<kRelu>(g, x, w, oh, y + oh * g.wo * g.c);
+  for (int64_t oh = 0; oh < g.ho; ++oh) ForwardRowV<V, kRelu>(g, x, w, oh, y + oh * g.wo * g.c);
 }
 
 // The input gradient of a stride-1 conv as a gather: the conv of dy (the whole image) with
 // the flipped kernel, four output columns at a time -- no read-modify-write per tap.
+template <class V>
 void GatherInputGrad(const Geometry& g, const float* __restrict wflip, const float* __restrict dy,
                      float* __restrict dx) {
   Geometry t = g;
@@ -286,7 +302,7 @@ void GatherInputGrad(const Geometry& g, const float* __restrict wflip, const flo
   t.ho = g.h;
   t.wo = g.w;
   t.stride = 1;
-  for (int64_t ih = 0; ih < g.h; ++ih) ForwardRowV<false>(t, dy, wflip, ih, dx + ih * g.w * g.c);
+  for (int64_t ih = 0; ih < g.h; ++ih) ForwardRowV<V, false>(t, dy, wflip, ih, dx + ih * g.w * g.c);
 }
 
 std::vector<float> Flipped(const float* w, int64_t k, int64_t c) {
@@ -299,33 +315,34 @@ std::vector<float> Flipped(const float* w, int64_t k, int64_t c) {
 }
 
 // wflip: the flipped kernel (used when the stride is 1).
-template <bool kRelu>
+template <class V, bool kRelu>
 void BackwardImageV(const Geometry& g, const float* __restrict x, const float* __restrict w,
                     const float* __restrict wflip, const float* __restrict dy,
                     float* __restrict dx, float* __restrict dw) {
   if (g.stride == 1) {
     for (int64_t oh = 0; oh < g.ho; ++oh)
-      BackwardRowV<kRelu, false>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
-    GatherInputGrad(g, wflip, dy, dx);
+      BackwardRowV<V, kRelu, false>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
+    GatherInputGrad<V>(g, wflip, dy, dx);
   } else {
     std::memset(dx, 0, sizeof(float) * g.h * g.w * g.c);
     for (int64_t oh = 0; oh < g.ho; ++oh)
-      BackwardRowV<kRelu, true>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
+      BackwardRowV<V, kRelu, true>(g, x, w, oh, dy + oh * g.wo * g.c, dx, dw);
   }
-  MaskImage<kRelu>(g, x, dx);
+  MaskImage<V, kRelu>(g, x, dx);
 }
 
 // y[n, :] = t[n, :] @ pw for n rows: (n, c) x (c, d), d % 8 == 0. Blocks of 4 rows x 16
 // columns keep 8 independent sums in registers.
+template <class V>
 void RowMatmul(const float* __restrict t, const float* __restrict pw, int64_t n, int64_t c,
                int64_t d, float* __restrict y) {
   int64_t db = 0;
-  for (; db + 16 <= d; db += 16) {
+  for (; db + 2 * kLanes<V> <= d; db += 2 * kLanes<V>) {
     int64_t r = 0;
     for (; r + 4 <= n; r += 4) {
-      v8 a[4][2] = {};
+      V a[4][2] = {};
       for (int64_t ch = 0; ch < c; ++ch) {
-        const v8 p0 = Load(pw + ch * d + db), p1 = Load(pw + ch * d + db + 8);
+        const V p0 = Load<V>(pw + ch * d + db), p1 = Load<V>(pw + ch * d + db + kLanes<V>);
         for (int q = 0; q < 4; ++q) {
           const float tv = t[(r + q) * c + ch];
           a[q][0] += tv * p0;
@@ -334,47 +351,48 @@ void RowMatmul(const float* __restrict t, const float* __restrict pw, int64_t n,
       }
       for (int q = 0; q < 4; ++q) {
         Store(y + (r + q) * d + db, a[q][0]);
-        Store(y + (r + q) * d + db + 8, a[q][1]);
+        Store(y + (r + q) * d + db + kLanes<V>, a[q][1]);
       }
     }
     for (; r < n; ++r) {
-      v8 a0 = {}, a1 = {};
+      V a0 = {}, a1 = {};
       for (int64_t ch = 0; ch < c; ++ch) {
-        a0 += t[r * c + ch] * Load(pw + ch * d + db);
-        a1 += t[r * c + ch] * Load(pw + ch * d + db + 8);
+        a0 += t[r * c + ch] * Load<V>(pw + ch * d + db);
+        a1 += t[r * c + ch] * Load<V>(pw + ch * d + db + kLanes<V>);
       }
       Store(y + r * d + db, a0);
-      Store(y + r * d + db + 8, a1);
+      Store(y + r * d + db + kLanes<V>, a1);
     }
   }
-  for (; db < d; db += 8) {
+  for (; db < d; db += kLanes<V>) {
     int64_t r = 0;
     for (; r + 4 <= n; r += 4) {
-      v8 a[4] = {};
+      V a[4] = {};
       for (int64_t ch = 0; ch < c; ++ch) {
-        const v8 p0 = Load(pw + ch * d + db);
+        const V p0 = Load<V>(pw + ch * d + db);
         for (int q = 0; q < 4; ++q) a[q] += t[(r + q) * c + ch] * p0;
       }
       for (int q = 0; q < 4; ++q) Store(y + (r + q) * d + db, a[q]);
     }
     for (; r < n; ++r) {
-      v8 a0 = {};
-      for (int64_t ch = 0; ch < c; ++ch) a0 += t[r * c + ch] * Load(pw + ch * d + db);
+      V a0 = {};
+      for (int64_t ch = 0; ch < c; ++ch) a0 += t[r * c + ch] * Load<V>(pw + ch * d + db);
       Store(y + r * d + db, a0);
     }
   }
 }
 
 // dpw[c, d] += sum_r t[r, c] * g[r, d] over n rows: blocks of 4 x 16 (8 independent sums).
+template <class V>
 void AddOuter(const float* __restrict t, const float* __restrict g, int64_t n, int64_t c,
               int64_t d, float* __restrict dpw) {
   int64_t ch = 0;
   for (; ch + 4 <= c; ch += 4) {
     int64_t db = 0;
-    for (; db + 16 <= d; db += 16) {
-      v8 a[4][2] = {};
+    for (; db + 2 * kLanes<V> <= d; db += 2 * kLanes<V>) {
+      V a[4][2] = {};
       for (int64_t r = 0; r < n; ++r) {
-        const v8 g0 = Load(g + r * d + db), g1 = Load(g + r * d + db + 8);
+        const V g0 = Load<V>(g + r * d + db), g1 = Load<V>(g + r * d + db + kLanes<V>);
         for (int q = 0; q < 4; ++q) {
           const float tv = t[r * c + ch + q];
           a[q][0] += tv * g0;
@@ -383,42 +401,42 @@ void AddOuter(const float* __restrict t, const float* __restrict g, int64_t n, i
       }
       for (int q = 0; q < 4; ++q) {
         float* p = dpw + (ch + q) * d + db;
-        Store(p, Load(p) + a[q][0]);
-        Store(p + 8, Load(p + 8) + a[q][1]);
+        Store(p, Load<V>(p) + a[q][0]);
+        Store(p + kLanes<V>, Load<V>(p + kLanes<V>) + a[q][1]);
       }
     }
-    for (; db < d; db += 8) {
-      v8 a[4] = {};
+    for (; db < d; db += kLanes<V>) {
+      V a[4] = {};
       for (int64_t r = 0; r < n; ++r) {
-        const v8 g0 = Load(g + r * d + db);
+        const V g0 = Load<V>(g + r * d + db);
         for (int q = 0; q < 4; ++q) a[q] += t[r * c + ch + q] * g0;
       }
       for (int q = 0; q < 4; ++q) {
         float* p = dpw + (ch + q) * d + db;
-        Store(p, Load(p) + a[q]);
+        Store(p, Load<V>(p) + a[q]);
       }
     }
   }
   for (; ch < c; ++ch) {
-    for (int64_t db = 0; db < d; db += 8) {
-      v8 a0 = {};
-      for (int64_t r = 0; r < n; ++r) a0 += t[r * c + ch] * Load(g + r * d + db);
+    for (int64_t db = 0; db < d; db += kLanes<V>) {
+      V a0 = {};
+      for (int64_t r = 0; r < n; ++r) a0 += t[r * c + ch] * Load<V>(g + r * d + db);
       float* p = dpw + ch * d + db;
-      Store(p, Load(p) + a0);
+      Store(p, Load<V>(p) + a0);
     }
   }
 }
 
 // Depthwise then pointwise (pw: (c, d)) of one image; the depthwise output goes to t, one row
 // at a time (t_stride 0: one row buffer reused).
-template <bool kRelu>
+template <class V, bool kRelu>
 void DwPwForwardImage(const Geometry& g, int64_t d, const float* __restrict x,
                       const float* __restrict w, const float* __restrict pw, float* __restrict t,
                       int64_t t_stride, float* __restrict y) {
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     float* tr = t + oh * t_stride;
-    ForwardRowV<kRelu>(g, x, w, oh, tr);
-    RowMatmul(tr, pw, g.wo, g.c, d, y + oh * g.wo * d);
+    ForwardRowV<V, kRelu>(g, x, w, oh, tr);
+    RowMatmul<V>(tr, pw, g.wo, g.c, d, y + oh * g.wo * d);
   }
 }
 
@@ -426,7 +444,7 @@ void DwPwForwardImage(const Geometry& g, int64_t d, const float* __restrict x,
 // it in the forward pass made the DARTS step slower: more memory traffic than arithmetic).
 // pwt: pw transposed, (d, c); t: a row buffer (wo * c); dt: an image buffer (ho * wo * c) for
 // the gradient of the depthwise output.
-template <bool kRelu>
+template <class V, bool kRelu>
 void DwPwBackwardImage(const Geometry& g, int64_t d, const float* __restrict x,
                        const float* __restrict w, const float* __restrict wflip,
                        const float* __restrict pwt, const float* __restrict dy,
@@ -435,17 +453,52 @@ void DwPwBackwardImage(const Geometry& g, int64_t d, const float* __restrict x,
   const int64_t c = g.c;
   for (int64_t oh = 0; oh < g.ho; ++oh) {
     const float* gr = dy + oh * g.wo * d;
-    ForwardRowV<kRelu>(g, x, w, oh, t);
-    RowMatmul(gr, pwt, g.wo, d, c, dt + oh * g.wo * c);
-    AddOuter(t, gr, g.wo, c, d, dpw);
+    ForwardRowV<V, kRelu>(g, x, w, oh, t);
+    RowMatmul<V>(gr, pwt, g.wo, d, c, dt + oh * g.wo * c);
+    AddOuter<V>(t, gr, g.wo, c, d, dpw);
   }
-  BackwardImageV<kRelu>(g, x, w, wflip, dt, dx, dw);
+  BackwardImageV<V, kRelu>(g, x, w, wflip, dt, dx, dw);
+}
+
+// Which image functions run: 16 channels per vector, 8, or the scalar loops.
+enum class Lanes { k16, k8, kScalar };
+
+Lanes PickLanes(int64_t c, int64_t d) {
+  if (c % 16 == 0 && d % 16 == 0) return Lanes::k16;
+  if (c % 8 == 0 && d % 8 == 0) return Lanes::k8;
+  return Lanes::kScalar;
+}
+
+template <bool kRelu>
+void ForwardImageAny(Lanes lanes, const Geometry& g, const float* x, const float* w, float* y) {
+  switch (lanes) {
+    case Lanes::k16:
+      return ForwardImageV<v16, kRelu>(g, x, w, y);
+    case Lanes::k8:
+      return ForwardImageV<v8, kRelu>(g, x, w, y);
+    default:
+      return ForwardImage<kRelu>(g, x, w, y);
+  }
+}
+
+template <bool kRelu>
+void BackwardImageAny(Lanes lanes, const Geometry& g, const float* x, const float* w,
+                      const float* wflip, const float* dy, float* dx, float* dw) {
+  switch (lanes) {
+    case Lanes::k16:
+      return BackwardImageV<v16, kRelu>(g, x, w, wflip, dy, dx, dw);
+    case Lanes::k8:
+      return BackwardImageV<v8, kRelu>(g, x, w, wflip, dy, dx, dw);
+    default:
+      return BackwardImage<kRelu>(g, x, w, dy, dx, dw);
+  }
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                    ffi::ResultBuffer<ffi::F32> y, int64_t stride, int64_t dilation,
                    int64_t relu) {
   const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const Lanes lanes = PickLanes(g.c, g.c);
   const float* xd = x.typed_data();
   const float* wd = w.typed_data();
   float* yd = y->typed_data();
@@ -456,12 +509,8 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ff
     for (int64_t b = lo; b < hi; ++b) {
       const float* xi = xd + b * g.h * g.w * g.c;
       float* yi = yd + b * g.ho * g.wo * g.c;
-      const bool vec = g.c % 8 == 0;
-      if (relu) {
-        vec ? ForwardImageV<true>(g, xi, wd, yi) : ForwardImage<true>(g, xi, wd, yi);
-      } else {
-        vec ? ForwardImageV<false>(g, xi, wd, yi) : ForwardImage<false>(g, xi, wd, yi);
-      }
+      relu ? ForwardImageAny<true>(lanes, g, xi, wd, yi)
+           : ForwardImageAny<false>(lanes, g, xi, wd, yi);
     }
   });
   return ffi::Error::Success();
@@ -472,6 +521,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
                     ffi::ResultBuffer<ffi::F32> dw, int64_t stride, int64_t dilation,
                     int64_t relu) {
   const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const Lanes lanes = PickLanes(g.c, g.c);
   const float* xd = x.typed_data();
   const float* wd = w.typed_data();
   const float* gd = dy.typed_data();
@@ -489,14 +539,8 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
       const float* xi = xd + b * g.h * g.w * g.c;
       const float* gi = gd + b * g.ho * g.wo * g.c;
       float* dxi = dxd + b * g.h * g.w * g.c;
-      const bool vec = g.c % 8 == 0;
-      if (relu) {
-        vec ? BackwardImageV<true>(g, xi, wd, wflip.data(), gi, dxi, part)
-            : BackwardImage<true>(g, xi, wd, gi, dxi, part);
-      } else {
-        vec ? BackwardImageV<false>(g, xi, wd, wflip.data(), gi, dxi, part)
-            : BackwardImage<false>(g, xi, wd, gi, dxi, part);
-      }
+      relu ? BackwardImageAny<true>(lanes, g, xi, wd, wflip.data(), gi, dxi, part)
+           : BackwardImageAny<false>(lanes, g, xi, wd, wflip.data(), gi, dxi, part);
     }
   });
   std::memset(dwd, 0, sizeof(float) * taps);
@@ -507,16 +551,9 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
   return ffi::Error::Success();
 }
 
-ffi::Error DwPwForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                       ffi::Buffer<ffi::F32> pw, ffi::ResultBuffer<ffi::F32> y, int64_t stride,
-                       int64_t dilation, int64_t relu) {
-  const Geometry g = MakeGeometry(x, w, stride, dilation);
-  const int64_t d = pw.dimensions()[1];
-  if (g.c % 8 || d % 8) return ffi::Error::InvalidArgument("channels must be multiples of 8");
-  const float* xd = x.typed_data();
-  const float* wd = w.typed_data();
-  const float* pd = pw.typed_data();
-  float* yd = y->typed_data();
+template <class V>
+void DwPwForwardSlices(ffi::ThreadPool& pool, const Geometry& g, int64_t d, const float* xd,
+                       const float* wd, const float* pd, float* yd, bool relu) {
   const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
   ParallelFor(pool, slices, [&](int64_t s) {
     std::vector<float> t(g.wo * g.c);
@@ -525,14 +562,48 @@ ffi::Error DwPwForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
     for (int64_t b = lo; b < hi; ++b) {
       const float* xi = xd + b * g.h * g.w * g.c;
       float* yi = yd + b * g.ho * g.wo * d;
-      if (relu) {
-        DwPwForwardImage<true>(g, d, xi, wd, pd, t.data(), 0, yi);
-      } else {
-        DwPwForwardImage<false>(g, d, xi, wd, pd, t.data(), 0, yi);
-      }
+      relu ? DwPwForwardImage<V, true>(g, d, xi, wd, pd, t.data(), 0, yi)
+           : DwPwForwardImage<V, false>(g, d, xi, wd, pd, t.data(), 0, yi);
     }
   });
+}
+
+ffi::Error DwPwForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                       ffi::Buffer<ffi::F32> pw, ffi::ResultBuffer<ffi::F32> y, int64_t stride,
+                       int64_t dilation, int64_t relu) {
+  const Geometry g = MakeGeometry(x, w, stride, dilation);
+  const int64_t d = pw.dimensions()[1];
+  const Lanes lanes = PickLanes(g.c, d);
+  if (lanes == Lanes::kScalar) {
+    return ffi::Error::InvalidArgument("fused depthwise-pointwise needs channels in multiples of 8");
+  }
+  auto run = lanes == Lanes::k16 ? DwPwForwardSlices<v16> : DwPwForwardSlices<v8>;
+  run(pool, g, d, x.typed_data(), w.typed_data(), pw.typed_data(), y->typed_data(), relu != 0);
   return ffi::Error::Success();
+}
+
+// Per slice: the gradients of w and pw (summed in slice order after), dx written directly.
+template <class V>
+void DwPwBackwardSlices(ffi::ThreadPool& pool, const Geometry& g, int64_t d, const float* xd,
+                        const float* wd, const float* wflip, const float* pwt, const float* gd,
+                        float* dxd, float* partial, int64_t slices, bool relu) {
+  const int64_t c = g.c, per_slice = g.k * g.k * c + c * d;
+  ParallelFor(pool, slices, [&](int64_t s) {
+    std::vector<float> t(g.wo * c), dt(g.ho * g.wo * c);
+    float* part = partial + s * per_slice;
+    int64_t lo, hi;
+    SliceRange(g.b, slices, s, &lo, &hi);
+    for (int64_t b = lo; b < hi; ++b) {
+      const float* xi = xd + b * g.h * g.w * c;
+      const float* gi = gd + b * g.ho * g.wo * d;
+      float* dxi = dxd + b * g.h * g.w * c;
+      float* dpw = part + g.k * g.k * c;
+      relu ? DwPwBackwardImage<V, true>(g, d, xi, wd, wflip, pwt, gi, t.data(), dt.data(), dxi,
+                                        part, dpw)
+           : DwPwBackwardImage<V, false>(g, d, xi, wd, wflip, pwt, gi, t.data(), dt.data(), dxi,
+                                         part, dpw);
+    }
+  });
 }
 
 ffi::Error DwPwBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
@@ -542,37 +613,21 @@ ffi::Error DwPwBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
                         int64_t relu) {
   const Geometry g = MakeGeometry(x, w, stride, dilation);
   const int64_t c = g.c, d = pw.dimensions()[1];
-  if (c % 8 || d % 8) return ffi::Error::InvalidArgument("channels must be multiples of 8");
-  const float* xd = x.typed_data();
-  const float* wd = w.typed_data();
+  const Lanes lanes = PickLanes(c, d);
+  if (lanes == Lanes::kScalar) {
+    return ffi::Error::InvalidArgument("fused depthwise-pointwise needs channels in multiples of 8");
+  }
   const float* pd = pw.typed_data();
-  const float* gd = dy.typed_data();
-  float* dxd = dx->typed_data();
   std::vector<float> pwt(d * c);
   for (int64_t ch = 0; ch < c; ++ch)
     for (int64_t o = 0; o < d; ++o) pwt[o * c + ch] = pd[ch * d + o];
+  const std::vector<float> wflip = Flipped(w.typed_data(), g.k, c);
   const int64_t taps = g.k * g.k * c, mats = c * d;
   const int64_t slices = std::min<int64_t>(g.b, kMaxSlices);
   std::vector<float> partial(slices * (taps + mats), 0.0f);
-  const std::vector<float> wflip = Flipped(wd, g.k, c);
-  ParallelFor(pool, slices, [&](int64_t s) {
-    std::vector<float> t(g.wo * c), dt(g.ho * g.wo * c);
-    float* part = partial.data() + s * (taps + mats);
-    int64_t lo, hi;
-    SliceRange(g.b, slices, s, &lo, &hi);
-    for (int64_t b = lo; b < hi; ++b) {
-      const float* xi = xd + b * g.h * g.w * c;
-      const float* gi = gd + b * g.ho * g.wo * d;
-      float* dxi = dxd + b * g.h * g.w * c;
-      if (relu) {
-        DwPwBackwardImage<true>(g, d, xi, wd, wflip.data(), pwt.data(), gi, t.data(), dt.data(), dxi, part,
-                                part + taps);
-      } else {
-        DwPwBackwardImage<false>(g, d, xi, wd, wflip.data(), pwt.data(), gi, t.data(), dt.data(), dxi, part,
-                                 part + taps);
-      }
-    }
-  });
+  auto run = lanes == Lanes::k16 ? DwPwBackwardSlices<v16> : DwPwBackwardSlices<v8>;
+  run(pool, g, d, x.typed_data(), w.typed_data(), wflip.data(), pwt.data(), dy.typed_data(),
+      dx->typed_data(), partial.data(), slices, relu != 0);
   float* dwd = dw->typed_data();
   float* dpd = dpw->typed_data();
   std::memset(dwd, 0, sizeof(float) * taps);
