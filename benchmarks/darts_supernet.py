@@ -109,7 +109,7 @@ def part_jax(steps: int, impl: str, bilevel: bool) -> dict:
     first, times = _timed(run, steps)
     out = {
         "framework": f"jax {jax.__version__}",
-        "impl": impl,
+        "impl": model.cells[0].impl,
         "weights": count_weights(model),
         "first_step_s": first,
         "compile_s": compile_s,
@@ -198,7 +198,9 @@ def _run_part(python: str, part: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5, help="timed steps after the first")
-    ap.add_argument("--impl", default="dense", choices=("native", "shift", "dense", "depthwise"))
+    ap.add_argument(
+        "--impl", default="auto", choices=("auto", "native", "shift", "dense", "depthwise")
+    )
     ap.add_argument("--bilevel", action="store_true", help="also time our first-order search step")
     ap.add_argument("--nni-python", default="/tmp/nnivenv/bin/python")
     ap.add_argument("--part", choices=("jax", "nni"), help=argparse.SUPPRESS)

@@ -39,21 +39,25 @@ def test_mixed_op_is_the_weighted_sum_of_the_ops(stride):
     # The shifted-multiply-add and dense (depthwise x pointwise) forms equal the textbook
     # XLA depthwise + 1x1 form.
     ref = mixed_op(x, p, w, stride, "depthwise")
-    for impl in ("shift", "dense"):
+    for impl in ("shift", "dense", "native"):
         np.testing.assert_allclose(mixed_op(x, p, w, stride, impl), ref, atol=1e-4)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("impl", ["shift", "dense"])
-def test_edge_group_equals_the_reference_mixed_ops_and_their_gradients(stride, impl):
+@pytest.mark.parametrize(
+    "impl,c",
+    # native at 4 channels: scalar depthwise + einsum; at 8 and 16: the fused kernel
+    [("shift", 4), ("dense", 4), ("native", 4), ("native", 8), ("native", 16)],
+)
+def test_edge_group_equals_the_reference_mixed_ops_and_their_gradients(stride, impl, c):
     # The fast path (shared pools, shifted pools, custom-VJP depthwise, batched first stage)
     # against the plain per-edge reference (reduce_window pools, XLA grouped convs).
     rng = np.random.default_rng(1)
     n = 3
-    p = {k: jnp.asarray(v) for k, v in init_edges(rng, n, 4, reduction=True).items()}
-    x = jnp.asarray(rng.standard_normal((3, 6, 6, 4), np.float32))
+    p = {k: jnp.asarray(v) for k, v in init_edges(rng, n, c, reduction=True).items()}
+    x = jnp.asarray(rng.standard_normal((3, 6, 6, c), np.float32))
     w = jax.nn.softmax(jnp.asarray(rng.standard_normal((n, len(PRIMITIVES)), np.float32)), -1)
-    g = jnp.asarray(rng.standard_normal((n, 3, 6 // stride, 6 // stride, 4), np.float32))
+    g = jnp.asarray(rng.standard_normal((n, 3, 6 // stride, 6 // stride, c), np.float32))
 
     def fast(x, p, w):
         return jnp.sum(jnp.stack(edge_group(x, p, w, stride, impl)) * g)

@@ -68,7 +68,8 @@ class DartsSearchConfig:
         batch_size: images per training batch and per validation batch.
         lr, lr_min, momentum, weight_decay, grad_clip: the weight optimiser.
         arch_lr, arch_betas, arch_weight_decay: the architecture optimiser (Adam).
-        impl: depthwise-separable conv formulation (see ``supernet.py``).
+        impl: depthwise-separable conv formulation (see ``supernet.py``; ``auto``: the
+            native kernels where they build, else ``dense``).
         log_every: alpha history interval in steps (``0``: about 20 entries).
         seed: initialisation and data order.
     """
@@ -86,7 +87,7 @@ class DartsSearchConfig:
     arch_lr: float = 3e-4
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
-    impl: str = "dense"
+    impl: str = "auto"
     log_every: int = 0
     seed: int = 0
 
