@@ -59,15 +59,20 @@ class Mode:
 
 
 def default_dw_impl() -> str:
-    """The shifted depthwise conv (:func:`shifted_depthwise`), on every backend.
+    """``native`` (the C++ kernel, :func:`nas.kernels.depthwise`) where the native kernels
+    build, else the shifted depthwise conv (:func:`shifted_depthwise`).
 
-    On this CPU it runs a 7x7 depthwise conv's forward + backward 7x faster than XLA's
+    The native kernel runs the depthwise conv, its input gradient and its weight gradient
+    in one pass each (at 32x32x32x144, k=7, forward + backward: 44 ms against 105 ms
+    shifted). The shifted form runs a 7x7 depthwise conv's forward + backward 7x faster than XLA's
     grouped convolution (97 ms against 728 ms at 32x32x32x144), and unlike XLA's
     convolutions it keeps its speed inside ``lax.scan`` bodies (XLA:CPU runs convolutions in
     a loop body ~40x slower). Its custom VJP and optimisation barriers keep compiles short
     (the plain shifted form's autodiff compiled dramatically slower).
     """
-    return "shift"
+    from nas import kernels
+
+    return "native" if kernels.available() else "shift"
 
 
 def _tap(xp: jax.Array, di: int, dj: int, ho: int, wo: int, stride: int) -> jax.Array:
@@ -202,8 +207,9 @@ def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xl
     """NHWC convolution with ``k // 2`` padding and an HWIO kernel, no bias.
 
     1x1 convs are matrix products (a strided 1x1 conv first subsamples); depthwise convs
-    (``groups`` equal to the channels) are ``k*k`` shifted multiply-adds when ``impl`` is
-    ``shift`` (faster to run on CPUs, far slower to compile), else XLA's grouped conv.
+    (``groups`` equal to the channels) are the native C++ kernel when ``impl`` is ``native``,
+    ``k*k`` shifted multiply-adds when it is ``shift`` (faster to run on CPUs than XLA, far
+    slower to compile), else XLA's grouped conv.
     """
     k = w.shape[0]
     if groups == 1 and k == 1:
@@ -211,6 +217,10 @@ def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xl
             x = x[:, ::stride, ::stride, :]
         return x @ w[0, 0]
     p = k // 2
+    if groups > 1 and impl == "native":
+        from nas import kernels
+
+        return kernels.depthwise(x, w[:, :, 0], stride)
     if groups > 1 and impl == "shift":
         return shifted_depthwise(x, w[:, :, 0], stride)
     return jax.lax.conv_general_dilated(

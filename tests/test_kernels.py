@@ -146,3 +146,21 @@ def test_switched_off_the_darts_supernet_falls_back_to_xla():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "dense"]
+
+
+def test_one_shot_depthwise_convs_use_the_kernel_by_default():
+    from nas.oneshot import conv2d, default_dw_impl
+
+    assert default_dw_impl() == "native"
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 9, 9, 24)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((5, 5, 1, 24)), jnp.float32)
+
+    def loss(impl):
+        return lambda x, w: jnp.sum(jnp.tanh(conv2d(x, w, 2, 24, impl)))
+
+    _close(conv2d(x, w, 2, 24, "native"), conv2d(x, w, 2, 24, "xla"))
+    g1 = jax.grad(loss("native"), argnums=(0, 1))(x, w)
+    g2 = jax.grad(loss("xla"), argnums=(0, 1))(x, w)
+    for a, b in zip(g1, g2, strict=True):
+        _close(a, b, rtol=1e-4)

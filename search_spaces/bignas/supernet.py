@@ -35,7 +35,9 @@ from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
 class BigNASSupernet(ElasticMBNet):
     """The BigNAS elastic supernet of a :class:`~search_spaces.bignas.space.BigNASSpace`."""
 
-    def __init__(self, space: Any, dataset: str = "digits", dw_impl: str = "shift", seed: int = 0):
+    def __init__(
+        self, space: Any, dataset: str = "digits", dw_impl: str | None = None, seed: int = 0
+    ):
         self.space_name = space.name
         self.dataset = dataset
         super().__init__(space.layout(dataset), dw_impl, seed)

@@ -23,9 +23,10 @@ Weights are stored in flax layout (``(kh, kw, in, out)`` kernels, 1x1 convs as
 ``(in, out)`` matrices) so that :func:`extract_child` slices them straight into the IR-built
 standalone model (:func:`nas.model.build_model`).
 
-Depthwise convs are ``k*k`` shifted multiply-adds with a custom VJP by default
-(``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`); ``dw_impl="xla"`` is XLA's
-grouped convolution. Measured with ``benchmarks/ofa_supernet.py`` (batch 32 at 128x128,
+Depthwise convs are the native C++ kernel by default where it builds (``dw_impl="native"``,
+:func:`nas.kernels.depthwise`, see :func:`nas.oneshot.default_dw_impl`), else ``k*k`` shifted
+multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
+``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py`` (batch 32 at 128x128,
 OFA-MobileNetV3): a random-subnet training step takes 2.1 s with ``shift`` (compile 39 s)
 against 9.8 s with ``xla`` (compile 31 s), whose weight gradient XLA:CPU lowers to a dense
 ``C x C`` convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
@@ -49,7 +50,7 @@ import numpy as np
 from flax import nnx
 
 from nas.errors import InvalidGenotype
-from nas.oneshot import conv2d, im2col_conv
+from nas.oneshot import conv2d, default_dw_impl, im2col_conv
 from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 Arch = dict[str, jax.Array]
@@ -234,7 +235,8 @@ def depthwise_conv(x: jax.Array, w: jax.Array, stride: int, impl: str = "shift")
         x: ``(B, H, W, C)``.
         w: ``(k, k, C)``.
         stride: 1 or 2.
-        impl: ``shift`` (k*k shifted multiply-adds) or ``xla`` (grouped convolution).
+        impl: ``native`` (C++ kernel), ``shift`` (k*k shifted multiply-adds) or ``xla``
+            (grouped convolution).
     """
     return conv2d(x, w[:, :, None, :], stride, x.shape[-1], impl)
 
@@ -431,11 +433,13 @@ class ElasticMBNet(nnx.Module):
 
     Args:
         layout: the static structure at its largest.
-        dw_impl: depthwise conv formulation (``shift`` or ``xla``).
+        dw_impl: depthwise conv formulation (``native``, ``shift`` or ``xla``; default
+            :func:`nas.oneshot.default_dw_impl`).
         seed: initialisation seed (dropout uses ``seed + 1``).
     """
 
-    def __init__(self, layout: NetLayout, dw_impl: str = "shift", seed: int = 0) -> None:
+    def __init__(self, layout: NetLayout, dw_impl: str | None = None, seed: int = 0) -> None:
+        dw_impl = dw_impl or default_dw_impl()
         rngs = nnx.Rngs(dropout=seed + 1)
         rng = np.random.default_rng(seed)
         self.layout = layout
@@ -697,7 +701,9 @@ class OFASupernet(ElasticMBNet):
         seed: initialisation seed.
     """
 
-    def __init__(self, space: Any, dataset: str = "digits", dw_impl: str = "shift", seed: int = 0):
+    def __init__(
+        self, space: Any, dataset: str = "digits", dw_impl: str | None = None, seed: int = 0
+    ):
         from search_spaces.ofa import network as net
 
         shape, classes = net.DATASETS[space.check_dataset(dataset)]
