@@ -24,8 +24,61 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nas import kernels
 from nas.errors import GraphError
 from nas.graph import ArchGraph, _padding, _pair
+
+
+def conv_general_dilated(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count: int = 1,
+    precision=None,
+    **kwargs: Any,
+) -> jax.Array:
+    """``lax.conv_general_dilated``, except that a float32 depthwise 2-D conv (NHWC, one
+    ``k x k`` filter per channel, odd ``k``, equal strides and dilations, symmetric padding
+    ``dilation * (k - 1) // 2``: every depthwise conv of the DARTS, OFA, SPOS and NB-Macro
+    spaces) runs on the native kernel (:func:`nas.kernels.depthwise`) where it builds."""
+    rd = tuple(rhs_dilation or (1, 1))
+    if (
+        lhs.ndim == 4
+        and lhs.dtype == jnp.float32
+        and rhs.dtype == jnp.float32
+        and feature_group_count > 1
+        and rhs.shape[2] == 1
+        and rhs.shape[3] == lhs.shape[3] == feature_group_count
+        and rhs.shape[0] == rhs.shape[1]
+        and rhs.shape[0] % 2 == 1
+        and len(set(window_strides)) == 1
+        and len(set(rd)) == 1
+        and tuple(lhs_dilation or (1, 1)) == (1, 1)
+        and not isinstance(padding, str)
+        and tuple(map(tuple, padding)) == ((rd[0] * (rhs.shape[0] - 1) // 2,) * 2,) * 2
+        and dimension_numbers == jax.lax.conv_dimension_numbers(
+            lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")
+        )
+        and jax.device_count() == 1  # on a mesh, XLA's conv keeps the batch sharded
+        and kernels.available()
+    ):
+        return kernels.depthwise(lhs, rhs[:, :, 0, :], window_strides[0], rd[0])
+    return jax.lax.conv_general_dilated(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        dimension_numbers,
+        feature_group_count,
+        precision=precision,
+        **kwargs,
+    )
 
 
 def _act(op: str, x: jax.Array) -> jax.Array:
@@ -124,6 +177,7 @@ class GraphModel(nnx.Module):
                     kernel_dilation=_pair(attrs["dilation"], "dilation", n),
                     feature_group_count=attrs["groups"],
                     use_bias=attrs["bias"],
+                    conv_general_dilated=conv_general_dilated,
                     rngs=rngs,
                     **init,
                 )

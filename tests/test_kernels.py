@@ -164,3 +164,34 @@ def test_one_shot_depthwise_convs_use_the_kernel_by_default():
     g2 = jax.grad(loss("xla"), argnums=(0, 1))(x, w)
     for a, b in zip(g1, g2, strict=True):
         _close(a, b, rtol=1e-4)
+
+
+def test_graph_models_run_depthwise_convs_on_the_kernel():
+    from flax import nnx
+
+    from nas.model import conv_general_dilated
+
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((2, 9, 9, 16)), jnp.float32)
+
+    def pair(padding, dilation=1, groups=16):
+        kw = dict(
+            strides=(1, 1),
+            padding=padding,
+            kernel_dilation=(dilation, dilation),
+            feature_group_count=groups,
+            rngs=nnx.Rngs(0),
+        )
+        ours = nnx.Conv(16, 16, (3, 3), conv_general_dilated=conv_general_dilated, **kw)
+        kw["rngs"] = nnx.Rngs(0)
+        return ours, nnx.Conv(16, 16, (3, 3), **kw)
+
+    for padding, dilation, groups, native in [
+        (((1, 1), (1, 1)), 1, 16, True),
+        (((2, 2), (2, 2)), 2, 16, True),
+        (((0, 2), (1, 1)), 1, 16, False),  # asymmetric padding: XLA
+        (((1, 1), (1, 1)), 1, 4, False),  # grouped, not depthwise: XLA
+    ]:
+        ours, ref = pair(padding, dilation, groups)
+        _close(ours(x), ref(x))
+        assert ("nas_depthwise_fwd" in str(jax.jit(ours).lower(x).as_text())) == native
