@@ -60,9 +60,8 @@ def conv_general_dilated(
         and tuple(lhs_dilation or (1, 1)) == (1, 1)
         and not isinstance(padding, str)
         and tuple(map(tuple, padding)) == ((rd[0] * (rhs.shape[0] - 1) // 2,) * 2,) * 2
-        and dimension_numbers == jax.lax.conv_dimension_numbers(
-            lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC")
-        )
+        and dimension_numbers
+        == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
         and jax.device_count() == 1  # on a mesh, XLA's conv keeps the batch sharded
         and kernels.available()
     ):
