@@ -195,3 +195,13 @@ def test_graph_models_run_depthwise_convs_on_the_kernel():
         ours, ref = pair(padding, dilation, groups)
         _close(ours(x), ref(x))
         assert ("nas_depthwise_fwd" in str(jax.jit(ours).lower(x).as_text())) == native
+
+
+def test_mismatched_shapes_never_reach_the_kernel():
+    x = jnp.zeros((1, 6, 6, 8), jnp.float32)
+    with pytest.raises(ValueError, match="kernel must be"):
+        kernels.depthwise(x, jnp.zeros((3, 3, 4), jnp.float32))
+    with pytest.raises(ValueError, match="k odd"):
+        kernels.depthwise(x, jnp.zeros((4, 4, 8), jnp.float32))
+    with pytest.raises(ValueError, match="pointwise"):
+        kernels.depthwise_pointwise(x, jnp.zeros((3, 3, 8), jnp.float32), jnp.zeros((16, 8)))

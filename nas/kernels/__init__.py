@@ -124,6 +124,27 @@ def available() -> bool:
     return _load()
 
 
+def _check(*arrays: jax.Array) -> None:
+    dtypes = [a.dtype for a in arrays]
+    if any(d != jnp.float32 for d in dtypes):
+        raise TypeError(
+            f"the native kernels take float32 arrays, got {', '.join(map(str, dtypes))}"
+        )
+    if not available():
+        raise RuntimeError("native kernels unavailable (no C++ compiler, or not on CPU)")
+
+
+def _check_shapes(x: jax.Array, w: jax.Array, pw: jax.Array | None = None) -> None:
+    """The kernels index by these shapes: a mismatch must never reach them."""
+    if x.ndim != 4:
+        raise ValueError(f"depthwise conv input must be (B, H, W, C), got shape {x.shape}")
+    c = x.shape[-1]
+    if w.ndim != 3 or w.shape[0] != w.shape[1] or w.shape[0] % 2 == 0 or w.shape[2] != c:
+        raise ValueError(f"depthwise kernel must be (k, k, {c}) with k odd, got {w.shape}")
+    if pw is not None and (pw.ndim != 2 or pw.shape[0] != c):
+        raise ValueError(f"pointwise weights must be ({c}, D), got {pw.shape}")
+
+
 def _out_size(n: int, k: int, stride: int, dilation: int) -> int:
     pad = dilation * (k - 1) // 2
     return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
@@ -175,10 +196,8 @@ def depthwise(
 
     Differentiable in ``x`` and ``w``. Requires :func:`available`.
     """
-    if x.dtype != jnp.float32 or w.dtype != jnp.float32:
-        raise TypeError(f"native depthwise conv takes float32, got {x.dtype} and {w.dtype}")
-    if not available():
-        raise RuntimeError("native kernels unavailable (no C++ compiler, or not on CPU)")
+    _check(x, w)
+    _check_shapes(x, w)
     return _depthwise(x, w, int(stride), int(dilation), bool(relu))
 
 
@@ -223,11 +242,10 @@ def depthwise_pointwise(
     (the backward pass recomputes it). With ``C`` or ``D`` not a multiple of 8 it is the
     unfused composition. Differentiable in ``x``, ``w`` and ``pw``. Requires :func:`available`.
     """
+    _check(x, w, pw)
+    _check_shapes(x, w, pw)
     if x.shape[-1] % 8 or pw.shape[-1] % 8:
         return jnp.einsum("bhwc,cd->bhwd", depthwise(x, w, stride, dilation, relu), pw)
-    if pw.dtype != jnp.float32:
-        raise TypeError(f"native depthwise conv takes float32, got {pw.dtype}")
-    depthwise(x[:0], w)  # type and availability checks
     return _dwpw(x, w, pw, int(stride), int(dilation), bool(relu))
 
 
