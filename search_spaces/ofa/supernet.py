@@ -26,10 +26,11 @@ standalone model (:func:`nas.model.build_model`).
 Depthwise convs are the native C++ kernel by default where it builds (``dw_impl="native"``,
 :func:`nas.kernels.depthwise`, see :func:`nas.oneshot.default_dw_impl`), else ``k*k`` shifted
 multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
-``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py`` (batch 32 at 128x128,
-OFA-MobileNetV3): a random-subnet training step takes 2.1 s with ``shift`` (compile 39 s)
-against 9.8 s with ``xla`` (compile 31 s), whose weight gradient XLA:CPU lowers to a dense
-``C x C`` convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
+``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py``
+(batch 32 at 128x128, OFA-MobileNetV3): a random-subnet training step takes 0.91 s with
+``native`` (compile 18 s), 1.17 s with ``shift`` (compile 42 s; 2.1 s before the step's other
+speed-ups) and 9.8 s with ``xla`` (compile 31 s), whose weight gradient XLA:CPU lowers to a
+dense ``C x C`` convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
 so that a training step's ``lax.scan`` over many subnets holds no XLA convolution (XLA:CPU
 runs those ~40x slower inside loop bodies). A step over the middle width was tried as a
 ``lax.switch`` over weights sliced to each expand ratio's width, like the kernel switch. It
