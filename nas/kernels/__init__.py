@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import jax
@@ -111,7 +112,9 @@ def _load() -> bool:
         return False
     try:
         lib = ctypes.cdll.LoadLibrary(str(build()))
-    except (RuntimeError, OSError):
+    except (RuntimeError, OSError) as e:
+        if compiler() is not None:  # a compiler that fails is worth saying; none is not
+            warnings.warn(f"native kernels unavailable, using XLA formulations: {e}", stacklevel=2)
         return False
     for target, symbol in _TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
