@@ -136,16 +136,29 @@ def test_the_library_is_keyed_by_its_source(tmp_path, monkeypatch):
     assert kernels.library_path() != path
 
 
-def test_switched_off_the_darts_supernet_falls_back_to_xla():
+@pytest.mark.parametrize("why", ["switched off", "compiler fails"])
+def test_without_the_kernels_the_darts_supernet_falls_back_to_xla(why, tmp_path):
     code = (
+        "import warnings; warnings.simplefilter('always');"
         "from nas import kernels; from search_spaces.darts.supernet import DartsSupernet;"
         "m = DartsSupernet(C=8, layers=1, in_channels=1);"
         "print(kernels.available(), m.cells[0].impl)"
     )
-    env = dict(os.environ, NAS_NATIVE_KERNELS="0")
+    env = dict(os.environ, NAS_KERNEL_CACHE=str(tmp_path))  # nothing cached there
+    if why == "switched off":
+        env["NAS_NATIVE_KERNELS"] = "0"
+    else:
+        env["CXX"] = str(tmp_path / "no-such-compiler")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "dense"]
+    assert ("using XLA formulations" in out.stderr) == (why == "compiler fails")
+    if why == "compiler fails":  # and `make install`'s build step says why, exit code 1
+        built = subprocess.run(
+            [sys.executable, "-m", "nas.kernels"], env=env, capture_output=True, text=True
+        )
+        assert built.returncode == 1 and "cannot run the C++ compiler" in built.stderr
+        assert list(tmp_path.iterdir()) == []  # no half-written library left
 
 
 def test_one_shot_depthwise_convs_use_the_kernel_by_default():

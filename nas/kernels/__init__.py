@@ -92,7 +92,10 @@ def build(verbose: bool = False) -> Path:
     os.close(fd)
     cmd = [cxx, *FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        except OSError as e:
+            raise RuntimeError(f"cannot run the C++ compiler {cxx!r}: {e}") from e
         if done.returncode != 0:
             raise RuntimeError(f"compiling {SOURCE.name} failed: {done.stderr.strip()[-2000:]}")
         os.replace(tmp, path)
@@ -250,7 +253,3 @@ def depthwise_pointwise(
     if x.shape[-1] % 8 or pw.shape[-1] % 8:
         return jnp.einsum("bhwc,cd->bhwd", depthwise(x, w, stride, dilation, relu), pw)
     return _dwpw(x, w, pw, int(stride), int(dilation), bool(relu))
-
-
-if __name__ == "__main__":
-    print(build(verbose=True))
