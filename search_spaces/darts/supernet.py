@@ -128,8 +128,9 @@ def depthwise_conv(
 ) -> jax.Array:
     """Depthwise ``k x k`` conv, padding ``dilation * (k - 1) // 2`` (``w``: ``(k, k, C)``).
 
-    ``impl="shift"``: shifted multiply-adds with a custom VJP
-    (:func:`nas.oneshot.shifted_depthwise`); anything else: XLA's grouped convolution.
+    ``impl="native"``: the C++ kernel (:func:`nas.kernels.depthwise`); ``impl="shift"``:
+    shifted multiply-adds with a custom VJP (:func:`nas.oneshot.shifted_depthwise`); anything
+    else: XLA's grouped convolution.
     """
     if impl == "native":
         return kernels.depthwise(x, w, stride, dilation)
