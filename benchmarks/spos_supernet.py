@@ -51,7 +51,7 @@ def _since(t: tuple[float, float, tuple[float, float, float]]) -> dict:
 def bench_net(net: str, steps: int, evals: int, dw_impl: str | None, seed: int = 0) -> dict:
     import jax
 
-    from nas.oneshot import PathEvaluator, SupernetConfig, SupernetTrainer
+    from nas.oneshot import PathEvaluator, SupernetConfig, SupernetTrainer, default_dw_impl
     from search_spaces.spos.supernet import SPOSSupernet
 
     batch, n_calib, calib_bs, n_eval = SETTINGS[net]
@@ -108,7 +108,7 @@ def bench_net(net: str, steps: int, evals: int, dw_impl: str | None, seed: int =
         "calib_batches": n_calib,
         "calib_batch": calib_bs,
         "eval_images": n_eval,
-        "dw_impl": dw_impl or "default",
+        "dw_impl": dw_impl or default_dw_impl(),
         "build": build,
         "compile_train_step": compile_step,
         "train": train,
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--nets", nargs="+", default=["digits", "imagenet"], choices=list(SETTINGS))
     p.add_argument("--steps", type=int, default=20, help="timed training steps per net")
     p.add_argument("--evals", type=int, default=10, help="timed path evaluations per net")
-    p.add_argument("--dw-impl", choices=("xla", "shift"), default=None)
+    p.add_argument("--dw-impl", choices=("native", "xla", "shift"), default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
