@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-import time
 from pathlib import Path
+
+from benchmarks.xla_cpu_convs import _ms
 
 RESULTS = Path(__file__).parent / "results" / "native_kernels.json"
 
@@ -39,18 +39,6 @@ DEPTHWISE = [  # (batch, size, channels, kernel, stride, dilation)
 FUSED = [(64, 32, 16, 3, 1), (64, 32, 16, 5, 2), (64, 16, 32, 3, 1), (64, 8, 64, 5, 1)]
 
 
-def _ms(f, *args, reps: int = 5) -> float:
-    import jax
-
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(1000 * (time.perf_counter() - t))
-    return round(statistics.median(times), 3)
-
-
 def _both(fn, *args) -> dict[str, float]:
     """Forward, and forward + backward of ``sum(tanh(fn(...)))`` in every argument."""
     import jax
@@ -59,7 +47,8 @@ def _both(fn, *args) -> dict[str, float]:
     fwd = jax.jit(fn)
     argnums = tuple(range(len(args)))
     bwd = jax.jit(jax.grad(lambda *a: jnp.sum(jnp.tanh(fn(*a))), argnums=argnums))
-    return {"forward_ms": _ms(fwd, *args), "forward_backward_ms": _ms(bwd, *args)}
+    ms = lambda f: round(_ms(f, *args), 3)  # noqa: E731
+    return {"forward_ms": ms(fwd), "forward_backward_ms": ms(bwd)}
 
 
 def main() -> int:

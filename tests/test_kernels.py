@@ -11,26 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import lax
 
 from nas import kernels
+from tests.test_oneshot_ops import _xla_depthwise as xla_depthwise
 
 
 def _xla_depthwise(x, w, stride, dilation, relu):
-    if relu:
-        x = jax.nn.relu(x)
-    k = w.shape[0]
-    p = dilation * (k - 1) // 2
-    return lax.conv_general_dilated(
-        x,
-        w[:, :, None, :],
-        (stride, stride),
-        ((p, p), (p, p)),
-        rhs_dilation=(dilation, dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=x.shape[-1],
-        precision="highest",
-    )
+    return xla_depthwise(jax.nn.relu(x) if relu else x, w, stride, dilation)
 
 
 def _close(a, b, rtol=2e-5):
@@ -89,6 +76,7 @@ def test_fused_depthwise_pointwise_equals_the_composition(c, d, k, stride, dilat
 
     y1, vjp1 = jax.vjp(fused, x, w, pw)
     y2, vjp2 = jax.vjp(ref, x, w, pw)
+    assert y1.shape == y2.shape == (4, (10 - 1) // stride + 1, (12 - 1) // stride + 1, d)
     _close(y1, y2)
     g = jnp.asarray(rng.standard_normal(y2.shape), jnp.float32)
     for a, b in zip(vjp1(g), vjp2(g), strict=True):
@@ -118,6 +106,7 @@ def test_vmap_and_jit_compose():
     x = jnp.asarray(rng.standard_normal((2, 3, 6, 6, 8)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((3, 3, 8)), jnp.float32)
     batched = jax.jit(jax.vmap(lambda xi: kernels.depthwise(xi, w, 1, 1)))(x)
+    assert batched.shape == x.shape
     _close(batched, jnp.stack([_xla_depthwise(xi, w, 1, 1, False) for xi in x]))
 
 

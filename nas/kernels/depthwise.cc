@@ -80,6 +80,16 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& fn) {
   while (state->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
+// out[q] = sum over slices s, in order, of partial[s * stride + offset + q], q < n.
+void SumSlices(const std::vector<float>& partial, int64_t slices, int64_t stride, int64_t offset,
+               int64_t n, float* out) {
+  std::memset(out, 0, sizeof(float) * n);
+  for (int64_t s = 0; s < slices; ++s) {
+    const float* part = partial.data() + s * stride + offset;
+    for (int64_t q = 0; q < n; ++q) out[q] += part[q];
+  }
+}
+
 inline void SliceRange(int64_t n, int64_t slices, int64_t s, int64_t* lo, int64_t* hi) {
   *lo = n * s / slices;
   *hi = n * (s + 1) / slices;
@@ -543,11 +553,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<f
            : BackwardImageAny<false>(lanes, g, xi, wd, wflip.data(), gi, dxi, part);
     }
   });
-  std::memset(dwd, 0, sizeof(float) * taps);
-  for (int64_t s = 0; s < slices; ++s) {
-    const float* part = partial.data() + s * taps;
-    for (int64_t t = 0; t < taps; ++t) dwd[t] += part[t];
-  }
+  SumSlices(partial, slices, taps, 0, taps, dwd);
   return ffi::Error::Success();
 }
 
@@ -628,63 +634,52 @@ ffi::Error DwPwBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
   auto run = lanes == Lanes::k16 ? DwPwBackwardSlices<v16> : DwPwBackwardSlices<v8>;
   run(pool, g, d, x.typed_data(), w.typed_data(), wflip.data(), pwt.data(), dy.typed_data(),
       dx->typed_data(), partial.data(), slices, relu != 0);
-  float* dwd = dw->typed_data();
-  float* dpd = dpw->typed_data();
-  std::memset(dwd, 0, sizeof(float) * taps);
-  std::memset(dpd, 0, sizeof(float) * mats);
-  for (int64_t s = 0; s < slices; ++s) {
-    const float* part = partial.data() + s * (taps + mats);
-    for (int64_t q = 0; q < taps; ++q) dwd[q] += part[q];
-    for (int64_t q = 0; q < mats; ++q) dpd[q] += part[taps + q];
-  }
+  SumSlices(partial, slices, taps + mats, 0, taps, dw->typed_data());
+  SumSlices(partial, slices, taps + mats, taps, mats, dpw->typed_data());
   return ffi::Error::Success();
 }
 
 }  // namespace
 
+// Every handler takes XLA's thread pool, float32 buffers and the conv attributes.
+using F32 = ffi::Buffer<ffi::F32>;
+#define NAS_CONV_ATTRS .Attr<int64_t>("stride").Attr<int64_t>("dilation").Attr<int64_t>("relu")
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDepthwiseForward, Forward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("dilation")
-                                  .Attr<int64_t>("relu"));
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // w
+                                  .Ret<F32>()  // y
+                                      NAS_CONV_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDepthwiseBackward, Backward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("dilation")
-                                  .Attr<int64_t>("relu"));
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // w
+                                  .Arg<F32>()  // dy
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dw
+                                      NAS_CONV_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDwPwForward, DwPwForward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("dilation")
-                                  .Attr<int64_t>("relu"));
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // w
+                                  .Arg<F32>()  // pw
+                                  .Ret<F32>()  // y
+                                      NAS_CONV_ATTRS);
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NasDwPwBackward, DwPwBackward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
-                                  .Attr<int64_t>("dilation")
-                                  .Attr<int64_t>("relu"));
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // w
+                                  .Arg<F32>()  // pw
+                                  .Arg<F32>()  // dy
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dw
+                                  .Ret<F32>()  // dpw
+                                      NAS_CONV_ATTRS);
