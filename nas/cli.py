@@ -400,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the process's own command line: tune malloc before JAX starts
+        from nas import memory
+
+        memory.reexec()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args = build_parser().parse_args(argv)
     from nas.errors import NasError

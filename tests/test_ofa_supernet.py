@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from nas.graph import ArchGraph  # noqa: E402
@@ -37,8 +40,8 @@ TINY = NetLayout(
     stem_act="hswish",
     stages=(
         StageLayout(8, 1, "relu", False, 1, (3,), 1, True),
-        StageLayout(16, 2, "relu", False, 3, (3, 5, 7), 6),
-        StageLayout(16, 2, "hswish", True, 3, (3, 5, 7), 6),
+        StageLayout(16, 2, "relu", False, 3, (3, 5, 7), 6, expands=(3, 4, 6)),
+        StageLayout(16, 2, "hswish", True, 3, (3, 5, 7), 6, expands=(3, 4, 6)),
     ),
     head_width=32,
     head_act="hswish",
@@ -138,6 +141,50 @@ def test_tiny_children_equal_supernet_with_width_and_se():
         model = childmod.child_model(net, graph)
         want = np.asarray(net(x, encode_arch(TINY, choice)))
         np.testing.assert_allclose(np.asarray(model(x)), want, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_middle_channels_equal_the_masked_block():
+    """TINY computes its middle channels in chunks (one per expand ratio) and skips those a
+    subnet does not use; the same weights with the whole width computed and masked give the
+    same outputs, gradients and BN statistics, with and without SE, for every depth."""
+    masked = dataclasses.replace(
+        TINY, stages=tuple(dataclasses.replace(s, expands=()) for s in TINY.stages)
+    )
+    chunked_net, masked_net = ElasticMBNet(TINY, seed=4), ElasticMBNet(masked, seed=4)
+    assert chunked_net.blocks[1].bounds == (0, 24, 32, 48)  # cin 8: e 3/4/6 -> 24/32/48
+    assert chunked_net.blocks[2].bounds == (0, 48, 64, 96)
+    assert chunked_net.blocks[2].chunked and not masked_net.blocks[2].chunked
+    for net in (chunked_net, masked_net):
+        _perturb(net, 4)
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(4, 16, 16, 1)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, 4))
+
+    def loss(m, arch):
+        return optax_ce(m(x, arch), y)
+
+    choices = [_tiny_choice(rng) for _ in range(4)]
+    choices[0] = dataclasses.replace(choices[0], expand=(1, 3, 4, 6, 6, 4, 3))
+    for choice in choices:
+        arch = encode_arch(TINY, choice)
+        for net in (chunked_net, masked_net):
+            net.eval()
+        np.testing.assert_allclose(
+            np.asarray(chunked_net(x, arch)), np.asarray(masked_net(x, arch)), atol=1e-5
+        )
+        for net in (chunked_net, masked_net):
+            net.train()
+        g1 = nnx.grad(loss)(chunked_net, arch)
+        g2 = nnx.grad(loss)(masked_net, arch)
+        v1, v2 = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(g)]) for g in (g1, g2))
+        assert np.linalg.norm(v1 - v2) <= 1e-4 * np.linalg.norm(v2)
+        s1, s2 = (nnx.state(n, nnx.BatchStat) for n in (chunked_net, masked_net))
+        for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def optax_ce(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 def test_elastic_training_compiles_once_per_mode_and_learns():

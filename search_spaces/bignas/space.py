@@ -166,7 +166,14 @@ def layout(n_classes: int = 1000, in_channels: int = 3, dropout: float = DROPOUT
         stem_act="swish",
         stages=tuple(
             StageLayout(
-                max(s.widths), s.stride, "swish", True, max(s.depths), s.kernels, max(s.expands)
+                max(s.widths),
+                s.stride,
+                "swish",
+                True,
+                max(s.depths),
+                s.kernels,
+                max(s.expands),
+                expands=s.expands,
             )
             for s in STAGES
         ),

@@ -12,8 +12,12 @@ one compiled training or evaluation step serves every subnet of a resolution:
 - **elastic depth**: block ``j`` of a stage runs when ``j < depth[stage]``; a skipped block is
   an identity through ``lax.cond`` (not computed), and its BatchNorm statistics are not
   updated.
-- **elastic width / expand ratio**: channel counts are traced integers; a channel mask
-  (``arange(cmax) < n``) zeroes the channels beyond them, the first channels after OFA's
+- **elastic width / expand ratio**: channel counts are traced integers. A block's middle
+  channels are computed in chunks, one per step between the expand ratios' widths
+  (``StageLayout.expands``; OFA-MobileNetV3 at 24 input channels: 0-72, 72-96, 96-144), and a
+  chunk beyond the subnet's middle width is skipped by ``lax.cond``, so a subnet pays for its
+  own width. Within a chunk, and for output widths (BigNAS), a channel mask
+  (``arange(cmax) < n``) zeroes the channels beyond the count: the first channels after OFA's
   channel-importance sorting (:meth:`ElasticMBNet.reorganize_channels`). Masked BatchNorm
   updates running statistics of the active channels only (``DynamicBatchNorm2d``).
 - **elastic resolution**: the input size is a static shape, so each resolution compiles once
@@ -27,16 +31,20 @@ Depthwise convs are the native C++ kernel by default where it builds (``dw_impl=
 :func:`nas.kernels.depthwise`, see :func:`nas.oneshot.default_dw_impl`), else ``k*k`` shifted
 multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
 ``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py``
-(batch 32 at 128x128, OFA-MobileNetV3): a random-subnet training step takes 0.91 s with
-``native`` (compile 18 s), 1.17 s with ``shift`` (compile 42 s; 2.1 s before the step's other
-speed-ups) and 9.8 s with ``xla`` (compile 31 s), whose weight gradient XLA:CPU lowers to a
-dense ``C x C`` convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
+(batch 32 at 128x128, OFA-MobileNetV3, malloc tuned as :mod:`nas.memory` does): a
+random-subnet training step takes 0.44 s with ``native``; before the middle channels were
+chunked it took 0.49 s (0.99 s before the malloc tuning, 2.1 s with ``shift`` before the
+step's other speed-ups); ``xla`` took 9.8 s, its weight gradient lowered to a dense ``C x C``
+convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
 so that a training step's ``lax.scan`` over many subnets holds no XLA convolution (XLA:CPU
-runs those ~40x slower inside loop bodies). A step over the middle width was tried as a
-``lax.switch`` over weights sliced to each expand ratio's width, like the kernel switch. It
-was slower for every subnet (max 1.46 -> 2.11 s, random 1.10 -> 1.80 s, compile 40 -> 136 s).
-The branches' residuals have different widths, so JAX's cond partial evaluation zero-fills
-and copies the other branches' residuals on every step. Middle widths stay masked.
+runs those ~40x slower inside loop bodies). A switch over three copies of the block, with
+weights sliced to each expand ratio's width, was slower than masking for every subnet (max
+1.46 -> 2.11 s): JAX's cond partial evaluation zero-fills and copies the residuals of the
+branches not taken, and three full copies have three sets. Chunks share nothing, so only a
+skipped chunk's residuals are zero-filled. Making inactive blocks skip through their chunks'
+conds instead of a cond around the block was slower again (max 0.98 -> 1.14 s): residuals
+of nested conds are copied out level by level, but a block cond is one level more only for
+blocks that may be skipped, and it saves the chunk conds of a skipped block altogether.
 """
 
 from __future__ import annotations
@@ -78,6 +86,10 @@ class StageLayout:
         max_expand: largest expand ratio; 1 means no inverted-bottleneck 1x1 conv.
         first_residual: whether the first block has an identity shortcut (the later blocks
             always have one).
+        expands: the expand-ratio choices. With more than one, the middle channels are
+            computed in chunks, one per step between the choices' widths, and a chunk
+            beyond the subnet's width is skipped (:class:`ElasticMBBlock`); without, the
+            largest middle width is computed and masked.
     """
 
     max_width: int
@@ -88,6 +100,7 @@ class StageLayout:
     kernels: tuple[int, ...]
     max_expand: float = 6
     first_residual: bool = False
+    expands: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,23 +279,39 @@ class ElasticBN(nnx.Module):
         self.eps = eps
         self.use_running_average = False
 
-    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        if self.use_running_average:
-            mean, var = self.mean[...], self.var[...]
-        else:
+    def params(self, sl: slice = slice(None)) -> tuple[jax.Array, ...]:
+        """``(scale, bias, mean, var)`` of the channels ``sl``."""
+        return tuple(v[...][sl] for v in (self.scale, self.bias, self.mean, self.var))
+
+    def apply(
+        self, x: jax.Array, mask: jax.Array, params: tuple[jax.Array, ...]
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Normalise ``x`` with ``params`` (:meth:`params`, possibly a channel slice);
+        returns the output and the updated running mean and variance (unchanged in
+        evaluation), which the caller stores."""
+        scale, bias, mean, var = params
+        if not self.use_running_average:
             axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x, axes)
-            var = jnp.mean(jnp.square(x), axes) - jnp.square(mean)
-            var = jnp.maximum(var, 0.0)
+            bmean = jnp.mean(x, axes)
+            bvar = jnp.maximum(jnp.mean(jnp.square(x), axes) - jnp.square(bmean), 0.0)
             m = self.momentum[...]
-            self.mean[...] = jnp.where(
-                mask, (1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean), self.mean[...]
-            )
-            self.var[...] = jnp.where(
-                mask, (1 - m) * self.var[...] + m * jax.lax.stop_gradient(var), self.var[...]
-            )
-        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
-        return jnp.where(mask, y, 0.0)
+            new_mean = jnp.where(mask, (1 - m) * mean + m * jax.lax.stop_gradient(bmean), mean)
+            new_var = jnp.where(mask, (1 - m) * var + m * jax.lax.stop_gradient(bvar), var)
+            mean, var = bmean, bvar
+        else:
+            new_mean, new_var = mean, var
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
+        return jnp.where(mask, y, 0.0), new_mean, new_var
+
+    def store(self, mean: jax.Array, var: jax.Array) -> None:
+        if not self.use_running_average:
+            self.mean[...] = mean
+            self.var[...] = var
+
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        y, mean, var = self.apply(x, mask, self.params())
+        self.store(mean, var)
+        return y
 
 
 def _he(rng: np.random.Generator, shape: tuple[int, ...], fan_out: int) -> jax.Array:
@@ -328,19 +357,31 @@ class ElasticDWConv(nnx.Module):
                 break
         return cur
 
+    def all_kernels(self) -> tuple[jax.Array, ...]:
+        """The kernel of every kernel size, ascending."""
+        return tuple(self.kernel_for(k) for k in self.kernels)
+
+    def apply(
+        self, x: jax.Array, kernels: tuple[jax.Array, ...], ks: jax.Array, stride: int
+    ) -> jax.Array:
+        """The depthwise conv of traced kernel size ``ks`` with ``kernels``
+        (:meth:`all_kernels`, possibly a channel slice of each)."""
+        impl = self.impl
+        if len(kernels) == 1:
+            return depthwise_conv(x, kernels[0], stride, impl)
+        # Only the chosen kernel size runs (``lax.switch``): a 3x3 subnet pays 9 taps, not the
+        # 49 of a zero-padded 7x7 kernel.
+        index = sum((ks > k).astype(jnp.int32) for k in self.kernels[:-1])
+        branches = [
+            (lambda x, ws, i=i: depthwise_conv(x, ws[i], stride, impl))
+            for i in range(len(kernels))
+        ]
+        return jax.lax.switch(index, branches, x, kernels)
+
     def __call__(self, x: jax.Array, ks: jax.Array, stride: int) -> jax.Array:
         if len(self.kernels) == 1:
             return depthwise_conv(x, self.kernel[...], stride, self.impl)
-        # Only the chosen kernel size runs (``lax.switch``): a 3x3 subnet pays 9 taps, not the
-        # 49 of a zero-padded 7x7 kernel.
-        kernels = tuple(self.kernel_for(k) for k in self.kernels)
-        index = sum((ks > k).astype(jnp.int32) for k in self.kernels[:-1])
-        impl = self.impl
-        branches = [
-            (lambda x, ws, i=i: depthwise_conv(x, ws[i], stride, impl))
-            for i in range(len(self.kernels))
-        ]
-        return jax.lax.switch(index, branches, x, kernels)
+        return self.apply(x, self.all_kernels(), ks, stride)
 
 
 class Dense(nnx.Module):
@@ -404,6 +445,9 @@ class ElasticMBBlock(nnx.Module):
         self.pl = Dense(mid, cout, False, rng)
         self.pl_bn = ElasticBN(cout, mom, eps)
         self.act = stage.act
+        cuts = {_mid(cin, e) for e in stage.expands} if self.expand else set()
+        self.bounds = (0, *sorted(c for c in cuts if 0 < c < mid), mid)
+        self.chunked = len(self.bounds) > 2
 
     def __call__(
         self,
@@ -415,6 +459,8 @@ class ElasticMBBlock(nnx.Module):
         stride: int,
         active: jax.Array,
     ) -> jax.Array:
+        if self.chunked:
+            return self._chunked(x, ks, mid, se_mid, cout, stride, active)
         if self.expand:
             mmask = _mask(mid, self.ib.kernel[...].shape[1]) & active
             x = act_fn(self.act, self.ib_bn(self.ib(x), mmask))
@@ -425,6 +471,113 @@ class ElasticMBBlock(nnx.Module):
             x = self.se(x, se_mid)
         omask = _mask(cout, self.pl.kernel[...].shape[1]) & active
         return self.pl_bn(self.pl(x), omask)
+
+    def _chunked(
+        self,
+        x: jax.Array,
+        ks: jax.Array,
+        mid: jax.Array,
+        se_mid: jax.Array,
+        cout: jax.Array,
+        stride: int,
+        active: jax.Array,
+    ) -> jax.Array:
+        """The block with its middle channels in chunks (``self.bounds``): chunk ``i`` holds
+        channels ``bounds[i]:bounds[i+1]``, is computed only when ``mid > bounds[i]``
+        (``lax.cond``) and adds its share of the point-linear product. Every op on the middle
+        channels (inverted bottleneck, its BN, the depthwise conv, its BN, SE pooling and
+        gating) acts per channel, so a subnet with a smaller expand ratio pays only for its own
+        width. A skipped chunk costs the zero-filling of its saved activations (JAX's
+        ``cond`` returns the residuals of the branch not taken as zeros)."""
+        b = self.bounds
+        act = self.act
+        wib, wpl = self.ib.kernel[...], self.pl.kernel[...]
+        kernels = self.dw.all_kernels()
+        ib_bn, dw_bn, dw = self.ib_bn, self.dw_bn, self.dw
+
+        def front(x, p):
+            """inverted bottleneck -> BN -> act -> depthwise -> BN -> act, one chunk."""
+            w, ibp, kern, dwp, mask = p
+            h, im, iv = ib_bn.apply(jnp.einsum("...i,io->...o", x, w), mask, ibp)
+            h = dw.apply(act_fn(act, h), kern, ks, stride)
+            h, dm, dv = dw_bn.apply(h, mask, dwp)
+            return act_fn(act, h), (im, iv, dm, dv)
+
+        chunks = []
+        for i in range(len(b) - 1):
+            sl = slice(b[i], b[i + 1])
+            mask = (jnp.arange(b[i], b[i + 1]) < mid) & active
+            p = (wib[:, sl], ib_bn.params(sl), tuple(k[..., sl] for k in kernels))
+            chunks.append((sl, (*p, dw_bn.params(sl), mask)))
+
+        def when(i, run, skip, *args):
+            """``run(*args)`` when chunk ``i`` is active, else ``skip(*args)``."""
+            if i == 0 and active is True:
+                return run(*args)
+            return jax.lax.cond((mid > b[i]) & active, run, skip, *args)
+
+        def unchanged(p):
+            (_, (_, _, im, iv), _, (_, _, dm, dv), _) = p
+            return im, iv, dm, dv
+
+        stats = []
+        if self.se is None:
+
+            def run(x, p, wp):
+                h, st = front(x, p)
+                return jnp.einsum("...i,io->...o", h, wp), st
+
+            y = None
+            for i, (sl, p) in enumerate(chunks):
+                out_shape = jax.eval_shape(lambda x, p, wp: run(x, p, wp)[0], x, p, wpl[sl])
+
+                def skip(x, p, wp, shape=out_shape):
+                    return jnp.zeros(shape.shape, shape.dtype), unchanged(p)
+
+                part, st = when(i, run, skip, x, p, wpl[sl])
+                y = part if y is None else y + part
+                stats.append(st)
+        else:
+            se = self.se
+            wr, br = se.reduce.kernel[...], se.reduce.bias[...]
+            we, be = se.expand.kernel[...], se.expand.bias[...]
+
+            def run_front(x, p, wr_sl):
+                h, st = front(x, p)
+                return h, jnp.mean(h, axis=(1, 2)) @ wr_sl, st
+
+            hs, z = [], br
+            for i, (sl, p) in enumerate(chunks):
+                shapes = jax.eval_shape(lambda x, p, w: run_front(x, p, w)[:2], x, p, wr[sl])
+
+                def skip_front(x, p, w, shapes=shapes):
+                    h, zz = (jnp.zeros(s.shape, s.dtype) for s in shapes)
+                    return h, zz, unchanged(p)
+
+                h, zi, st = when(i, run_front, skip_front, x, p, wr[sl])
+                hs.append(h)
+                z = z + zi
+                stats.append(st)
+            z = act_fn(se.acts[0], jnp.where(_mask(se_mid, z.shape[-1]), z, 0.0))
+            y = None
+            for i, ((sl, _), h) in enumerate(zip(chunks, hs, strict=True)):
+
+                def run_back(h, z, we_sl, be_sl, wp):
+                    gate = act_fn(se.acts[1], z @ we_sl + be_sl)
+                    return jnp.einsum("...i,io->...o", h * gate[:, None, None, :], wp)
+
+                shape = jax.eval_shape(run_back, h, z, we[:, sl], be[sl], wpl[sl])
+
+                def skip_back(*args, shape=shape):
+                    return jnp.zeros(shape.shape, shape.dtype)
+
+                part = when(i, run_back, skip_back, h, z, we[:, sl], be[sl], wpl[sl])
+                y = part if y is None else y + part
+        im, iv, dm, dv = (jnp.concatenate(c) for c in zip(*stats, strict=True))
+        ib_bn.store(im, iv)
+        dw_bn.store(dm, dv)
+        omask = _mask(cout, wpl.shape[1]) & active
+        return self.pl_bn(y, omask)
 
 
 class ElasticMBNet(nnx.Module):
@@ -477,15 +630,15 @@ class ElasticMBNet(nnx.Module):
         for si, s in enumerate(L.stages):
             for j in range(s.max_depth):
                 blk = self.blocks[li]
-                active = j < arch["depth"][si]
                 ks, mid, se_mid = arch["ks"][li], arch["mid"][li], arch["se_mid"][li]
                 width = arch["width"][si]
                 if j == 0:
-                    y = blk(x, ks, mid, se_mid, width, s.stride, active)
+                    y = blk(x, ks, mid, se_mid, width, s.stride, True)
                     x = y + x if s.first_residual else y
                 else:
                     # An inactive block is skipped, not computed and discarded: a subnet
                     # pays only for its own depth (the block's BN statistics stay as they are).
+                    active = j < arch["depth"][si]
                     x = _block_if(active, blk, x, (ks, mid, se_mid, width))
                 li += 1
         hmask = _mask(arch["head"], L.head_width)
@@ -564,7 +717,7 @@ def _block_if(active: jax.Array, blk: ElasticMBBlock, x: jax.Array, choice: tupl
 
     def run(stats, x):
         b = nnx.merge(gdef, stats, rest)
-        y = b(x, *choice, 1, jnp.bool_(True)) + x
+        y = b(x, *choice, 1, True) + x
         return y, nnx.state(b, nnx.BatchStat)
 
     def skip(stats, x):
@@ -658,6 +811,7 @@ def ofa_layout(
                 net.MAX_DEPTH,
                 net.KS_CHOICES,
                 max(net.E_CHOICES),
+                expands=net.E_CHOICES,
             )
         )
     return NetLayout(
