@@ -32,8 +32,8 @@ Depthwise convs are the native C++ kernel by default where it builds (``dw_impl=
 multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
 ``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py``
 (batch 32 at 128x128, OFA-MobileNetV3, malloc tuned as :mod:`nas.memory` does): a
-random-subnet training step takes 0.44 s with ``native``; before the middle channels were
-chunked it took 0.49 s (0.99 s before the malloc tuning, 2.1 s with ``shift`` before the
+random-subnet training step takes 0.46 s with ``native`` (0.49 s before the middle
+channels were chunked; 0.89 s before the malloc tuning; 2.1 s with ``shift`` before the
 step's other speed-ups); ``xla`` took 9.8 s, its weight gradient lowered to a dense ``C x C``
 convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
 so that a training step's ``lax.scan`` over many subnets holds no XLA convolution (XLA:CPU
@@ -42,7 +42,8 @@ weights sliced to each expand ratio's width, was slower than masking for every s
 1.46 -> 2.11 s): JAX's cond partial evaluation zero-fills and copies the residuals of the
 branches not taken, and three full copies have three sets. Chunks share nothing, so only a
 skipped chunk's residuals are zero-filled. Making inactive blocks skip through their chunks'
-conds instead of a cond around the block was slower again (max 0.98 -> 1.14 s): residuals
+conds instead of a cond around the block was slower again (max 0.98 -> 1.14 s, untuned
+malloc): residuals
 of nested conds are copied out level by level, but a block cond is one level more only for
 blocks that may be skipped, and it saves the chunk conds of a skipped block altogether.
 """
@@ -373,8 +374,7 @@ class ElasticDWConv(nnx.Module):
         # 49 of a zero-padded 7x7 kernel.
         index = sum((ks > k).astype(jnp.int32) for k in self.kernels[:-1])
         branches = [
-            (lambda x, ws, i=i: depthwise_conv(x, ws[i], stride, impl))
-            for i in range(len(kernels))
+            (lambda x, ws, i=i: depthwise_conv(x, ws[i], stride, impl)) for i in range(len(kernels))
         ]
         return jax.lax.switch(index, branches, x, kernels)
 
@@ -480,7 +480,7 @@ class ElasticMBBlock(nnx.Module):
         se_mid: jax.Array,
         cout: jax.Array,
         stride: int,
-        active: jax.Array,
+        active: jax.Array | bool,
     ) -> jax.Array:
         """The block with its middle channels in chunks (``self.bounds``): chunk ``i`` holds
         channels ``bounds[i]:bounds[i+1]``, is computed only when ``mid > bounds[i]``
