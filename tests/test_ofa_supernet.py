@@ -181,6 +181,18 @@ def test_chunked_middle_channels_equal_the_masked_block():
         s1, s2 = (nnx.state(n, nnx.BatchStat) for n in (chunked_net, masked_net))
         for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    # the largest subnet without conds (``full``) is the same function with the same gradient
+    top = chunked_net.max_arch_arrays()
+    chunked_net.eval()
+    np.testing.assert_allclose(
+        np.asarray(chunked_net(x, top, full=True)), np.asarray(chunked_net(x, top)), atol=1e-5
+    )
+    chunked_net.train()
+    g_full = nnx.grad(lambda m: optax_ce(m(x, top, full=True), y))(chunked_net)
+    g_cond = nnx.grad(lambda m: optax_ce(m(x, top), y))(chunked_net)
+    v1, v2 = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(g)]) for g in (g_full, g_cond))
+    assert np.linalg.norm(v1 - v2) <= 1e-4 * np.linalg.norm(v2)
+    assert np.linalg.norm(v2) > 0
 
 
 def optax_ce(logits: jax.Array, y: jax.Array) -> jax.Array:

@@ -457,10 +457,11 @@ class ElasticMBBlock(nnx.Module):
         se_mid: jax.Array,
         cout: jax.Array,
         stride: int,
-        active: jax.Array,
+        active: jax.Array | bool,
+        full: bool = False,
     ) -> jax.Array:
         if self.chunked:
-            return self._chunked(x, ks, mid, se_mid, cout, stride, active)
+            return self._chunked(x, ks, mid, se_mid, cout, stride, active, full)
         if self.expand:
             mmask = _mask(mid, self.ib.kernel[...].shape[1]) & active
             x = act_fn(self.act, self.ib_bn(self.ib(x), mmask))
@@ -481,6 +482,7 @@ class ElasticMBBlock(nnx.Module):
         cout: jax.Array,
         stride: int,
         active: jax.Array | bool,
+        full: bool = False,
     ) -> jax.Array:
         """The block with its middle channels in chunks (``self.bounds``): chunk ``i`` holds
         channels ``bounds[i]:bounds[i+1]``, is computed only when ``mid > bounds[i]``
@@ -488,7 +490,8 @@ class ElasticMBBlock(nnx.Module):
         channels (inverted bottleneck, its BN, the depthwise conv, its BN, SE pooling and
         gating) acts per channel, so a subnet with a smaller expand ratio pays only for its own
         width. A skipped chunk costs the zero-filling of its saved activations (JAX's
-        ``cond`` returns the residuals of the branch not taken as zeros)."""
+        ``cond`` returns the residuals of the branch not taken as zeros). ``full`` (static)
+        says the whole width is in use: every chunk runs, with no ``cond``."""
         b = self.bounds
         act = self.act
         wib, wpl = self.ib.kernel[...], self.pl.kernel[...]
@@ -512,7 +515,7 @@ class ElasticMBBlock(nnx.Module):
 
         def when(i, run, skip, *args):
             """``run(*args)`` when chunk ``i`` is active, else ``skip(*args)``."""
-            if i == 0 and active is True:
+            if full or (i == 0 and active is True):
                 return run(*args)
             return jax.lax.cond((mid > b[i]) & active, run, skip, *args)
 
@@ -622,7 +625,12 @@ class ElasticMBNet(nnx.Module):
         self.classifier = Dense(last, layout.n_classes, True, rng, fan="linear")
         self.dropout = nnx.Dropout(layout.dropout, rngs=rngs) if layout.dropout > 0 else None
 
-    def __call__(self, x: jax.Array, arch: Mapping[str, jax.Array]) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, arch: Mapping[str, jax.Array], full: bool = False
+    ) -> jax.Array:
+        """The subnet ``arch``'s logits. ``full`` (static) promises that ``arch`` is the
+        largest subnet (:meth:`max_arch_arrays`): every block and chunk then runs without a
+        ``cond`` (a sandwich step's largest child, a distillation teacher)."""
         L = self.layout
         x = im2col_conv(x, self.stem[...], 2)
         x = act_fn(L.stem_act, self.stem_bn(x, _mask(arch["stem"], L.stem_width)))
@@ -633,8 +641,10 @@ class ElasticMBNet(nnx.Module):
                 ks, mid, se_mid = arch["ks"][li], arch["mid"][li], arch["se_mid"][li]
                 width = arch["width"][si]
                 if j == 0:
-                    y = blk(x, ks, mid, se_mid, width, s.stride, True)
+                    y = blk(x, ks, mid, se_mid, width, s.stride, True, full)
                     x = y + x if s.first_residual else y
+                elif full:
+                    x = blk(x, ks, mid, se_mid, width, 1, True, full) + x
                 else:
                     # An inactive block is skipped, not computed and discarded: a subnet
                     # pays only for its own depth (the block's BN statistics stay as they are).

@@ -126,17 +126,19 @@ class ElasticTrainer:
         unroll = config.unroll
         trainer = self
 
-        @nnx.jit(static_argnames=("mode",))
-        def step(model, optimizer, teacher, x, y, archs, kd_ratio, mode):
+        @nnx.jit(static_argnames=("mode", "first_full"))
+        def step(model, optimizer, teacher, x, y, archs, kd_ratio, mode, first_full):
             trainer.traces += 1  # runs only while tracing
 
             def loss_fn(model):
                 t_logits = None
                 if mode == "kd":
-                    t_logits = jax.lax.stop_gradient(teacher(x, teacher.max_arch_arrays()))
+                    t_logits = jax.lax.stop_gradient(
+                        teacher(x, teacher.max_arch_arrays(), full=True)
+                    )
                 first = {k: v[0] for k, v in archs.items()}
                 rest = {k: v[1:] for k, v in archs.items()}
-                logits0 = model(x, first)
+                logits0 = model(x, first, full=first_full)
                 total = _hard_ce(logits0, y, n_cls, smooth)
                 if mode == "kd":
                     total = total + kd_ratio * _soft_ce(logits0, t_logits)
@@ -193,6 +195,10 @@ class ElasticTrainer:
                 network) or ``sandwich`` (first subnet on labels, the rest on its logits).
         """
         self.model.train()
+        top = self.model.max_arch_arrays()
+        # The largest subnet first (a sandwich step, OFA's full phase) runs without conds: a
+        # second compiled step, taken only when the first subnet is the largest.
+        first_full = all(np.array_equal(archs[0][k], v) for k, v in top.items() if k != "drop")
         loss, acc = self._step(
             self.model,
             self.optimizer,
@@ -202,6 +208,7 @@ class ElasticTrainer:
             stack_archs(archs),
             jnp.float32(self.config.kd_ratio),
             mode,
+            first_full,
         )
         return float(loss), float(acc)
 
