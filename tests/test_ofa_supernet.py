@@ -146,7 +146,8 @@ def test_tiny_children_equal_supernet_with_width_and_se():
 def test_chunked_middle_channels_equal_the_masked_block():
     """TINY computes its middle channels in chunks (one per expand ratio) and skips those a
     subnet does not use; the same weights with the whole width computed and masked give the
-    same outputs, gradients and BN statistics, with and without SE, for every depth."""
+    same outputs, gradients and BN statistics, with and without SE; and the largest subnet
+    without conds (``full``) equals the traced one."""
     masked = dataclasses.replace(
         TINY, stages=tuple(dataclasses.replace(s, expands=()) for s in TINY.stages)
     )
@@ -163,7 +164,7 @@ def test_chunked_middle_channels_equal_the_masked_block():
     def loss(m, arch):
         return optax_ce(m(x, arch), y)
 
-    choices = [_tiny_choice(rng) for _ in range(4)]
+    choices = [_tiny_choice(rng) for _ in range(2)]
     choices[0] = dataclasses.replace(choices[0], expand=(1, 3, 4, 6, 6, 4, 3))
     for choice in choices:
         arch = encode_arch(TINY, choice)
@@ -188,6 +189,7 @@ def test_chunked_middle_channels_equal_the_masked_block():
         np.asarray(chunked_net(x, top, full=True)), np.asarray(chunked_net(x, top)), atol=1e-5
     )
     chunked_net.train()
+    top["drop"] = np.int32(0)  # no dropout: the two calls would draw different masks
     g_full = nnx.grad(lambda m: optax_ce(m(x, top, full=True), y))(chunked_net)
     g_cond = nnx.grad(lambda m: optax_ce(m(x, top), y))(chunked_net)
     v1, v2 = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(g)]) for g in (g_full, g_cond))
