@@ -5,7 +5,7 @@ encoded :data:`~search_spaces.ofa.supernet.Arch` with a leading subnet axis): th
 the subnets are summed and one optimiser update follows, which is what OFA's gradient
 accumulation over ``dynamic_batch_size`` subnets and BigNAS's sandwich step do. Subnets are
 traced arrays, so the step compiles once per (resolution, number of subnets, distillation
-on/off) and serves every subnet. Up to ``unroll`` further subnets are traced one after the
+on/off, whether the first subnet is the largest) and serves every subnet. Up to ``unroll`` further subnets are traced one after the
 other (XLA:CPU runs straight-line code faster than a loop body); more share one ``lax.scan``.
 
 - Progressive shrinking (OFA, :func:`progressive_shrinking`): the full network first; then
