@@ -5,8 +5,9 @@ encoded :data:`~search_spaces.ofa.supernet.Arch` with a leading subnet axis): th
 the subnets are summed and one optimiser update follows, which is what OFA's gradient
 accumulation over ``dynamic_batch_size`` subnets and BigNAS's sandwich step do. Subnets are
 traced arrays, so the step compiles once per (resolution, number of subnets, distillation
-on/off, whether the first subnet is the largest) and serves every subnet. Up to ``unroll`` further subnets are traced one after the
-other (XLA:CPU runs straight-line code faster than a loop body); more share one ``lax.scan``.
+on/off, whether the first subnet is the largest) and serves every subnet. Up to ``unroll``
+further subnets are traced one after the other (XLA:CPU runs straight-line code faster than a
+loop body); more share one ``lax.scan``.
 
 - Progressive shrinking (OFA, :func:`progressive_shrinking`): the full network first; then
   elastic kernel; elastic depth ({3,4}, then {2,3,4}); elastic expand ({4,6}, then {3,4,6})
