@@ -20,6 +20,7 @@ from search_spaces.ofa.supernet import (  # noqa: E402
     ElasticBN,
     ElasticDWConv,
     ElasticMBNet,
+    FixedSubnet,
     NetLayout,
     OFASupernet,
     StageLayout,
@@ -146,8 +147,8 @@ def test_tiny_children_equal_supernet_with_width_and_se():
 def test_chunked_middle_channels_equal_the_masked_block():
     """TINY computes its middle channels in chunks (one per expand ratio) and skips those a
     subnet does not use; the same weights with the whole width computed and masked give the
-    same outputs, gradients and BN statistics, with and without SE; and the largest subnet
-    without conds (``full``) equals the traced one."""
+    same outputs, gradients and BN statistics, with and without SE; and fixed subnets (no
+    conds: the largest, and a smaller one) equal the traced ones."""
     masked = dataclasses.replace(
         TINY, stages=tuple(dataclasses.replace(s, expands=()) for s in TINY.stages)
     )
@@ -182,19 +183,32 @@ def test_chunked_middle_channels_equal_the_masked_block():
         s1, s2 = (nnx.state(n, nnx.BatchStat) for n in (chunked_net, masked_net))
         for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
-    # the largest subnet without conds (``full``) is the same function with the same gradient
+    # a fixed subnet (no conds: the largest via ``full``, and another whose blocks and chunks
+    # are left out of the program) is the same function, with the same gradient and BN update
     top = chunked_net.max_arch_arrays()
-    chunked_net.eval()
-    np.testing.assert_allclose(
-        np.asarray(chunked_net(x, top, full=True)), np.asarray(chunked_net(x, top)), atol=1e-5
+    # blocks left out (depths 2 and 1 of 3), chunks left out (e 3 and 4), every kernel size
+    small_choice = dataclasses.replace(
+        choices[1], depths=(1, 2, 1), ks=(3, 5, 7, 3, 3, 5, 7), expand=(1, 3, 6, 4, 4, 6, 3)
     )
-    chunked_net.train()
-    top["drop"] = np.int32(0)  # no dropout: the two calls would draw different masks
-    g_full = nnx.grad(lambda m: optax_ce(m(x, top, full=True), y))(chunked_net)
-    g_cond = nnx.grad(lambda m: optax_ce(m(x, top), y))(chunked_net)
-    v1, v2 = (np.concatenate([np.ravel(v) for v in jax.tree.leaves(g)]) for g in (g_full, g_cond))
-    assert np.linalg.norm(v1 - v2) <= 1e-4 * np.linalg.norm(v2)
-    assert np.linalg.norm(v2) > 0
+    small = encode_arch(TINY, small_choice)
+    for arch, kw in ((top, {"full": True}), (small, {"fixed": FixedSubnet.of(small)})):
+        arch = {**arch, "drop": np.int32(0)}  # no dropout: two calls would draw different masks
+        chunked_net.eval()
+        np.testing.assert_allclose(
+            np.asarray(chunked_net(x, arch, **kw)), np.asarray(chunked_net(x, arch)), atol=1e-5
+        )
+        chunked_net.train()
+        nets = [nnx.clone(chunked_net) for _ in range(2)]
+        g_fixed = nnx.grad(lambda m, a=arch, kw=kw: optax_ce(m(x, a, **kw), y))(nets[0])
+        g_cond = nnx.grad(lambda m, a=arch: optax_ce(m(x, a), y))(nets[1])
+        v1, v2 = (
+            np.concatenate([np.ravel(v) for v in jax.tree.leaves(g)]) for g in (g_fixed, g_cond)
+        )
+        assert np.linalg.norm(v1 - v2) <= 1e-4 * np.linalg.norm(v2)
+        assert np.linalg.norm(v2) > 0
+        s1, s2 = (nnx.state(n, nnx.BatchStat) for n in nets)
+        for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
 def optax_ce(logits: jax.Array, y: jax.Array) -> jax.Array:

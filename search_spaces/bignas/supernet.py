@@ -79,7 +79,9 @@ def train_sandwich(
 ) -> dict[str, Any]:
     """Single-stage BigNAS training for ``config.steps`` sandwich steps."""
     rng = np.random.default_rng(config.seed)
-    trainer = ElasticTrainer(model, config)
+    # the smallest child comes back every step: it gets a program of its own (no conds)
+    smallest = model.arch(space.known()["min"], drop=False)
+    trainer = ElasticTrainer(model, config, fixed=[smallest])
     n = len(data.x_train)
     bs = min(config.batch_size, n)
     order, pos = rng.permutation(n), 0

@@ -5,7 +5,10 @@ encoded :data:`~search_spaces.ofa.supernet.Arch` with a leading subnet axis): th
 the subnets are summed and one optimiser update follows, which is what OFA's gradient
 accumulation over ``dynamic_batch_size`` subnets and BigNAS's sandwich step do. Subnets are
 traced arrays, so the step compiles once per (resolution, number of subnets, distillation
-on/off, whether the first subnet is the largest) and serves every subnet. Up to ``unroll``
+on/off, which of the step's subnets are *fixed*) and serves every subnet. The largest subnet,
+and any subnet registered with ``ElasticTrainer(fixed=...)`` (BigNAS registers the smallest),
+is fixed: where it appears, it runs a program of its own with no conds
+(:class:`~search_spaces.ofa.supernet.FixedSubnet`). Up to ``unroll``
 further subnets are traced one after the other (XLA:CPU runs straight-line code faster than a
 loop body); more share one ``lax.scan``.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -36,7 +40,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from search_spaces.ofa.supernet import ElasticMBNet, stack_archs
+from search_spaces.ofa.supernet import ElasticMBNet, FixedSubnet, stack_archs
 
 
 @dataclass(frozen=True)
@@ -112,74 +116,121 @@ class ElasticTrainer:
     Args:
         model: the supernet (trained in place).
         config: the settings.
+        fixed: subnets (encoded archs) that come back step after step, such as a sandwich
+            step's smallest: each gets a program of its own with no conds wherever it appears
+            in a step (:class:`~search_spaces.ofa.supernet.FixedSubnet`). The largest subnet
+            always does.
 
     Attributes:
         traces: how many times a step was traced (compiled).
     """
 
-    def __init__(self, model: ElasticMBNet, config: ElasticTrainConfig) -> None:
+    def __init__(
+        self,
+        model: ElasticMBNet,
+        config: ElasticTrainConfig,
+        fixed: Sequence[dict[str, np.ndarray]] = (),
+    ) -> None:
         self.model = model
         self.config = config
         self.optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
         self.traces = 0
+        self.fixed = [model.max_arch_arrays(), *fixed]
         n_cls = model.layout.n_classes
         smooth = config.label_smoothing
         unroll = config.unroll
         trainer = self
 
-        @nnx.jit(static_argnames=("mode", "first_full"))
-        def step(model, optimizer, teacher, x, y, archs, kd_ratio, mode, first_full):
+        def step(model, optimizer, teacher, x, y, archs, kd_ratio, mode, fixed):
             trainer.traces += 1  # runs only while tracing
 
-            def loss_fn(model):
-                t_logits = None
+            t_logits = None
+            if mode == "kd":
+                t_logits = jax.lax.stop_gradient(teacher(x, teacher.max_arch_arrays(), full=True))
+
+            def pick(i):
+                return {k: v[i] for k, v in archs.items()}
+
+            def first_loss(model):
+                logits0 = model(x, pick(0), fixed=fixed[0])
+                loss = _hard_ce(logits0, y, n_cls, smooth)
                 if mode == "kd":
-                    t_logits = jax.lax.stop_gradient(
-                        teacher(x, teacher.max_arch_arrays(), full=True)
+                    loss = loss + kd_ratio * _soft_ce(logits0, t_logits)
+                return loss, logits0
+
+            # One gradient per subnet, summed: each subnet's backward pass follows its forward
+            # pass, so only one subnet's activations are alive at a time.
+            (loss, logits), grads = nnx.value_and_grad(first_loss, has_aux=True)(model)
+            target = jax.lax.stop_gradient(logits) if mode == "sandwich" else t_logits
+
+            def subnet_loss(m, arch, fixed=None):
+                out = m(x, arch, fixed=fixed)
+                if mode == "sandwich":
+                    return _soft_ce(out, target)
+                sub = _hard_ce(out, y, n_cls, smooth)
+                if mode == "kd":
+                    sub = sub + kd_ratio * _soft_ce(out, target)
+                return sub
+
+            def add(acc, loss_grads):
+                return acc[0] + loss_grads[0], jax.tree.map(jnp.add, acc[1], loss_grads[1])
+
+            traced = []
+            for i in range(1, len(fixed)):
+                if fixed[i] is None:
+                    traced.append(i)
+                else:
+                    sub = nnx.value_and_grad(subnet_loss)(model, pick(i), fixed[i])
+                    loss, grads = add((loss, grads), sub)
+            if len(traced) <= unroll:
+                for i in traced:
+                    loss, grads = add(
+                        (loss, grads), nnx.value_and_grad(subnet_loss)(model, pick(i))
                     )
-                first = {k: v[0] for k, v in archs.items()}
-                rest = {k: v[1:] for k, v in archs.items()}
-                logits0 = model(x, first, full=first_full)
-                total = _hard_ce(logits0, y, n_cls, smooth)
-                if mode == "kd":
-                    total = total + kd_ratio * _soft_ce(logits0, t_logits)
-                n_rest = rest["ks"].shape[0]
-                if n_rest == 0:
-                    return total, logits0
-                target = jax.lax.stop_gradient(logits0) if mode == "sandwich" else t_logits
-
-                def subnet_loss(m, arch):
-                    logits = m(x, arch)
-                    if mode == "sandwich":
-                        return _soft_ce(logits, target)
-                    loss = _hard_ce(logits, y, n_cls, smooth)
-                    if mode == "kd":
-                        loss = loss + kd_ratio * _soft_ce(logits, target)
-                    return loss
-
-                if n_rest <= unroll:
-                    for i in range(n_rest):
-                        total = total + subnet_loss(model, {k: v[i] for k, v in rest.items()})
-                    return total, logits0
+            else:
                 # More subnets run under one lax.scan (one compiled body whatever their
-                # number); BN statistics travel in the carry.
+                # number); BN statistics and the summed gradient travel in the carry.
+                rest = {k: v[np.asarray(traced)] for k, v in archs.items()}
                 gdef, params, other = nnx.split(model, nnx.Param, ...)
 
                 def body(carry, arch):
-                    other, acc = carry
+                    # the weights ride in the carry (unchanged) so that the module merged
+                    # here lives at this trace level, as nnx's transforms require
+                    params, other, acc = carry
                     m = nnx.merge(gdef, params, other)
-                    loss = subnet_loss(m, arch)
-                    return (nnx.state(m, nnx.Not(nnx.Param)), acc + loss), None
+                    acc = add(acc, nnx.value_and_grad(subnet_loss)(m, arch))
+                    return (params, nnx.state(m, nnx.Not(nnx.Param)), acc), None
 
-                (other, total), _ = jax.lax.scan(body, (other, total), rest)
+                carry = (params, other, (loss, grads))
+                (_, other, (loss, grads)), _ = jax.lax.scan(body, carry, rest)
                 nnx.update(model, other)
-                return total, logits0
-
-            (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
             optimizer.update(model, grads)
             return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
-        self._step = step
+        # The step is a pure function of the flat state (donated: updated in place), and the
+        # state's Variables are read and written directly: ``nnx.jit``'s graph traversal of
+        # ~800 Variables on every call cost 30-45 ms of Python before each step could start.
+        # The graph structure (in training mode) is fixed here, once.
+        model.train()
+        graphdef, state = nnx.split((model, self.optimizer))
+        treedef = jax.tree.structure(state)
+        where = dict(nnx.iter_graph((model, self.optimizer)))
+        self._vars = [where[path] for path, _ in nnx.to_flat_state(state)]
+
+        @partial(jax.jit, static_argnames=("t_def", "mode", "fixed"), donate_argnums=0)
+        def pure_step(leaves, t_state, x, y, archs, kd_ratio, t_def, mode, fixed):
+            model, optimizer = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+            teacher = None if t_def is None else nnx.merge(t_def, t_state)
+            out = step(model, optimizer, teacher, x, y, archs, kd_ratio, mode, fixed)
+            return jax.tree.leaves(nnx.state((model, optimizer))), out
+
+        self._step = pure_step
+
+    def _fixed_of(self, arch: dict[str, np.ndarray]) -> FixedSubnet | None:
+        for f in self.fixed:
+            if all(np.array_equal(arch[k], v) for k, v in f.items() if k != "drop"):
+                return FixedSubnet.of(arch)
+        return None
 
     def step(
         self,
@@ -195,22 +246,27 @@ class ElasticTrainer:
             mode: ``plain`` (labels), ``kd`` (labels + distillation from ``teacher``'s full
                 network) or ``sandwich`` (first subnet on labels, the rest on its logits).
         """
-        self.model.train()
-        top = self.model.max_arch_arrays()
-        # The largest subnet first (a sandwich step, OFA's full phase) runs without conds: a
-        # second compiled step, taken only when the first subnet is the largest.
-        first_full = all(np.array_equal(archs[0][k], v) for k, v in top.items() if k != "drop")
-        loss, acc = self._step(
-            self.model,
-            self.optimizer,
-            teacher,
+        leaves = [v.get_value() for v in self._vars]
+        t_def, t_state = (None, None) if teacher is None else nnx.split(teacher)
+        mine = {id(v) for v in leaves}
+        if t_state is not None and any(id(v) in mine for v in jax.tree.leaves(t_state)):
+            # a fresh clone shares the student's arrays, which the step donates: the teacher
+            # gets copies of its own
+            t_state = jax.tree.map(lambda v: jnp.copy(v) if id(v) in mine else v, t_state)
+            nnx.update(teacher, t_state)
+        leaves, (loss, acc) = self._step(
+            leaves,
+            t_state,
             jnp.asarray(x),
             jnp.asarray(y),
             stack_archs(archs),
             jnp.float32(self.config.kd_ratio),
+            t_def,
             mode,
-            first_full,
+            tuple(self._fixed_of(a) for a in archs),
         )
+        for v, value in zip(self._vars, leaves, strict=True):
+            v.set_value(value)
         return float(loss), float(acc)
 
 
