@@ -121,6 +121,11 @@ class ElasticTrainer:
             in a step (:class:`~search_spaces.ofa.supernet.FixedSubnet`). The largest subnet
             always does.
 
+    The step runs in training mode whatever the model's mode, and updates the model's arrays
+    in place (their buffers are donated): an array read from the model before a step is
+    invalid after it, so keep copies (``np.asarray``) of anything to compare. A teacher that
+    shares arrays with the model (a fresh ``nnx.clone``) is given copies of its own.
+
     Attributes:
         traces: how many times a step was traced (compiled).
     """
