@@ -4,6 +4,9 @@ Measures, batch 32 at 128x128 on ImageNet-shaped inputs (1000 classes), OFA-Mobi
 
 - an elastic training step with one random subnet (forward, backward, optimiser update);
 - a sandwich step: largest + smallest + 2 random subnets, gradients summed, one update;
+
+  both sides train the same random subnets in the same order (drawn here, seed 0, and handed
+  to the ``ofa`` script), so that neither side's median rests on luckier draws;
 - subnet extraction: ours (``extract_child``: IR graph + standalone model with inherited
   weights) vs OFA's ``get_active_subnet(preserve_weight=True)``.
 
@@ -26,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,19 +43,21 @@ import torch, torch.nn.functional as F
 torch.set_num_threads(int(sys.argv[2]))
 from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 steps = int(sys.argv[1])
+subnets = json.load(open(sys.argv[3]))
 net = OFAMobileNetV3(n_classes=1000, width_mult=1.0, ks_list=[3, 5, 7],
                      expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
 x = torch.randn(32, 3, 128, 128); y = torch.randint(0, 1000, (32,))
 random.seed(0); torch.manual_seed(0)
+randoms, pairs = iter(subnets["random"]), iter(subnets["sandwich"])
 def one():
-    net.sample_active_subnet()
+    net.set_active_subnet(**next(randoms))
     loss = F.cross_entropy(net(x), y); loss.backward()
 def sandwich():
     net.set_max_net(); F.cross_entropy(net(x), y).backward()
     net.set_active_subnet(ks=3, e=3, d=2); F.cross_entropy(net(x), y).backward()
-    for _ in range(2):
-        net.sample_active_subnet(); F.cross_entropy(net(x), y).backward()
+    for g in next(pairs):
+        net.set_active_subnet(**g); F.cross_entropy(net(x), y).backward()
 out = {}
 net.train()
 for name, fn in (("random_subnet_step_s", one), ("sandwich_step_s", sandwich)):
@@ -72,23 +78,52 @@ print("RESULT" + json.dumps(out))
 """
 
 
-def run_ofa(python: str, steps: int, threads: int, env: dict | None = None) -> dict:
+def draw_subnets(steps: int) -> dict:
+    """The random subnets both sides train: one per random step and two per sandwich step
+    (the first step of each kind compiles, on our side, and is not timed)."""
+    import numpy as np
+
+    from search_spaces.ofa.space import OFASpace
+
+    space, rng = OFASpace(), np.random.default_rng(0)
+    return {
+        "random": [space.sample(rng) for _ in range(steps + 1)],
+        "sandwich": [[space.sample(rng) for _ in range(2)] for _ in range(steps + 1)],
+    }
+
+
+def run_ofa(python: str, steps: int, threads: int, subnets: dict, env: dict | None = None) -> dict:
     if not Path(python).exists():
         return {"error": f"{python} not found (see the module docstring to install ofa)"}
-    r = subprocess.run(
-        [python, "-c", OFA_SCRIPT, str(steps), str(threads)],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        env=env,
-    )
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(_as_ofa(subnets), f)
+        f.flush()
+        r = subprocess.run(
+            [python, "-c", OFA_SCRIPT, str(steps), str(threads), f.name],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            env=env,
+        )
     for line in r.stdout.splitlines():
         if line.startswith("RESULT"):
             return json.loads(line[6:])
     return {"error": (r.stderr or r.stdout)[-800:]}
 
 
-def run_ours(steps: int, dw: str) -> dict:
+def _ofa_kwargs(g) -> dict:
+    return {"ks": list(g.ks), "e": list(g.e), "d": list(g.d)}
+
+
+def _as_ofa(subnets: dict) -> dict:
+    """The drawn subnets as ``ofa``'s ``set_active_subnet`` takes them."""
+    return {
+        "random": [_ofa_kwargs(g) for g in subnets["random"]],
+        "sandwich": [[_ofa_kwargs(g) for g in pair] for pair in subnets["sandwich"]],
+    }
+
+
+def run_ours(steps: int, dw: str, subnets: dict) -> dict:
     import jax
     import numpy as np
 
@@ -110,13 +145,13 @@ def run_ours(steps: int, dw: str) -> dict:
     y = rng.integers(0, 1000, 32).astype(np.int32)
     out: dict = {"dw_impl": dw, "device": str(jax.devices()[0])}
 
+    randoms, pairs = iter(subnets["random"]), iter(subnets["sandwich"])
+
     def one():
-        return [sn.arch(space.sample(rng))]
+        return [sn.arch(next(randoms))]
 
     def sandwich():
-        return [sn.arch(known["max"]), sn.arch(known["min"])] + [
-            sn.arch(space.sample(rng)) for _ in range(2)
-        ]
+        return [sn.arch(known["max"]), sn.arch(known["min"])] + [sn.arch(g) for g in next(pairs)]
 
     for name, archs, mode in (
         ("random_subnet_step_s", one, "plain"),
@@ -156,18 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"batch": 32, "resolution": 128, "net": "OFA-MobileNetV3 w1.0", "ours": {}}
     result["loadavg_start"] = os.getloadavg()
     result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
+    subnets = draw_subnets(args.steps)
+    result["subnets"] = _as_ofa(subnets)
     if not args.skip_ofa:  # run the peer first: JAX must not be started before a fork
         # ``ofa`` as it runs by default, and with the malloc settings ours runs with
         # (nas/memory.py), so that neither side's number hides the other's allocator.
         plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-        result["ofa"] = run_ofa(args.ofa_python, args.steps, args.threads, plain)
+        result["ofa"] = run_ofa(args.ofa_python, args.steps, args.threads, subnets, plain)
         print("ofa", result["ofa"], flush=True)
         result["ofa_tuned_malloc"] = run_ofa(
-            args.ofa_python, args.steps, args.threads, memory.tuned_env(plain)
+            args.ofa_python, args.steps, args.threads, subnets, memory.tuned_env(plain)
         )
         print("ofa with tuned malloc", result["ofa_tuned_malloc"], flush=True)
     for dw in args.dw:
-        result["ours"][dw] = run_ours(args.steps, dw)
+        result["ours"][dw] = run_ours(args.steps, dw, subnets)
         print("ours", result["ours"][dw], flush=True)
     for peer in ("ofa", "ofa_tuned_malloc"):
         ofa = result.get(peer, {})

@@ -37,9 +37,10 @@ Depthwise convs are the native C++ kernel by default where it builds (``dw_impl=
 multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
 ``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py``
 (batch 32 at 128x128, OFA-MobileNetV3, malloc tuned as :mod:`nas.memory` does): a
-random-subnet training step takes 0.40 s with ``native`` (0.46 s before the training
-step became a plain ``jax.jit`` over the flat state; 0.49 s before the middle channels were
-chunked; 0.89 s before the malloc tuning; 2.1 s with ``shift`` before the
+random-subnet training step takes 0.50 s with ``native`` on the subnets the benchmark
+shares with ``ofa`` (which takes 0.72 s on them). On the draws it used before, 0.40 s; 0.46 s
+before the training step became a plain ``jax.jit`` over the flat state; 0.49 s before the
+middle channels were chunked; 0.89 s before the malloc tuning; 2.1 s with ``shift`` before the
 step's other speed-ups); ``xla`` took 9.8 s, its weight gradient lowered to a dense ``C x C``
 convolution. The stem conv is an im2col matrix product (:func:`nas.oneshot.im2col_conv`)
 so that a training step's ``lax.scan`` over many subnets holds no XLA convolution (XLA:CPU
