@@ -253,12 +253,13 @@ class ElasticTrainer:
         """
         leaves = [v.get_value() for v in self._vars]
         t_def, t_state = (None, None) if teacher is None else nnx.split(teacher)
-        mine = {id(v) for v in leaves}
-        if t_state is not None and any(id(v) in mine for v in jax.tree.leaves(t_state)):
-            # a fresh clone shares the student's arrays, which the step donates: the teacher
-            # gets copies of its own
-            t_state = jax.tree.map(lambda v: jnp.copy(v) if id(v) in mine else v, t_state)
-            nnx.update(teacher, t_state)
+        if t_state is not None:
+            mine = {id(v) for v in leaves}
+            if any(id(v) in mine for v in jax.tree.leaves(t_state)):
+                # a fresh clone shares the student's arrays, which the step donates: the
+                # teacher gets copies of its own
+                t_state = jax.tree.map(lambda v: jnp.copy(v) if id(v) in mine else v, t_state)
+                nnx.update(teacher, t_state)
         leaves, (loss, acc) = self._step(
             leaves,
             t_state,
