@@ -563,10 +563,12 @@ class ElasticMBBlock(nnx.Module):
         if fixed is None:
             # Behind a ``cond``, each saved activation of a skipped chunk is zero-filled: a
             # chunk saves only its two conv outputs and recomputes its BN and activations in
-            # the backward pass (eight random subnets' steps 3-14% faster, 10% in all;
-            # the smallest's traced 0.27 -> 0.24 s). A fixed subnet has no conds; there the recomputation cost more than
-            # it saved on the largest (0.57 -> 0.60 s).
-            front = jax.checkpoint(front, policy=_SAVE_CONVS)
+            # the backward pass (eight random subnets' steps 3-14% faster, 10% in all; the
+            # smallest's traced 0.27 -> 0.24 s, 0.22 s without ``prevent_cse``, which only
+            # guards against CSE outside a cond and costs reduce-precision ops). A fixed
+            # subnet has no conds; there the recomputation cost more than it saved on the
+            # largest (0.57 -> 0.60 s).
+            front = jax.checkpoint(front, policy=_SAVE_CONVS, prevent_cse=False)
 
         chunks = []
         for i in range(len(b) - 1):
