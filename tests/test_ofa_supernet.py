@@ -144,6 +144,28 @@ def test_tiny_children_equal_supernet_with_width_and_se():
         np.testing.assert_allclose(np.asarray(model(x)), want, atol=1e-5, rtol=1e-5)
 
 
+def test_traced_chunks_save_only_their_conv_outputs():
+    """Behind a cond, every activation a chunk saves for the backward pass is zero-filled
+    when the chunk is skipped: a traced chunk keeps its inverted-bottleneck and depthwise
+    outputs and the input of its point-linear product (plus the SE-gated input with SE), and
+    recomputes its BN and activations (without the rematerialisation, 16 and 21)."""
+    net = ElasticMBNet(TINY, seed=0)
+    x = jnp.ones((2, 8, 8, 16), jnp.float32)
+    for bi, budget in ((2, 3), (4, 4)):  # 4: the block with SE
+        blk = net.blocks[bi]
+        assert blk.bounds == (0, 48, 64, 96) and (blk.se is not None) == (bi == 4)
+        gdef, state = nnx.split(blk)
+
+        def f(state, x, blk=blk, gdef=gdef):
+            b = nnx.merge(gdef, state)
+            return b(x, jnp.int32(5), jnp.int32(96), jnp.int32(4), jnp.int32(16), 1, True).sum()
+
+        _, vjp = jax.vjp(f, state, x)
+        saved = [a.shape for a in jax.tree.leaves(vjp) if a.ndim == 4 and a.shape[1] == 8]
+        for width in (48, 32):  # chunks 0 and 2 (chunk 1's 16 is also the block's width)
+            assert 0 < sum(s[-1] == width for s in saved) <= budget, (bi, width, saved)
+
+
 def test_chunked_middle_channels_equal_the_masked_block():
     """TINY computes its middle channels in chunks (one per expand ratio) and skips those a
     subnet does not use; the same weights with the whole width computed and masked give the
