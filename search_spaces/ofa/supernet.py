@@ -37,8 +37,10 @@ Depthwise convs are the native C++ kernel by default where it builds (``dw_impl=
 multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
 ``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py``
 (batch 32 at 128x128, OFA-MobileNetV3, malloc tuned as :mod:`nas.memory` does): a
-random-subnet training step takes 0.50 s with ``native`` on the subnets the benchmark
-shares with ``ofa`` (which takes 0.72 s on them). On the draws it used before, 0.40 s; 0.46 s
+random-subnet training step takes 0.35 s with ``native``, median over 15 subnets the
+benchmark shares with ``ofa`` after 20 warm-up steps (``ofa``: 0.59 s, 0.44 s with the same
+malloc tunables). Measured on each subnet's first encounter with no warm-up (a branch's first
+run pays YNN's set-up), 0.50 s against 0.72 s; on the draws it used before that, 0.40 s; 0.46 s
 before the training step became a plain ``jax.jit`` over the flat state; 0.49 s before the
 middle channels were chunked; 0.89 s before the malloc tuning; 2.1 s with ``shift`` before the
 step's other speed-ups); ``xla`` took 9.8 s, its weight gradient lowered to a dense ``C x C``
@@ -48,7 +50,8 @@ runs those ~40x slower inside loop bodies). A switch over three copies of the bl
 weights sliced to each expand ratio's width, was slower than masking for every subnet (max
 1.46 -> 2.11 s): JAX's cond partial evaluation zero-fills and copies the residuals of the
 branches not taken, and three full copies have three sets. Chunks share nothing, so only a
-skipped chunk's residuals are zero-filled. Making inactive blocks skip through their chunks'
+skipped chunk's residuals are zero-filled, and a traced chunk keeps only its conv outputs
+(``jax.checkpoint``) so that they are few. Making inactive blocks skip through their chunks'
 conds instead of a cond around the block was slower again (max 0.98 -> 1.14 s, untuned
 malloc): residuals
 of nested conds are copied out level by level, but a block cond is one level more only for
