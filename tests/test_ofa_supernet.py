@@ -156,7 +156,7 @@ def test_traced_chunks_save_only_their_conv_outputs():
         assert blk.bounds == (0, 48, 64, 96) and (blk.se is not None) == (bi == 4)
         gdef, state = nnx.split(blk)
 
-        def f(state, x, blk=blk, gdef=gdef):
+        def f(state, x, gdef=gdef):
             b = nnx.merge(gdef, state)
             return b(x, jnp.int32(5), jnp.int32(96), jnp.int32(4), jnp.int32(16), 1, True).sum()
 
