@@ -11,7 +11,7 @@ Measures, batch 32 at 128x128 on ImageNet-shaped inputs (1000 classes), OFA-Mobi
   steps; our first one compiles), untimed, then times ``--steps`` steps on fresh subnets: the
   steady state of a training run. A step that takes a branch of our compiled program for the
   first time pays that branch's one-off set-up (XLA's YNN fusions initialise on first
-  execution): ~0.1-0.6 s more in the first ~15 random steps. The warm-up times are written
+  execution): 0.1-0.5 s more in some of the first ~15 random steps. The warm-up times are written
   to the results, per step, for both sides;
 - subnet extraction: ours (``extract_child``: IR graph + standalone model with inherited
   weights) vs OFA's ``get_active_subnet(preserve_weight=True)``.
