@@ -191,6 +191,30 @@ def shifted_depthwise(x: jax.Array, w: jax.Array, stride: int, dilation: int = 1
     return _depthwise(x, w, stride, dilation)
 
 
+@jax.custom_vjp
+def pointwise(x: jax.Array, w: jax.Array) -> jax.Array:
+    """A 1x1 conv / linear layer: ``x (..., I) @ w (I, O)``.
+
+    Its weight gradient is one matrix product ``x^T dy`` over the flattened leading axes.
+    Differentiating the ``einsum`` instead, XLA:CPU first writes ``dy`` transposed, in a
+    fusion with the ops that produce it: a 32x32x32x48 -> 144 layer's gradient step took
+    33 ms that way and 11 ms this way."""
+    return jnp.einsum("...i,io->...o", x, w)
+
+
+def _pointwise_fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return pointwise(x, w), (x, w)
+
+
+def _pointwise_bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, w = res
+    dw = x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return jnp.einsum("...o,io->...i", g, w), dw
+
+
+pointwise.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
 def im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     """A dense ``k x k`` conv (padding ``k // 2``, HWIO kernel) as one matrix product over the
     ``k*k`` shifted copies of ``x`` concatenated along channels: no XLA convolution, so it
@@ -201,7 +225,7 @@ def im2col_conv(x: jax.Array, w: jax.Array, stride: int) -> jax.Array:
     ho, wo = (h + 2 * p - k) // stride + 1, (wd + 2 * p - k) // stride + 1
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     cols = [_tap(xp, i, j, ho, wo, stride) for i in range(k) for j in range(k)]
-    return jnp.concatenate(cols, axis=-1) @ w.reshape(k * k * c, -1)
+    return pointwise(jnp.concatenate(cols, axis=-1), w.reshape(k * k * c, -1))
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xla") -> jax.Array:
@@ -216,7 +240,7 @@ def conv2d(x: jax.Array, w: jax.Array, stride: int, groups: int, impl: str = "xl
     if groups == 1 and k == 1:
         if stride > 1:
             x = x[:, ::stride, ::stride, :]
-        return x @ w[0, 0]
+        return pointwise(x, w[0, 0])
     p = k // 2
     if groups > 1 and impl == "native":
         from nas import kernels

@@ -71,7 +71,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from nas.errors import InvalidGenotype
-from nas.oneshot import conv2d, default_dw_impl, im2col_conv
+from nas.oneshot import conv2d, default_dw_impl, im2col_conv, pointwise
 from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 Arch = dict[str, jax.Array]
@@ -446,7 +446,7 @@ class Dense(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32)) if bias else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.einsum("...i,io->...o", x, self.kernel[...])
+        y = pointwise(x, self.kernel[...])
         return y if self.bias is None else y + self.bias[...]
 
 
@@ -557,7 +557,7 @@ class ElasticMBBlock(nnx.Module):
         def front(x, p):
             """inverted bottleneck -> BN -> act -> depthwise -> BN -> act, one chunk."""
             w, ibp, kern, dwp, mask = p
-            h = _saved(jnp.einsum("...i,io->...o", x, w))
+            h = _saved(pointwise(x, w))
             h, im, iv = ib_bn.apply(h, mask, ibp)
             h = _saved(dw.apply(act_fn(act, h), kern, ks, stride))
             h, dm, dv = dw_bn.apply(h, mask, dwp)
@@ -597,7 +597,7 @@ class ElasticMBBlock(nnx.Module):
 
             def run(x, p, wp):
                 h, st = front(x, p)
-                return jnp.einsum("...i,io->...o", h, wp), st
+                return pointwise(h, wp), st
 
             y = None
             for i, (sl, p) in enumerate(chunks):
@@ -636,7 +636,7 @@ class ElasticMBBlock(nnx.Module):
 
                 def run_back(h, z, we_sl, be_sl, wp):
                     gate = act_fn(se.acts[1], z @ we_sl + be_sl)
-                    return jnp.einsum("...i,io->...o", h * gate[:, None, None, :], wp)
+                    return pointwise(h * gate[:, None, None, :], wp)
 
                 shape = jax.eval_shape(run_back, h, z, we[:, sl], be[sl], wpl[sl])
 
