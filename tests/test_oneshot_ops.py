@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from nas.oneshot import im2col_conv, shifted_depthwise
+from nas.oneshot import im2col_conv, pointwise, shifted_depthwise
 
 
 def _xla_depthwise(x, w, stride, dilation):
@@ -62,3 +62,29 @@ def test_im2col_conv_equals_xla_conv_with_gradients(k, stride):
     g2 = jax.grad(lambda x, w: jnp.sum(jnp.tanh(ref(x, w))), argnums=(0, 1))(x, w)
     for a, b in zip(g1, g2, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 5, 3), (4, 6), (7,)])
+def test_pointwise_and_its_custom_vjp_equal_the_einsum(shape):
+    """1x1 convs and linear layers (any leading axes): values, both gradients, and a
+    gradient of a gradient (the backward pass is itself differentiable)."""
+    rng = np.random.default_rng(len(shape))
+    x = jnp.asarray(rng.standard_normal(shape, np.float32))
+    w = jnp.asarray(rng.standard_normal((shape[-1], 4), np.float32))
+
+    def ref(x, w):
+        return jnp.einsum("...i,io->...o", x, w)
+
+    np.testing.assert_allclose(pointwise(x, w), ref(x, w), rtol=1e-5, atol=1e-5)
+
+    def grads(f):
+        return jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, w)
+
+    for ours, want in zip(grads(pointwise), grads(ref), strict=True):
+        assert ours.shape == want.shape
+        np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5)
+
+    def second(f):
+        return jax.grad(lambda w: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, w) ** 2))(x)))(w)
+
+    np.testing.assert_allclose(second(pointwise), second(ref), rtol=1e-4, atol=1e-4)
