@@ -197,8 +197,9 @@ def pointwise(x: jax.Array, w: jax.Array) -> jax.Array:
 
     Its weight gradient is one matrix product ``x^T dy`` over the flattened leading axes.
     Differentiating the ``einsum`` instead, XLA:CPU first writes ``dy`` transposed, in a
-    fusion with the ops that produce it: a 32x32x32x48 -> 144 layer's gradient step took
-    33 ms that way and 11 ms this way."""
+    fusion with the ops that produce it. ``benchmarks/pointwise_grad.py``: a 32x32x32x48 ->
+    144 layer's gradient took 25.8 ms that way and 9.7 ms this way; 32x64x64x16 -> 64,
+    44.7 and 13.1 ms."""
     return jnp.einsum("...i,io->...o", x, w)
 
 
