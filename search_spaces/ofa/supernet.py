@@ -37,10 +37,11 @@ Depthwise convs are the native C++ kernel by default where it builds (``dw_impl=
 multiply-adds with a custom VJP (``dw_impl="shift"``, :func:`nas.oneshot.shifted_depthwise`);
 ``dw_impl="xla"`` is XLA's grouped convolution. Measured with ``benchmarks/ofa_supernet.py``
 (batch 32 at 128x128, OFA-MobileNetV3, malloc tuned as :mod:`nas.memory` does): a
-random-subnet training step takes 0.35 s with ``native``, median over 15 subnets the
-benchmark shares with ``ofa`` after 20 warm-up steps (``ofa``: 0.59 s, 0.44 s with the same
-malloc tunables). Measured on each subnet's first encounter with no warm-up (a branch's first
-run pays YNN's set-up), 0.50 s against 0.72 s; on the draws it used before that, 0.40 s; 0.46 s
+random-subnet training step takes 0.30 s with ``native``, median over 15 subnets the
+benchmark shares with ``ofa`` after 20 warm-up steps (``ofa``: 0.48 s, also 0.48 s with the
+same malloc tunables); 0.35 s before 1x1 convs took :func:`nas.oneshot.pointwise`. Measured on
+each subnet's first encounter with no warm-up (a branch's first run pays YNN's set-up),
+0.50 s against 0.72 s, before the chunks' rematerialisation; on older draws 0.40 s; 0.46 s
 before the training step became a plain ``jax.jit`` over the flat state; 0.49 s before the
 middle channels were chunked; 0.89 s before the malloc tuning; 2.1 s with ``shift`` before the
 step's other speed-ups); ``xla`` took 9.8 s, its weight gradient lowered to a dense ``C x C``
