@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,10 +95,45 @@ def load_cifar10(folder: str | os.PathLike | None = None, limit: int | None = No
     return Dataset("cifar10", prep(xtr), ytr, prep(xte), yte, 10)
 
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered training dataset: its name, what it is, and how to load it.
+
+    ``loader(seed, data_dir)`` returns the :class:`Dataset`; ``needs_dir`` says whether it
+    reads a local folder (``--data-dir``) rather than shipping with an installed package.
+    """
+
+    name: str
+    description: str
+    loader: Callable[[int, str | None], Dataset]
+    needs_dir: bool = False
+
+    def load(self, seed: int = 0, data_dir: str | None = None) -> Dataset:
+        return self.loader(seed, data_dir)
+
+
+DIGITS = DatasetSpec(
+    "digits",
+    "scikit-learn's 1,797 handwritten 8x8 digits (ships with scikit-learn)",
+    lambda seed, _dir: load_digits(seed),
+)
+CIFAR10 = DatasetSpec(
+    "cifar10",
+    f"CIFAR-10 from a local cifar-10-batches-py folder (--data-dir or ${CIFAR_ENV})",
+    lambda _seed, data_dir: load_cifar10(data_dir),
+    needs_dir=True,
+)
+
+
 def load_dataset(name: str, seed: int = 0, data_dir: str | None = None) -> Dataset:
-    """A training dataset by name: ``digits`` or ``cifar10``."""
-    if name == "digits":
-        return load_digits(seed)
-    if name == "cifar10":
-        return load_cifar10(data_dir)
-    raise UnknownName(f"no training data for dataset {name!r}; choose 'digits' or 'cifar10'")
+    """A training dataset by its registered name (``digits``, ``cifar10``, plugins')."""
+    from nas import registry
+
+    if name not in registry.entries("datasets"):
+        raise UnknownName(
+            f"no training data for dataset {name!r}; choose one of {registry.names('datasets')}"
+        )
+    spec = registry.load("datasets", name)
+    if not isinstance(spec, DatasetSpec):
+        spec = spec()
+    return spec.load(seed, data_dir)

@@ -15,7 +15,6 @@ Saved predictors are a folder with ``predictor.json`` (name, options, scalars) a
 
 from __future__ import annotations
 
-import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nas.errors import ConfigError, DataError, UnknownName
+from nas.errors import ConfigError, DataError
 from predictors.features import GraphLike
 
 FORMAT_VERSION = 1
@@ -251,37 +250,20 @@ def load_predictor(path: str | Path) -> Predictor:
 
 # ---------------------------------------------------------------------------- registry
 
-REGISTRY: dict[str, str] = {
-    "gennape": "predictors.gennape:GennapePredictor",
-    "onnxnet": "predictors.onnxnet:OnnxNetPredictor",
-    "gbm": "predictors.baselines:GBMPredictor",
-    "mlp": "predictors.baselines:MLPPredictor",
-    "params": "predictors.baselines:ParamsProxy",
-    "flops": "predictors.baselines:FlopsProxy",
-    "synflow": "predictors.baselines:SynflowProxy",
-    "jacov": "predictors.baselines:JacovProxy",
-    "snip": "predictors.baselines:SnipProxy",
-    "grad_norm": "predictors.baselines:GradNormProxy",
-    "naswot": "predictors.baselines:NaswotProxy",
-}
-
 
 def predictor_names() -> list[str]:
-    return sorted(REGISTRY)
+    """Every registered predictor (built-in and plugins'): :func:`nas.registry.names`."""
+    from nas import registry
+
+    return registry.names("predictors")
 
 
 def get_predictor(name: str, **options: Any) -> Predictor:
     """A new predictor registered as ``name``."""
-    if name not in REGISTRY:
-        raise UnknownName(f"unknown predictor {name!r}; choose one of {predictor_names()}")
-    module, cls = REGISTRY[name].split(":")
+    from nas import registry
+
+    cls = registry.load("predictors", name)
     try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith(module.split(".")[0]):
-            raise UnknownName(f"predictor {name!r} is not available in this build ({e})") from None
-        raise
-    try:
-        return getattr(mod, cls)(**options)
+        return cls(**options)
     except TypeError as e:
         raise ConfigError(f"bad options for predictor {name!r}: {e}") from None
