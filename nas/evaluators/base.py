@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from nas.options import NoOptions, build_options
 from nas.space import Genotype, SearchSpace
 
 Status = Literal["ok", "failed"]
@@ -74,13 +76,42 @@ class EvalResult:
 
 
 class Evaluator(ABC):
-    """Scores genotypes of one space on one dataset."""
+    """Scores genotypes of one space on one dataset.
 
-    name: str = ""
+    A registered evaluator (:mod:`nas.registry`, kind ``evaluators``) is built by the search
+    from the run configuration as ``cls(space, dataset, seed=..., data_dir=..., run_dir=...,
+    options=cls.Options(...))``: its own settings (steps, batch size, learning rate, ...) are
+    the frozen dataclass ``Options`` (see :mod:`nas.options`; unknown keys are refused before
+    any work starts), ``metrics`` names what it measures and in which direction each is
+    better, so that an objective it cannot produce is refused at start.
 
-    def __init__(self, space: SearchSpace, dataset: str | None = None) -> None:
+    Attributes:
+        name: the registered name.
+        Options: the option dataclass (``[evaluator_options]`` of a run configuration).
+        metrics: metric name -> ``maximize`` or ``minimize``; cost keys (``params``, ``flops``,
+            ``latency``) come from :meth:`cost` and are always minimised.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    metrics: ClassVar[Mapping[str, str]] = {"accuracy": "maximize"}
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        dataset: str | None = None,
+        *,
+        seed: int = 0,
+        data_dir: str | None = None,
+        run_dir: str | Path | None = None,
+        options: Any = None,
+    ) -> None:
         self.space = space
         self.dataset = space.check_dataset(dataset)
+        self.seed = seed
+        self.data_dir = data_dir
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.options = build_options(self.Options, options, f"{self.name} evaluator options")
 
     @abstractmethod
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
