@@ -15,6 +15,7 @@ Saved predictors are a folder with ``predictor.json`` (name, options, scalars) a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nas.errors import ConfigError, DataError
+from nas.options import NoOptions, build_options
 from predictors.features import GraphLike
 
 FORMAT_VERSION = 1
@@ -119,17 +121,28 @@ def _knn(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
 class Predictor(ABC):
     """Accuracy predictor over architecture graphs.
 
-    Subclasses set ``name``, implement :meth:`fit`, :meth:`predict`, :meth:`_ood_features`,
+    Subclasses set ``name`` and ``Options`` (a frozen dataclass of their settings, see
+    :mod:`nas.options`: an unknown or mistyped option is a one-line :class:`ConfigError`
+    naming the valid keys), implement :meth:`fit`, :meth:`predict`, :meth:`_ood_features`,
     :meth:`_state` and :meth:`_restore`. ``fine_tune`` defaults to refitting on the new data.
+
+    Attributes:
+        config: the checked ``Options`` instance.
+        options: the same as a plain dictionary (every option, defaults included), which
+            :meth:`save` writes so that a saved model keeps its meaning when defaults change.
     """
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
     zero_shot: ClassVar[bool] = True
     """Whether the predictor can score spaces it was not trained on."""
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
-        self.seed = seed
-        self.options = dict(options)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise ConfigError(f"predictor seed must be an integer, got {seed!r}"[:120])
+        self.seed = int(seed)
+        self.config = build_options(type(self).Options, options, f"{self.name} predictor options")
+        self.options: dict[str, Any] = dataclasses.asdict(self.config)
         self.ood_detector = KnnOOD()
         self.fitted = False
 
@@ -265,5 +278,5 @@ def get_predictor(name: str, **options: Any) -> Predictor:
     cls = registry.load("predictors", name)
     try:
         return cls(**options)
-    except TypeError as e:
+    except TypeError as e:  # a plugin whose constructor does not take the protocol's shape
         raise ConfigError(f"bad options for predictor {name!r}: {e}") from None

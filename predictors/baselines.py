@@ -19,11 +19,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.options import positive
 from predictors.base import Predictor
 from predictors.features import (
     GLOBALS,
@@ -73,12 +75,34 @@ def encode(graphs: Sequence[GraphLike], expect_space: str | None = None) -> tupl
     return name or "", np.asarray(rows, np.float32)
 
 
+@dataclass(frozen=True)
+class EnsembleOptions:
+    """Options of ``gbm`` and ``mlp``: the number of ensemble members (their spread is the
+    uncertainty)."""
+
+    members: int = 3
+
+    def __post_init__(self) -> None:
+        positive("option members", self.members)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Options of the data-dependent zero-cost proxies: the size of their one fixed batch."""
+
+    batch: int = 32
+
+    def __post_init__(self) -> None:
+        positive("option batch", self.batch)
+
+
 class _EncodingPredictor(Predictor):
     zero_shot: ClassVar[bool] = False
+    Options: ClassVar[type] = EnsembleOptions
 
-    def __init__(self, seed: int = 0, members: int = 3, **options: Any) -> None:
-        super().__init__(seed=seed, members=members, **options)
-        self.members = members
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        super().__init__(seed=seed, **options)
+        self.members = self.config.members
         self.space = ""
 
     def _ood_features(self, graphs):
@@ -234,9 +258,8 @@ class ProxyPredictor(Predictor):
 
     zero_shot: ClassVar[bool] = True
 
-    def __init__(self, seed: int = 0, batch: int = 32, **options: Any) -> None:
-        super().__init__(seed=seed, batch=batch, **options)
-        self.batch = batch
+    def __init__(self, seed: int = 0, **options: Any) -> None:
+        super().__init__(seed=seed, **options)
         self._cache: dict[Any, float] = {}
 
     def score(self, graph) -> float:  # pragma: no cover - abstract
@@ -322,6 +345,12 @@ def _digits_batch(shape: tuple[int, ...], n: int, seed: int) -> tuple[np.ndarray
 class _ModelProxy(ProxyPredictor):
     """Proxies that need the network's weights and gradients (evaluated eagerly: each
     primitive compiles once per shape and is reused across architectures)."""
+
+    Options: ClassVar[type] = BatchOptions
+
+    @property
+    def batch(self) -> int:
+        return self.config.batch
 
     def _setup(self, graph):
         from nas.model import build_model

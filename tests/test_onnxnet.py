@@ -198,7 +198,7 @@ def test_bad_options():
 
     with pytest.raises(ConfigError, match="mode"):
         get_predictor("onnxnet", mode="poem")
-    with pytest.raises(ConfigError, match="unknown onnxnet option"):
+    with pytest.raises(ConfigError, match="onnxnet predictor options: unknown key 'colour'"):
         get_predictor("onnxnet", colour="red")
     with pytest.raises(ConfigError, match="prior"):
         get_predictor("onnxnet", prior="latency")

@@ -422,7 +422,7 @@ def test_registry_errors():
 
     with pytest.raises(UnknownName, match="choose one of"):
         get_predictor("nope")
-    with pytest.raises(ConfigError, match="unknown gennape option"):
+    with pytest.raises(ConfigError, match="gennape predictor options: unknown key 'layerz'"):
         get_predictor("gennape", layerz=3)
     with pytest.raises(NasError, match="not a saved predictor"):
         load_predictor("/nonexistent/folder")

@@ -49,8 +49,10 @@ whose cost follows the number of edges when sizes are mixed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
@@ -60,6 +62,7 @@ import optax
 from flax import nnx
 
 from nas.errors import ConfigError
+from nas.options import positive
 from nas.weights import _key
 from predictors.base import Predictor
 from predictors.features import GraphFeatures, GraphLike, features, global_matrix
@@ -89,33 +92,60 @@ from predictors.transfer import (
 DENSE_MAX_NODES = 64
 """Largest (padded) graph that inference batches densely (see ``pack_dense``)."""
 
-DEFAULTS: dict[str, Any] = {
-    "hidden": 32,
-    "layers": 3,
-    "embed": 32,
-    "heads": 4,
-    "head_hidden": 32,
-    "fuzzifier": 2.0,
-    "scale_free": True,
-    "cost": "none",
-    "pretrain_steps": 200,
-    "steps": 400,
-    "finetune_steps": 150,
-    "batch": 128,
-    "lr": 2e-3,
-    "finetune_lr": 1e-3,
-    "temperature": 0.2,
-    "aug_drop": 0.1,
-    "aug_noise": 0.05,
-    "rank_weight": 1.0,
-    "mse_weight": 0.5,
-    "head_weight": 0.2,
-    "rank_scale": 3.0,
-    "predict_batch": 2048,
-    "prior": "flops_depth",
-    "residual": 1.0,
-    "transfer": "prior",
-}
+@dataclass(frozen=True)
+class GennapeOptions:
+    """GENNAPE's options (``--option KEY=VALUE``): network sizes, steps, learning rates, loss
+    weights, and the compute prior and transfer rule (module docstring)."""
+
+    hidden: int = 32
+    layers: int = 3
+    embed: int = 32
+    heads: int = 4
+    head_hidden: int = 32
+    fuzzifier: float = 2.0
+    scale_free: bool = True
+    cost: str = "none"
+    pretrain_steps: int = 200
+    steps: int = 400
+    finetune_steps: int = 150
+    batch: int = 128
+    lr: float = 2e-3
+    finetune_lr: float = 1e-3
+    temperature: float = 0.2
+    aug_drop: float = 0.1
+    aug_noise: float = 0.05
+    rank_weight: float = 1.0
+    mse_weight: float = 0.5
+    head_weight: float = 0.2
+    rank_scale: float = 3.0
+    predict_batch: int = 2048
+    prior: str = "flops_depth"
+    residual: float = 1.0
+    transfer: str = "prior"
+
+    def __post_init__(self) -> None:
+        for k in ("hidden", "layers", "embed", "heads", "head_hidden", "batch", "predict_batch"):
+            positive(f"gennape option {k}", getattr(self, k))
+        for k in ("pretrain_steps", "steps", "finetune_steps", "residual", "mse_weight"):
+            positive(f"gennape option {k}", getattr(self, k), allow_zero=True)
+        for k in ("lr", "finetune_lr", "temperature", "rank_scale"):
+            positive(f"gennape option {k}", getattr(self, k))
+        if self.fuzzifier <= 1.0:
+            raise ConfigError(f"gennape option fuzzifier must be > 1, got {self.fuzzifier}")
+        if not 0.0 <= self.aug_drop < 1.0:
+            raise ConfigError(f"gennape option aug_drop must be in [0, 1), got {self.aug_drop}")
+        _one_of("cost", self.cost, sorted(COST_GLOBALS))
+        _one_of("transfer", self.transfer, TRANSFERS)
+        _one_of("prior", self.prior, sorted(PRIORS))
+
+
+def _one_of(key: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"gennape option {key}={value!r} is not one of {list(choices)}")
+
+
+DEFAULTS: dict[str, Any] = dataclasses.asdict(GennapeOptions())
+"""Every option's default (:class:`GennapeOptions`)."""
 
 
 def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float, aug) -> jax.Array:
@@ -189,34 +219,18 @@ class GennapePredictor(Predictor):
 
     Args:
         seed: initialisation and sampling seed.
-        **options: overrides of :data:`DEFAULTS` (sizes, steps, learning rates, loss weights).
+        **options: fields of :class:`GennapeOptions` (sizes, steps, learning rates, loss
+            weights, prior, transfer).
     """
 
     name: ClassVar[str] = "gennape"
+    Options: ClassVar[type] = GennapeOptions
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
-        unknown = set(options) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(
-                f"unknown gennape option(s) {sorted(unknown)}; accepted: {sorted(DEFAULTS)}"
-            )
         super().__init__(seed=seed, **options)
-        self.cfg = {**DEFAULTS, **options}
-        # Saved with every option, so that a saved model keeps its meaning when defaults
-        # change (they did: scale_free and prior).
-        self.options = dict(self.cfg)
-        if self.cfg["cost"] not in COST_GLOBALS:
-            raise ConfigError(
-                f"gennape option cost={self.cfg['cost']!r} is not one of {sorted(COST_GLOBALS)}"
-            )
-        if self.cfg["transfer"] not in TRANSFERS:
-            raise ConfigError(
-                f"gennape option transfer={self.cfg['transfer']!r} is not one of {TRANSFERS}"
-            )
-        if self.cfg["prior"] not in PRIORS:
-            raise ConfigError(
-                f"gennape option prior={self.cfg['prior']!r} is not one of {sorted(PRIORS)}"
-            )
+        # Every option is saved (``self.options``), so that a saved model keeps its meaning
+        # when defaults change (they did: scale_free and prior).
+        self.cfg = self.options
         self.prior: EffectiveFlops | None = None
         self.families: set[str] = set()
         self.transfer_weight = 1.0

@@ -36,10 +36,12 @@ Embeddings are cached on disk by text hash and each architecture's chunk list by
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,6 +51,7 @@ import numpy as np
 import optax
 
 from nas.errors import ConfigError
+from nas.options import positive
 from predictors.base import Predictor
 from predictors.features import GraphLike, as_graph, cache_dir, ref_of
 from predictors.features import features as graph_features
@@ -68,21 +71,47 @@ from predictors.transfer import (
 
 TEXT_VERSION = 2
 MODES = ("blocks", "stats", "flat", "flat1")
-DEFAULTS: dict[str, Any] = {
-    "mode": "blocks",
-    "max_tokens": 256,
-    "hidden": 128,
-    "ensemble": 5,
-    "steps": 200,
-    "lr": 1e-3,
-    "weight_decay": 1e-2,
-    "pairs": 2048,
-    "numeric": True,
-    "numeric_weight": 5.0,
-    "cache": True,
-    "prior": "flops_depth",
-    "transfer": "prior",
-}
+
+
+@dataclass(frozen=True)
+class OnnxNetOptions:
+    """ONNX-Net's options (``--option KEY=VALUE``; the class docstring of
+    :class:`OnnxNetPredictor` says what each does)."""
+
+    mode: str = "blocks"
+    max_tokens: int = 256
+    hidden: int = 128
+    ensemble: int = 5
+    steps: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    pairs: int = 2048
+    numeric: bool = True
+    numeric_weight: float = 5.0
+    cache: bool = True
+    prior: str = "flops_depth"
+    transfer: str = "prior"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"onnxnet mode must be one of {list(MODES)}, got {self.mode!r}")
+        if not 16 <= self.max_tokens <= 512:
+            raise ConfigError(f"onnxnet max_tokens must be in 16..512, got {self.max_tokens}")
+        if self.prior not in PRIORS:
+            raise ConfigError(
+                f"onnxnet prior must be one of {sorted(PRIORS)}, got {self.prior!r}"
+            )
+        if self.transfer not in TRANSFERS:
+            raise ConfigError(
+                f"onnxnet transfer must be one of {list(TRANSFERS)}, got {self.transfer!r}"
+            )
+        for k in ("hidden", "ensemble", "pairs", "lr"):
+            positive(f"onnxnet option {k}", getattr(self, k))
+        for k in ("steps", "weight_decay", "numeric_weight"):
+            positive(f"onnxnet option {k}", getattr(self, k), allow_zero=True)
+
+
+DEFAULTS: dict[str, Any] = dataclasses.asdict(OnnxNetOptions())
 NUMBERS = 3  # log10 parameters, multiply-adds, nodes (read from the ONNX graph)
 
 
@@ -262,29 +291,12 @@ class OnnxNetPredictor(Predictor):
     """
 
     name: ClassVar[str] = "onnxnet"
+    Options: ClassVar[type] = OnnxNetOptions
     zero_shot: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
-        unknown = set(options) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(
-                f"unknown onnxnet option(s) {sorted(unknown)}; accepted: {sorted(DEFAULTS)}"
-            )
-        opts = {**DEFAULTS, **options}
-        if opts["mode"] not in MODES:
-            raise ConfigError(f"onnxnet mode must be one of {MODES}, got {opts['mode']!r}")
-        if not 16 <= int(opts["max_tokens"]) <= 512:
-            raise ConfigError(f"onnxnet max_tokens must be in 16..512, got {opts['max_tokens']}")
-        if opts["prior"] not in PRIORS:
-            raise ConfigError(
-                f"onnxnet prior must be one of {sorted(PRIORS)}, got {opts['prior']!r}"
-            )
-        if opts["transfer"] not in TRANSFERS:
-            raise ConfigError(
-                f"onnxnet transfer must be one of {TRANSFERS}, got {opts['transfer']!r}"
-            )
         super().__init__(seed, **options)
-        self.opts = opts
+        self.opts = self.options
         self.params: dict[str, np.ndarray] | None = None
         self.mu = self.sd = None
         self.calib = (1.0, 0.0)
