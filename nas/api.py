@@ -489,9 +489,10 @@ def predict(
         arch, space, dataset: as for :func:`inspect`.
 
     Returns:
-        ``space``, ``arch``, ``predictor``, ``mean``, ``std`` and ``ood`` (far from the
-        training data); for the learned predictors with a compute prior (gennape, onnxnet)
-        also ``learned_share``: how much of the learned part the prediction holds (1 on a
+        ``space``, ``arch``, ``predictor``, ``mean``, ``std``, ``ood`` (far from the
+        training data) and ``basis`` (``learned``, ``proxy``: a training-free score, not an
+        accuracy, or ``prior+learned``); for the learned predictors with a compute prior
+        (gennape, onnxnet) also ``learned_share``: how much of the learned part the prediction holds (1 on a
         space the predictor was trained on; on another, its ``transfer`` share, by default
         0: the compute prior alone).
 
@@ -523,11 +524,9 @@ def predict(
         "mean": float(mean[0]),
         "std": float(std[0]),
         "ood": bool(model.ood([graph])[0]),
+        "basis": model.basis,
     }
-    if getattr(model, "prior", None) is not None and hasattr(model, "families"):
-        from predictors.transfer import learned_shares
-
-        out["learned_share"] = float(
-            learned_shares([graph], model.families, model.transfer_weight)[0]
-        )
+    dec = model.decompose([graph])
+    if dec is not None:
+        out["learned_share"] = float(dec.share[0])
     return out

@@ -213,8 +213,12 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _emit(out)
     else:
-        for k in ("predictor", "kendall_tau", "spearman", "n_train", "n_test"):
+        for k in ("predictor", "basis", "kendall_tau", "spearman", "n_train", "n_test"):
             print(f"{k:24s} {out[k]}")
+        if "learned_share" in out:
+            print(f"{'learned_share':24s} {out['learned_share']:.2f}")
+            for part in ("prior_only", "learned_only"):
+                print(f"{part + ' kendall_tau':24s} {out[part]['kendall_tau']}")
         print(f"{'predictions_per_second':24s} {out['predictions_per_second']:,.0f}")
         if "plot" in out:
             print(f"{'plot':24s} {out['plot']}")
@@ -242,6 +246,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _emit(info)
     else:
         flag = "  (far from the training data)" if info["ood"] else ""
+        if info["basis"] == "proxy":
+            flag += f"  ({info['predictor']} score: a training-free proxy, not an accuracy)"
         if info.get("learned_share") == 0.0:
             flag += f"  (compute prior only: not trained on {info['space']})"
         print(f"{info['mean']:.3f} +- {info['std']:.3f}{flag}")

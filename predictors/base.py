@@ -19,6 +19,7 @@ import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -118,6 +119,31 @@ def _knn(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, k))
 
 
+BASES = ("learned", "proxy", "prior+learned")
+"""Where a predictor's numbers come from (:attr:`Predictor.basis`)."""
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """A prediction split into its sources, per graph, in the predictor's internal units
+    (the prediction is an increasing function of ``prior + share * learned``).
+
+    Attributes:
+        prior: the compute prior's part (fitted on the training labels, a few numbers).
+        learned: the learned part at full weight.
+        share: how much of the learned part the prediction holds: 1 on a space the
+            predictor was trained on, its transfer share elsewhere (0: the prior alone).
+    """
+
+    prior: np.ndarray
+    learned: np.ndarray
+    share: np.ndarray
+
+    @property
+    def combined(self) -> np.ndarray:
+        return self.prior + self.share * self.learned
+
+
 class Predictor(ABC):
     """Accuracy predictor over architecture graphs.
 
@@ -136,6 +162,10 @@ class Predictor(ABC):
     Options: ClassVar[type] = NoOptions
     zero_shot: ClassVar[bool] = True
     """Whether the predictor can score spaces it was not trained on."""
+    basis: ClassVar[str] = "learned"
+    """One of :data:`BASES`: ``learned`` (fitted on labels), ``proxy`` (a training-free
+    heuristic score, not an accuracy), ``prior+learned`` (a fitted compute prior plus a
+    learned part; :meth:`decompose` says how much of each)."""
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
@@ -169,6 +199,11 @@ class Predictor(ABC):
     ) -> Predictor:
         """Adapt to a few labelled graphs of a new family (default: fit on them)."""
         return self.fit(graphs, y, groups)
+
+    def decompose(self, graphs: Sequence[GraphLike]) -> Decomposition | None:
+        """The prediction split into prior and learned part (``basis == "prior+learned"``);
+        ``None`` for a predictor without a prior."""
+        return None
 
     def ood(self, graphs: Sequence[GraphLike]) -> np.ndarray:
         """``True`` where an input is far from the training distribution: by the detector's

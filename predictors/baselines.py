@@ -257,6 +257,7 @@ class ProxyPredictor(Predictor):
     """
 
     zero_shot: ClassVar[bool] = True
+    basis: ClassVar[str] = "proxy"
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         super().__init__(seed=seed, **options)

@@ -56,6 +56,11 @@ def run_evaluation(
     compilation or IR expansion. ``first_predict_seconds`` is the first pass, compilation
     included; ``featurize_seconds`` the IR expansion and feature building (or cache read).
     ``refit=False`` scores a predictor already fitted on ``train`` (``fit_seconds`` 0).
+
+    Labels: ``basis`` says where the numbers come from (``learned``, ``proxy`` or
+    ``prior+learned``); a predictor with a compute prior also reports ``learned_share`` (the
+    mean share of the learned part in the test predictions: 0 is the prior alone) and the
+    rank metrics of its two parts on their own, ``prior_only`` and ``learned_only``.
     """
     t0 = time.perf_counter()
     features(list(train.graphs) + list(test.graphs) + list(finetune.graphs if finetune else []))
@@ -87,10 +92,23 @@ def run_evaluation(
         "featurize_seconds": featurize,
         "mean_std": float(np.mean(std)) if len(std) else 0.0,
         "ood_fraction": float(np.mean(ood)) if len(ood) else 0.0,
+        **source_labels(predictor, test.graphs, np.asarray(test.y)),
     }
     return Evaluation(
         metrics, np.asarray(test.y), np.asarray(mean), np.asarray(std), np.asarray(ood)
     )
+
+
+def source_labels(predictor: Predictor, graphs: Sequence, y: np.ndarray) -> dict[str, Any]:
+    """``basis``, and for a predictor with a prior ``learned_share`` (mean over ``graphs``)
+    with the rank metrics of the prior alone and of the learned part alone."""
+    out: dict[str, Any] = {"basis": predictor.basis}
+    dec = predictor.decompose(graphs)
+    if dec is not None:
+        out["learned_share"] = float(np.mean(dec.share)) if len(dec.share) else 0.0
+        out["prior_only"] = rank_metrics(np.asarray(dec.prior), y)
+        out["learned_only"] = rank_metrics(np.asarray(dec.learned), y)
+    return out
 
 
 def evaluate_predictor(

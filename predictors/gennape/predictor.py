@@ -64,7 +64,7 @@ from flax import nnx
 from nas.errors import ConfigError
 from nas.options import positive
 from nas.weights import _key
-from predictors.base import Predictor
+from predictors.base import Decomposition, Predictor
 from predictors.features import GraphFeatures, GraphLike, features, global_matrix
 from predictors.gennape.fcm import fuzzy_cmeans
 from predictors.gennape.model import (
@@ -225,12 +225,15 @@ class GennapePredictor(Predictor):
 
     name: ClassVar[str] = "gennape"
     Options: ClassVar[type] = GennapeOptions
+    basis: ClassVar[str] = "prior+learned"
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         super().__init__(seed=seed, **options)
         # Every option is saved (``self.options``), so that a saved model keeps its meaning
         # when defaults change (they did: scale_free and prior).
         self.cfg = self.options
+        if self.cfg["prior"] == "none":
+            self.basis = "learned"
         self.prior: EffectiveFlops | None = None
         self.families: set[str] = set()
         self.transfer_weight = 1.0
@@ -454,6 +457,16 @@ class GennapePredictor(Predictor):
     def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         m, s, _, _ = self._run(graphs)
         return m * self.y_scale + self.y_mean, s * self.y_scale
+
+    def decompose(self, graphs: Sequence[GraphLike]) -> Decomposition | None:
+        """The compute prior and the network's part (times ``residual``) per graph; ``None``
+        with ``prior="none"``."""
+        if self.prior is None:
+            return None
+        feats = features(graphs)
+        net = self._run(graphs, feats)[3] * float(self.cfg["residual"])
+        share = learned_shares(graphs, self.families, self.transfer_weight)
+        return Decomposition(self._prior(feats), net.astype(np.float64), share)
 
     def _ood_features(self, graphs: Sequence[GraphLike]) -> np.ndarray:
         return np.concatenate([self._run(graphs)[2], _net_globals(features(graphs))], 1)

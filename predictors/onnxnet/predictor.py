@@ -52,7 +52,7 @@ import optax
 
 from nas.errors import ConfigError
 from nas.options import positive
-from predictors.base import Predictor
+from predictors.base import Decomposition, Predictor
 from predictors.features import GraphLike, as_graph, cache_dir, ref_of
 from predictors.features import features as graph_features
 from predictors.gennape.prior import EffectiveFlops
@@ -292,11 +292,14 @@ class OnnxNetPredictor(Predictor):
 
     name: ClassVar[str] = "onnxnet"
     Options: ClassVar[type] = OnnxNetOptions
+    basis: ClassVar[str] = "prior+learned"
     zero_shot: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         super().__init__(seed, **options)
         self.opts = self.options
+        if self.opts["prior"] == "none":
+            self.basis = "learned"
         self.params: dict[str, np.ndarray] | None = None
         self.mu = self.sd = None
         self.calib = (1.0, 0.0)
@@ -414,6 +417,16 @@ class OnnxNetPredictor(Predictor):
         """The (head-averaged) scaled prior and learned part per graph."""
         prior, learned = self._heads(graphs)
         return prior.mean(0), learned.mean(0)
+
+    def decompose(self, graphs: Sequence[GraphLike]) -> Decomposition | None:
+        """The (head-averaged) scaled prior and learned part per graph; ``None`` with
+        ``prior="none"``."""
+        self._require_fitted()
+        if self.prior is None:
+            return None
+        prior, learned = self._parts(graphs)
+        share = learned_shares(graphs, self.families, self.transfer_weight)
+        return Decomposition(prior, learned, share)
 
     def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         self._require_fitted()
