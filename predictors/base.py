@@ -144,6 +144,39 @@ class Decomposition:
         return self.prior + self.share * self.learned
 
 
+def check_labels(
+    name: str,
+    graphs: Sequence[GraphLike],
+    y: Sequence[float] | None,
+    groups: Sequence[str] | None = None,
+    minimum: int = 2,
+) -> tuple[np.ndarray, list[str]]:
+    """Training labels as float64 and groups as a list (``"all"`` when not given).
+
+    Raises:
+        ConfigError: fewer than ``minimum`` graphs, a label count or group count that
+            differs from the graph count, or a label that is not a finite number.
+    """
+    n = len(graphs)
+    if y is not None and not hasattr(y, "__len__"):
+        raise ConfigError(f"{name}: labels must be a sequence of numbers, got {type(y).__name__}")
+    if y is None or len(y) != n or n < minimum:
+        got = "no labels" if y is None else f"{len(y)} labels"
+        raise ConfigError(
+            f"{name} needs at least {minimum} graphs with one label each, got {n} graphs and {got}"
+        )
+    try:
+        arr = np.asarray(y, np.float64).reshape(n)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: labels must be numbers") from None
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name}: labels must be finite numbers (found NaN or infinity)")
+    groups = list(groups) if groups is not None else ["all"] * n
+    if len(groups) != n:
+        raise ConfigError(f"{name}: {len(groups)} groups for {n} graphs")
+    return arr, [str(g) for g in groups]
+
+
 class Predictor(ABC):
     """Accuracy predictor over architecture graphs.
 

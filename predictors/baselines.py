@@ -1,12 +1,13 @@
 """Baselines under the predictor protocol.
 
-* Zero-cost proxies computed in JAX on the network built from the IR
-  (:func:`nas.model.build_model`): ``synflow``, ``jacov``, ``snip``, ``grad_norm``,
+* Zero-cost proxies computed as NASLib does on the network the IR describes
+  (:mod:`predictors.zerocost`): ``synflow``, ``jacov``, ``snip``, ``grad_norm``,
   ``naswot``; and the ``params`` and ``flops`` counts. They need no training: ``fit`` only
   records the training set for the out-of-distribution flag, and the score (higher is
-  better) is the prediction. Data-dependent proxies use one fixed batch of scikit-learn's
-  handwritten digits, upsampled to the network's input size (no CIFAR-10 copy is
-  available offline), with a fixed seed.
+  better; a heuristic, not an accuracy: ``basis = "proxy"``) is the prediction.
+  Data-dependent proxies use one fixed batch of scikit-learn's handwritten digits,
+  upsampled to the network's input size (no CIFAR-10 copy is available offline), with a
+  fixed seed.
 * ``gbm`` (scikit-learn gradient boosting) and ``mlp`` (scikit-learn MLP) on each space's
   own encoding (``space.encode``): these cannot score a space they were not trained on.
 
@@ -16,17 +17,16 @@ walks those arrays in numpy, so a loaded model predicts exactly what the saved o
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
-from nas.options import positive
-from predictors.base import Predictor
+from nas.options import NoOptions, positive
+from predictors.base import Predictor, check_labels
 from predictors.features import (
     GLOBALS,
     ArchRef,
@@ -109,9 +109,7 @@ class _EncodingPredictor(Predictor):
         return encode(graphs, self.space)[1]
 
     def fit(self, graphs, y, groups=None):
-        y = np.asarray(y, np.float64)
-        if len(graphs) != len(y) or len(y) < 2:
-            raise ConfigError(f"{self.name} needs at least 2 labelled graphs")
+        y, _ = check_labels(self.name, graphs, y, groups)
         self.space, x = encode(graphs)
         self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
         self._fit_arrays(x, (y - self.y_mean) / self.y_scale)
@@ -267,6 +265,10 @@ class ProxyPredictor(Predictor):
         raise NotImplementedError
 
     def scores(self, graphs: Sequence[GraphLike]) -> np.ndarray:
+        with threadpool_limits(1):  # small matrices: threads only contend (10x slower here)
+            return self._scores(graphs)
+
+    def _scores(self, graphs: Sequence[GraphLike]) -> np.ndarray:
         out = np.empty(len(graphs))
         for i, g in enumerate(graphs):
             ref = ref_of(g)
@@ -281,6 +283,10 @@ class ProxyPredictor(Predictor):
         return out
 
     def fit(self, graphs, y=None, groups=None):
+        """Record the training set for the out-of-distribution flag (a proxy needs no
+        labels; given ones are checked all the same)."""
+        if y is not None:
+            check_labels(self.name, graphs, y, groups, minimum=1)
         self.ood_detector.fit(self._ood_features(graphs), seed=self.seed)
         self.fitted = True
         return self
@@ -327,25 +333,9 @@ class FlopsProxy(_CountProxy):
     column, scale = GLOBALS.index("log_flops"), 9.0
 
 
-@functools.cache
-def _digits_batch(shape: tuple[int, ...], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` handwritten digits upsampled (nearest) to ``shape`` = (H, W, C), standardised."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    idx = np.random.default_rng(seed).choice(len(d.images), n, replace=False)
-    img = d.images[idx] / 16.0  # (n, 8, 8)
-    h, w, c = shape
-    rows = (np.arange(h) * 8 // h).clip(0, 7)
-    cols = (np.arange(w) * 8 // w).clip(0, 7)
-    x = img[:, rows][:, :, cols][..., None].repeat(c, -1)
-    x = (x - x.mean()) / (x.std() + 1e-8)
-    return x.astype(np.float32), d.target[idx].astype(np.int32)
-
-
 class _ModelProxy(ProxyPredictor):
-    """Proxies that need the network's weights and gradients (evaluated eagerly: each
-    primitive compiles once per shape and is reused across architectures)."""
+    """Proxies that run the network (:mod:`predictors.zerocost`: a numpy interpreter of the
+    IR with PyTorch-style initial weights, as NASLib's reference scores used)."""
 
     Options: ClassVar[type] = BatchOptions
 
@@ -353,40 +343,11 @@ class _ModelProxy(ProxyPredictor):
     def batch(self) -> int:
         return self.config.batch
 
-    def _setup(self, graph):
-        from nas.model import build_model
+    def _data(self, graph) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed batch: ``batch`` digits at the network's input size."""
+        from predictors.zerocost.proxies import digits_batch
 
-        model = build_model(graph, seed=self.seed)
-        in_shape = tuple(graph.shape(graph.input))
-        n_out = graph.shape(graph.output)[-1]
-        x, y = _digits_batch(in_shape, self.batch, self.seed)
-        return model, x, y % n_out
-
-    def _loss_grads(self, graph):
-        import jax
-        import jax.numpy as jnp
-        from flax import nnx
-
-        model, x, y = self._setup(graph)
-
-        def loss(m):
-            out = m(jnp.asarray(x))
-            logp = jax.nn.log_softmax(out.reshape(out.shape[0], -1))
-            return -jnp.take_along_axis(logp, jnp.asarray(y)[:, None], 1).mean()
-
-        params = nnx.state(model, nnx.Param)
-        grads = nnx.grad(loss)(model)
-        return jax, params, grads
-
-
-def _weight_leaves(jax, tree) -> list:
-    """Leaves of conv/dense kernels (not BN scales or biases)."""
-    out = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        names = [str(getattr(p, "key", getattr(p, "name", ""))) for p in path]
-        if "kernel" in names:
-            out.append(leaf)
-    return out
+        return digits_batch(tuple(graph.shape(graph.input)), self.batch, self.seed)
 
 
 class GradNormProxy(_ModelProxy):
@@ -395,8 +356,9 @@ class GradNormProxy(_ModelProxy):
     name: ClassVar[str] = "grad_norm"
 
     def score(self, graph) -> float:
-        jax, _, grads = self._loss_grads(graph)
-        return float(sum(float(np.linalg.norm(np.asarray(g))) for g in _weight_leaves(jax, grads)))
+        from predictors.zerocost.proxies import grad_norm
+
+        return grad_norm(graph, *self._data(graph), seed=self.seed)
 
 
 class SnipProxy(_ModelProxy):
@@ -405,40 +367,23 @@ class SnipProxy(_ModelProxy):
     name: ClassVar[str] = "snip"
 
     def score(self, graph) -> float:
-        jax, params, grads = self._loss_grads(graph)
-        ws, gs = _weight_leaves(jax, params), _weight_leaves(jax, grads)
-        return float(
-            sum(np.abs(np.asarray(w) * np.asarray(g)).sum() for w, g in zip(ws, gs, strict=True))
-        )
+        from predictors.zerocost.proxies import snip
+
+        return snip(graph, *self._data(graph), seed=self.seed)
 
 
 class SynflowProxy(_ModelProxy):
-    """SynFlow: ``sum(theta * dR/dtheta)`` with ``R`` the summed output of the network with
-    absolute weights on an all-ones input, BatchNorm in inference mode; reported as log."""
+    """SynFlow as NASLib computes it: ``log sum(theta * dR/dtheta)`` with ``R`` the summed
+    output of the network with absolute weights, BatchNorm removed, on an all-ones input,
+    in float64."""
 
     name: ClassVar[str] = "synflow"
+    Options: ClassVar[type] = NoOptions
 
     def score(self, graph) -> float:
-        import jax
-        import jax.numpy as jnp
-        from flax import nnx
+        from predictors.zerocost.proxies import synflow
 
-        from nas.model import build_model
-
-        model = build_model(graph, seed=self.seed)
-        model.eval()
-        for _, v in nnx.iter_graph(model):
-            if isinstance(v, nnx.Param):
-                v[...] = jnp.abs(v[...])
-        x = jnp.ones((1, *graph.shape(graph.input)), jnp.float32)
-        params = nnx.state(model, nnx.Param)
-        grads = nnx.grad(lambda m: m(x).sum())(model)
-        ws, gs = _weight_leaves(jax, params), _weight_leaves(jax, grads)
-        total = sum(
-            float((np.asarray(w, np.float64) * np.asarray(g, np.float64)).sum())
-            for w, g in zip(ws, gs, strict=True)
-        )
-        return math.log(total) if total > 0 else -1e9
+        return synflow(graph, seed=self.seed)
 
 
 class JacovProxy(_ModelProxy):
@@ -448,18 +393,9 @@ class JacovProxy(_ModelProxy):
     name: ClassVar[str] = "jacov"
 
     def score(self, graph) -> float:
-        import jax.numpy as jnp
-        from flax import nnx
+        from predictors.zerocost.proxies import jacov
 
-        model, x, _ = self._setup(graph)
-        jac = nnx.grad(lambda inp, m: m(inp).sum(), argnums=0)(jnp.asarray(x), model)
-        j = np.asarray(jac, np.float64).reshape(len(x), -1)
-        corr = np.corrcoef(j)
-        if not np.all(np.isfinite(corr)):
-            return -1e9
-        v = np.linalg.eigvalsh(corr)
-        k = 1e-5
-        return float(-np.sum(np.log(v + k) + 1.0 / (v + k)))
+        return jacov(graph, self._data(graph)[0], seed=self.seed)
 
 
 class NaswotProxy(_ModelProxy):
@@ -469,31 +405,9 @@ class NaswotProxy(_ModelProxy):
     name: ClassVar[str] = "naswot"
 
     def score(self, graph) -> float:
-        import jax.numpy as jnp
+        from predictors.zerocost.proxies import naswot
 
-        import nas.model as nm
-
-        model, x, _ = self._setup(graph)
-        codes: list[np.ndarray] = []
-        original = nm._act
-
-        def recording(op, v):
-            out = original(op, v)
-            if op in ("relu", "relu6"):
-                codes.append(np.asarray(v > 0, np.float64).reshape(v.shape[0], -1))
-            return out
-
-        nm._act = recording  # record ReLU inputs during one forward pass
-        try:
-            model(jnp.asarray(x))
-        finally:
-            nm._act = original
-        if not codes:
-            return 0.0
-        c = np.concatenate(codes, 1)
-        k = c @ c.T + (1.0 - c) @ (1.0 - c).T
-        sign, logdet = np.linalg.slogdet(k)
-        return float(logdet) if sign > 0 else -1e9
+        return naswot(graph, self._data(graph)[0], seed=self.seed)
 
 
 ZERO_COST = ("synflow", "jacov", "snip", "grad_norm", "naswot")

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import DataError
+from nas.errors import ConfigError, DataError
 from nas.graph import ArchGraph, _pair
 
 FEATURE_VERSION = 6
@@ -172,7 +172,16 @@ class ArchRef:
 GraphLike = ArchGraph | ArchRef
 
 
+def _check_graph(g: object) -> None:
+    if not isinstance(g, ArchGraph | ArchRef):
+        raise ConfigError(
+            "predictors take architecture graphs (nas.graph.ArchGraph, or ArchRef), got "
+            f"{type(g).__name__}"
+        )
+
+
 def as_graph(g: GraphLike) -> ArchGraph:
+    _check_graph(g)
     return g.graph() if isinstance(g, ArchRef) else g
 
 
@@ -180,6 +189,7 @@ def ref_of(g: GraphLike) -> ArchRef | None:
     """The (space, arch, dataset) reference of a graph built by a space, if known."""
     if isinstance(g, ArchRef):
         return g
+    _check_graph(g)
     m = g.meta
     if all(isinstance(m.get(k), str) for k in ("space", "arch", "dataset")):
         return ArchRef(m["space"], m["arch"], m["dataset"])

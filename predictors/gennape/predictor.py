@@ -64,7 +64,7 @@ from flax import nnx
 from nas.errors import ConfigError
 from nas.options import positive
 from nas.weights import _key
-from predictors.base import Decomposition, Predictor
+from predictors.base import Decomposition, Predictor, check_labels
 from predictors.features import GraphFeatures, GraphLike, features, global_matrix
 from predictors.gennape.fcm import fuzzy_cmeans
 from predictors.gennape.model import (
@@ -91,6 +91,7 @@ from predictors.transfer import (
 
 DENSE_MAX_NODES = 64
 """Largest (padded) graph that inference batches densely (see ``pack_dense``)."""
+
 
 @dataclass(frozen=True)
 class GennapeOptions:
@@ -284,13 +285,7 @@ class GennapePredictor(Predictor):
         groups: Sequence[str] | None = None,
         unlabeled: Sequence[GraphLike] = (),
     ) -> GennapePredictor:
-        y = np.asarray(y, np.float64)
-        if len(graphs) != len(y) or len(y) < 2:
-            raise ConfigError(
-                f"gennape needs at least 2 labelled graphs with one label each, got "
-                f"{len(graphs)} graphs and {len(y)} labels"
-            )
-        groups = list(groups) if groups is not None else ["all"] * len(y)
+        y, groups = check_labels(self.name, graphs, y, groups)
         t0 = time.perf_counter()
         feats = features(graphs)
         extra = features(unlabeled) if len(unlabeled) else []
@@ -333,8 +328,7 @@ class GennapePredictor(Predictor):
         """Continue supervised training on a few labelled graphs of a new family."""
         if not self.fitted:
             return self.fit(graphs, y, groups)
-        y = np.asarray(y, np.float64)
-        groups = list(groups) if groups is not None else ["all"] * len(y)
+        y, groups = check_labels(self.name, graphs, y, groups, minimum=1)
         feats = features(graphs)
         self._train(feats, y, groups, self.cfg["finetune_steps"], self.cfg["finetune_lr"])
         self.families |= set(families(graphs))

@@ -52,7 +52,7 @@ import optax
 
 from nas.errors import ConfigError
 from nas.options import positive
-from predictors.base import Decomposition, Predictor
+from predictors.base import Decomposition, Predictor, check_labels
 from predictors.features import GraphLike, as_graph, cache_dir, ref_of
 from predictors.features import features as graph_features
 from predictors.gennape.prior import EffectiveFlops
@@ -98,9 +98,7 @@ class OnnxNetOptions:
         if not 16 <= self.max_tokens <= 512:
             raise ConfigError(f"onnxnet max_tokens must be in 16..512, got {self.max_tokens}")
         if self.prior not in PRIORS:
-            raise ConfigError(
-                f"onnxnet prior must be one of {sorted(PRIORS)}, got {self.prior!r}"
-            )
+            raise ConfigError(f"onnxnet prior must be one of {sorted(PRIORS)}, got {self.prior!r}")
         if self.transfer not in TRANSFERS:
             raise ConfigError(
                 f"onnxnet transfer must be one of {list(TRANSFERS)}, got {self.transfer!r}"
@@ -334,10 +332,7 @@ class OnnxNetPredictor(Predictor):
         y: Sequence[float],
         groups: Sequence[str] | None = None,
     ) -> OnnxNetPredictor:
-        y = np.asarray(y, np.float64)
-        if len(graphs) != len(y) or len(y) < 2:
-            raise ConfigError(f"fit needs at least 2 graphs with one accuracy each, got {len(y)}")
-        groups = list(groups) if groups is not None else ["all"] * len(y)
+        y, groups = check_labels(self.name, graphs, y, groups)
         feats = self.featurize(graphs)
         self.mu = feats.mean(0)
         self.sd = feats.std(0) + 1e-4
