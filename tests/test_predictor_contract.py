@@ -21,7 +21,7 @@ from nas import registry
 from nas.errors import ConfigError, NasError
 
 TINY: dict[str, dict] = {
-    "gennape": {"pretrain_steps": 2, "steps": 10, "hidden": 8, "embed": 8, "heads": 2},
+    "gennape": {"pretrain_steps": 0, "steps": 10, "hidden": 8, "embed": 8, "prior": "flops"},
     "onnxnet": {"mode": "stats", "steps": 20, "ensemble": 2, "hidden": 16},
     "jacov": {"batch": 4},
     "snip": {"batch": 4},

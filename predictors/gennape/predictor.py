@@ -50,6 +50,7 @@ whose cost follows the number of edges when sizes are mixed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,6 +148,18 @@ def _one_of(key: str, value: str, choices: Sequence[str]) -> None:
 
 DEFAULTS: dict[str, Any] = dataclasses.asdict(GennapeOptions())
 """Every option's default (:class:`GennapeOptions`)."""
+
+
+@functools.cache
+def _adamw(lr: float, steps: int, warmup: int) -> optax.GradientTransformation:
+    """AdamW on a cosine schedule (with ``warmup`` steps from 0 when positive). One object
+    per setting: the transformation is static in the jitted steps, so a new one per fit
+    recompiled every step function on every fit (seconds each)."""
+    if warmup:
+        sched = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps)
+    else:
+        sched = optax.cosine_decay_schedule(lr, steps)
+    return optax.adamw(sched, weight_decay=1e-4)
 
 
 def _infonce(model: Gennape, b: dict, key: jax.Array, temperature: float, aug) -> jax.Array:
@@ -342,8 +355,7 @@ class GennapePredictor(Predictor):
             return
         bs = min(self.cfg["batch"], len(feats))
         pads = self._pads(feats, bs)
-        sched = optax.cosine_decay_schedule(self.cfg["lr"], steps)
-        opt = nnx.Optimizer(self.model, optax.adamw(sched, weight_decay=1e-4), wrt=nnx.Param)
+        opt = nnx.Optimizer(self.model, _adamw(float(self.cfg["lr"]), steps, 0), wrt=nnx.Param)
         rng = np.random.default_rng(self.seed)
         key = jax.random.key(self.seed)
         for idx in self._batches(len(feats), bs, steps, rng):
@@ -392,8 +404,8 @@ class GennapePredictor(Predictor):
         ys, grp = standardise(y, groups)
         bs = min(self.cfg["batch"], len(feats))
         pads = self._pads(feats, bs)
-        sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 10, 1), max(steps, 2))
-        opt = nnx.Optimizer(self.model, optax.adamw(sched, weight_decay=1e-4), wrt=nnx.Param)
+        warmup = max(steps // 10, 1)
+        opt = nnx.Optimizer(self.model, _adamw(float(lr), max(steps, 2), warmup), wrt=nnx.Param)
         weights = tuple(
             (k, float(self.cfg[k]))
             for k in ("rank_weight", "mse_weight", "head_weight", "rank_scale", "residual")

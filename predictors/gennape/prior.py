@@ -86,6 +86,35 @@ def _score(
     return log_macs + jnp.log(jnp.where(total > 0, total, 1.0)) + depth * log_depth
 
 
+def _ranking_loss(theta, arrays, members, y, l2) -> jax.Array:
+    """Pairwise logistic ranking loss within each group, plus an L2 pull towards log FLOPs.
+
+    The model ``P(i beats j) = sigmoid(exp(t) * (s_i - s_j))`` has its own scale ``t`` (the
+    last entry of ``theta``): the ranking does not depend on it, but the weights that fit
+    best do, and a fixed scale would bias them towards whatever spread log MACs happen to
+    have.
+    """
+    s = _score(theta[:-1], *arrays)
+    total = 0.0
+    for m in members:
+        sm, ym = s[m], y[m]
+        pair = (ym[:, None] > ym[None, :] + 1e-6).astype(jnp.float32)
+        terms = jax.nn.softplus(-jnp.exp(theta[-1]) * (sm[:, None] - sm[None, :]))
+        total = total + (pair * terms).sum() / jnp.maximum(pair.sum(), 1.0)
+    return total / max(len(members), 1) + l2 * jnp.sum(theta[:-1] ** 2)
+
+
+_ADAM = optax.adam(0.05)
+
+
+@jax.jit
+def _fit_step(theta, state, arrays, members, y, mask, l2):
+    """One Adam step of the ranking fit (data as arguments: compiled once per data shape,
+    not once per fit)."""
+    upd, state = _ADAM.update(jax.grad(_ranking_loss)(theta, arrays, members, y, l2) * mask, state)
+    return optax.apply_updates(theta, upd), state
+
+
 class EffectiveFlops:
     """The effective-FLOPs prior (see the module docstring).
 
@@ -132,35 +161,14 @@ class EffectiveFlops:
         members = [jnp.asarray(m) for m in members if len(m) > 1]
         yj = jnp.asarray(y)
 
-        # theta: op weights, depth weight, log temperature. The pairwise logistic model
-        # P(i beats j) = sigmoid(exp(t) * (s_i - s_j)) has its own scale: the ranking does
-        # not depend on it, but the weights that fit best do, and a fixed scale would bias
-        # them towards whatever spread log MACs happen to have.
+        # theta: op weights, depth weight, log temperature (see _ranking_loss).
         mask = [float(self.ops)] * len(PHI_COLS) + [float(self.depth), 1.0]
-        mask = jnp.asarray(mask)
-
-        def loss(theta):
-            s = _score(theta[:-1], *arrays)
-            total = 0.0
-            for m in members:
-                sm, ym = s[m], yj[m]
-                pair = (ym[:, None] > ym[None, :] + 1e-6).astype(jnp.float32)
-                terms = jax.nn.softplus(-jnp.exp(theta[-1]) * (sm[:, None] - sm[None, :]))
-                total = total + (pair * terms).sum() / jnp.maximum(pair.sum(), 1.0)
-            return total / max(len(members), 1) + self.l2 * jnp.sum(theta[:-1] ** 2)
-
         theta = jnp.zeros(len(PHI_COLS) + 2, jnp.float32)
         if members and self.steps > 0 and (self.ops or self.depth):
-            opt = optax.adam(0.05)
-            state = opt.init(theta)
-
-            @jax.jit
-            def step(theta, state):
-                upd, state = opt.update(jax.grad(loss)(theta) * mask, state)
-                return optax.apply_updates(theta, upd), state
-
+            state = _ADAM.init(theta)
+            l2, mask = jnp.float32(self.l2), jnp.asarray(mask)
             for _ in range(self.steps):
-                theta, state = step(theta, state)
+                theta, state = _fit_step(theta, state, arrays, tuple(members), yj, mask, l2)
         theta = np.asarray(theta, np.float32)
         self.w, self.depth_weight = theta[:-2], float(theta[-2])
         s = self.score(feats)
