@@ -388,14 +388,14 @@ def export(
     return export_trial(storage, study, str(trial), format, out, data_dir=data_dir)
 
 
-def _train_specs(train: str | Sequence[str]) -> list[str]:
-    items = train.split(",") if isinstance(train, str) else list(train)
+def _train_specs(train: str | Sequence[str] | None) -> list[str]:
+    items = train.split(",") if isinstance(train, str) else list(train or ())
     return [t.strip() for t in items if t.strip()]
 
 
 def evaluate_predictor(
     predictor: str,
-    train: str | Sequence[str],
+    train: str | Sequence[str] | None,
     test: str,
     seed: int = 0,
     finetune: str | None = None,
@@ -405,8 +405,11 @@ def evaluate_predictor(
     """Fit a predictor on SPECs and rank a test SPEC: ``nas predictor evaluate --json``.
 
     Args:
-        predictor: a registered predictor name (``gennape``, ``gbm``, ``params``, ...).
-        train: SPECs ``bench[:dataset][:n]``, a list or one comma-separated string.
+        predictor: a registered predictor name (``gennape``, ``gbm``, ``params``, ...) or a
+            pretrained one (``pretrained:gennape``: not fitted; the test set leaves out what
+            it was trained on).
+        train: SPECs ``bench[:dataset][:n]``, a list or one comma-separated string (for a
+            pretrained predictor: optional fine-tuning data).
         test: the test SPEC (disjoint from the training SPECs of the same benchmark).
         seed: sampling and model seed.
         finetune: SPEC of few-shot data the fitted model is fine-tuned on.
@@ -477,24 +480,30 @@ def fit_predictor(
 
 def predict(
     predictor: str | Path | Predictor,
-    arch: str | Path,
+    arch: str | Path | None = None,
     space: str | None = None,
     dataset: str | None = None,
+    onnx: str | Path | None = None,
 ) -> dict[str, Any]:
     """Predict an architecture's accuracy: ``nas predict --json``.
 
     Args:
-        predictor: a folder written by :func:`fit_predictor` (``nas predictor fit``), or a
-            fitted :class:`predictors.base.Predictor`.
+        predictor: a folder written by :func:`fit_predictor` (``nas predictor fit``), a
+            pretrained predictor by name (``pretrained:gennape``), or a fitted
+            :class:`predictors.base.Predictor`.
         arch, space, dataset: as for :func:`inspect`.
+        onnx: instead of ``arch``, an ONNX file made by any tool (``torch.onnx.export``,
+            ...), read into the IR by :func:`nas.onnx_import.onnx_to_graph`; an operator the
+            IR cannot represent is an error naming it.
 
     Returns:
-        ``space``, ``arch``, ``predictor``, ``mean``, ``std``, ``ood`` (far from the
-        training data) and ``basis`` (``learned``, ``proxy``: a training-free score, not an
-        accuracy, or ``prior+learned``); for the learned predictors with a compute prior
-        (gennape, onnxnet) also ``learned_share``: how much of the learned part the prediction holds (1 on a
-        space the predictor was trained on; on another, its ``transfer`` share, by default
-        0: the compute prior alone).
+        ``space`` and ``arch`` (or ``onnx`` with the network's ``params`` and ``flops``),
+        ``predictor``, ``mean``, ``std``, ``ood`` (far from the training data) and ``basis``
+        (``learned``, ``proxy``: a training-free score, not an accuracy, or
+        ``prior+learned``); for the learned predictors with a compute prior (gennape,
+        onnxnet) also ``learned_share``: how much of the learned part the prediction holds
+        (1 on a space the predictor was trained on; on another, and on an ONNX file, its
+        ``transfer`` share, by default 0: the compute prior alone).
 
     Example:
         >>> import tempfile
@@ -513,14 +522,23 @@ def predict(
     """
     from predictors.base import load_predictor
 
+    if (arch is None) == (onnx is None):
+        raise ConfigError("predict needs exactly one of an architecture (--arch) or --onnx")
+    if onnx is not None:
+        from nas.onnx_import import onnx_to_graph
+
+        graph = onnx_to_graph(onnx)
+        where: dict[str, Any] = {"onnx": str(onnx), "params": graph.params()}
+        where.update(flops=graph.flops(), notes=graph.meta.get("notes", []))
+    else:
+        s, genotype, file_dataset = resolve_arch(arch, space)
+        graph = s.to_graph(genotype, dataset or file_dataset)
+        where = {"space": s.name, "arch": genotype.to_str()}
     model = load_predictor(predictor) if isinstance(predictor, str | Path) else predictor
-    s, genotype, file_dataset = resolve_arch(arch, space)
-    graph = s.to_graph(genotype, dataset or file_dataset)
     mean, std = model.predict([graph])
     out = {
-        "space": s.name,
-        "arch": genotype.to_str(),
-        "predictor": model.name,
+        **where,
+        "predictor": f"pretrained:{model.from_pretrained}" if model.from_pretrained else model.name,
         "mean": float(mean[0]),
         "std": float(std[0]),
         "ood": bool(model.ood([graph])[0]),

@@ -241,7 +241,9 @@ def cmd_predictor_fit(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from nas import api
 
-    info = api.predict(args.predictor, args.arch, space=args.space, dataset=args.dataset)
+    info = api.predict(
+        args.predictor, args.arch, space=args.space, dataset=args.dataset, onnx=args.onnx
+    )
     if args.json:
         _emit(info)
     else:
@@ -249,7 +251,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if info["basis"] == "proxy":
             flag += f"  ({info['predictor']} score: a training-free proxy, not an accuracy)"
         if info.get("learned_share") == 0.0:
-            flag += f"  (compute prior only: not trained on {info['space']})"
+            seen = info.get("space") or "an ONNX model of no known space"
+            flag += f"  (compute prior only: not trained on {seen})"
         print(f"{info['mean']:.3f} +- {info['std']:.3f}{flag}")
     return 0
 
@@ -375,8 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predictor", help="train and evaluate accuracy predictors")
     psub = s.add_subparsers(dest="predictor_command", required=True, parser_class=_Parser)
     e = psub.add_parser("evaluate", help="fit on --train SPECs, rank the --test SPEC")
-    e.add_argument("--predictor", required=True, help="gennape, onnxnet, gbm, mlp, params, ...")
-    e.add_argument("--train", required=True, help="SPEC[,SPEC...], SPEC = bench[:dataset][:n]")
+    e.add_argument(
+        "--predictor",
+        required=True,
+        help="gennape, onnxnet, gbm, mlp, params, pretrained:gennape, ...",
+    )
+    e.add_argument(
+        "--train",
+        help="SPEC[,SPEC...], SPEC = bench[:dataset][:n] (for pretrained:NAME: fine-tuning data)",
+    )
     e.add_argument("--test", required=True, help="SPEC; disjoint from --train on one benchmark")
     e.add_argument("--finetune", help="SPEC of few-shot data (e.g. nb201:50) after fitting")
     e.add_argument("--seed", type=int, default=0)
@@ -396,9 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_predictor_fit)
 
     s = sub.add_parser("predict", help="predict an architecture's accuracy with a saved predictor")
-    s.add_argument("--predictor", required=True, help="folder written by nas predictor fit")
+    s.add_argument(
+        "--predictor",
+        required=True,
+        help="folder written by nas predictor fit, or pretrained:NAME (e.g. pretrained:gennape)",
+    )
     s.add_argument("--space", help="search space (optional when --arch is an exported JSON)")
-    s.add_argument("--arch", required=True, help="native string, known name, or JSON file")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--arch", help="native string, known name, or JSON file")
+    what.add_argument("--onnx", help="an ONNX file made by any tool (torch.onnx.export, ...)")
     s.add_argument("--dataset", help="network variant (default: the space's default)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)

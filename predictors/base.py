@@ -208,6 +208,9 @@ class Predictor(ABC):
         self.options: dict[str, Any] = dataclasses.asdict(self.config)
         self.ood_detector = KnnOOD()
         self.fitted = False
+        self.from_pretrained: str | None = None
+        """The pretrained predictor this one was loaded as (:mod:`predictors.pretrained`):
+        its ``fit`` fine-tunes instead of starting again."""
 
     # ------------------------------------------------------------------ protocol
 
@@ -308,6 +311,10 @@ def load_predictor(path: str | Path) -> Predictor:
     """Read a saved predictor folder (``predictor.json`` + ``arrays.safetensors``)."""
     from safetensors.numpy import load_file
 
+    from predictors import pretrained
+
+    if pretrained.is_pretrained(path):
+        return pretrained.load(str(path))
     folder = Path(path)
     cfg = folder / CONFIG_FILE
     if not cfg.exists():
@@ -340,8 +347,18 @@ def predictor_names() -> list[str]:
 
 
 def get_predictor(name: str, **options: Any) -> Predictor:
-    """A new predictor registered as ``name``."""
+    """A new predictor registered as ``name``, or a pretrained one (``pretrained:NAME``,
+    loaded ready to predict; it takes only a ``seed``, for its fine-tuning)."""
     from nas import registry
+    from predictors import pretrained
+
+    if pretrained.is_pretrained(name):
+        seed = options.pop("seed", None)
+        if options:
+            raise ConfigError(
+                f"{name} takes no options (got {sorted(options)}); it is already trained"
+            )
+        return pretrained.load(name, seed)
 
     cls = registry.load("predictors", name)
     try:

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,29 +142,23 @@ def _spec_seed(seed: int, spec: Spec) -> int:
 
 
 def load_split(
-    train: Sequence[str | Spec], test: str | Spec, seed: int = 0
+    train: Sequence[str | Spec],
+    test: str | Spec,
+    seed: int = 0,
+    exclude: Mapping[str, set[str]] | None = None,
 ) -> tuple[LabelledSet, LabelledSet]:
     """Training and test sets for SPECs; disjoint (by architecture) within a benchmark.
 
     Each benchmark's architectures are shuffled once with ``seed``; a training SPEC takes the
     first ``n`` of them, and a test SPEC of the same benchmark draws from the rest (the
-    same architecture on another dataset counts as seen).
+    same architecture on another dataset counts as seen). ``exclude`` (benchmark -> native
+    strings, e.g. what a pretrained predictor was trained on: :func:`train_archs`) is left
+    out of both.
     """
     train_specs = [s if isinstance(s, Spec) else parse_spec(s) for s in train]
     test_spec = test if isinstance(test, Spec) else parse_spec(test)
-    used: dict[str, set[str]] = {}
-    parts = []
-    for spec in train_specs:
-        archs, y = _table(spec.bench, spec.dataset)
-        order = np.random.default_rng(_spec_seed(seed, spec)).permutation(len(archs))
-        taken = used.setdefault(spec.bench, set())
-        order = [i for i in order if archs[i] not in taken]
-        n = len(order) if spec.n is None else spec.n
-        if n > len(order):
-            raise ConfigError(f"{spec} asks for {n} architectures; {len(order)} are available")
-        idx = order[:n]
-        taken.update(archs[i] for i in idx)
-        parts.append(_make(spec, archs, y, idx))
+    used = {k: set(v) for k, v in (exclude or {}).items()}
+    parts = _draw_train(train_specs, seed, used)
     archs, y = _table(test_spec.bench, test_spec.dataset)
     order = np.random.default_rng(_spec_seed(seed, test_spec) + 1).permutation(len(archs))
     taken = used.get(test_spec.bench, set())
@@ -176,6 +170,30 @@ def load_split(
             "after removing the training architectures"
         )
     return LabelledSet.concat(parts), _make(test_spec, archs, y, rest[:n])
+
+
+def _draw_train(specs: Sequence[Spec], seed: int, used: dict[str, set[str]]) -> list[LabelledSet]:
+    """The training part of :func:`load_split`; records what it takes in ``used``."""
+    parts = []
+    for spec in specs:
+        archs, y = _table(spec.bench, spec.dataset)
+        order = np.random.default_rng(_spec_seed(seed, spec)).permutation(len(archs))
+        taken = used.setdefault(spec.bench, set())
+        order = [i for i in order if archs[i] not in taken]
+        n = len(order) if spec.n is None else spec.n
+        if n > len(order):
+            raise ConfigError(f"{spec} asks for {n} architectures; {len(order)} are available")
+        idx = order[:n]
+        taken.update(archs[i] for i in idx)
+        parts.append(_make(spec, archs, y, idx))
+    return parts
+
+
+def train_archs(train: Sequence[str | Spec], seed: int) -> dict[str, set[str]]:
+    """Benchmark -> the architectures :func:`load_split` draws for the training SPECs."""
+    used: dict[str, set[str]] = {}
+    _draw_train([s if isinstance(s, Spec) else parse_spec(s) for s in train], seed, used)
+    return used
 
 
 def load_spec(spec: str | Spec, seed: int = 0) -> LabelledSet:

@@ -130,7 +130,15 @@ def specs_evaluation(
     finetune: str | None = None,
     **options: Any,
 ) -> Evaluation:
-    """Load the SPECs, fit predictor ``name``, rank the test SPEC; predictions included."""
+    """Load the SPECs, fit predictor ``name``, rank the test SPEC; predictions included.
+
+    A pretrained predictor (``pretrained:NAME``) is not fitted: its ``train`` SPECs, if any,
+    fine-tune it, and the test set leaves out what it was trained on.
+    """
+    from predictors import pretrained
+
+    if pretrained.is_pretrained(name):
+        return _pretrained_evaluation(name, train, test, seed, finetune, **options)
     if not train:
         raise ConfigError("--train needs at least one SPEC")
     specs = list(train) + ([finetune] if finetune else [])
@@ -145,6 +153,30 @@ def specs_evaluation(
     p = get_predictor(name, seed=seed, **options)
     ev = run_evaluation(p, train_set, test_set, ft)
     ev.metrics.update(train=list(train), test=test, seed=seed, finetune=finetune)
+    return ev
+
+
+def _pretrained_evaluation(
+    name: str, train: Sequence[str], test: str, seed: int, finetune: str | None, **options: Any
+) -> Evaluation:
+    from predictors import pretrained
+    from predictors.data import train_archs
+
+    if finetune:
+        raise ConfigError(f"{name} is already trained: give its fine-tuning data as --train")
+    _, recipe = pretrained.recipe(name)
+    seen = train_archs(recipe.train, recipe.seed)
+    tune, test_set = load_split(list(train), test, seed=seed, exclude=seen)
+    p = get_predictor(name, seed=seed, **options)
+    ev = run_evaluation(p, tune, test_set, tune if len(tune) else None, refit=False)
+    ev.metrics.update(
+        predictor=name,
+        train=list(train),
+        test=test,
+        seed=seed,
+        pretrained_on=list(recipe.train),
+        n_pretrain=sum(len(v) for v in seen.values()),
+    )
     return ev
 
 

@@ -299,6 +299,8 @@ class GennapePredictor(Predictor):
         unlabeled: Sequence[GraphLike] = (),
     ) -> GennapePredictor:
         y, groups = check_labels(self.name, graphs, y, groups)
+        if self.from_pretrained:  # a pretrained model adapts to new data, not forgets
+            return self.fine_tune(graphs, y, groups)
         t0 = time.perf_counter()
         feats = features(graphs)
         extra = features(unlabeled) if len(unlabeled) else []

@@ -1,0 +1,684 @@
+"""An ONNX model made by any tool, read into the IR.
+
+:func:`onnx_to_graph` turns the ONNX graph of a convolutional network (``torch.onnx.export``
+of torchvision's ResNets, MobileNets, ShuffleNets, EfficientNets; ``jax2onnx``; a graph built
+with ``onnx.helper``) into an :class:`~nas.graph.ArchGraph`, so that every predictor, the cost
+counter and the exporter can read it. Only the structure is used: initializers are read
+for their shapes, and a model whose weights live in an external file that is absent loads
+all the same.
+
+The ONNX graph computes in NCHW; the IR's maps are ``(H, W, C)`` and vectors ``(F,)``, with
+the batch axis dropped (a symbolic batch size is fine; a symbolic image size is not: export
+with a fixed input size). Operators map to IR ops one to one where they can (``Conv``,
+``Gemm``, ``BatchNormalization``, activations, pooling, ``Add``, ``Mul``, ``Concat``,
+``Pad``, ``Slice`` on channels), small patterns are recognised (``MatMul`` + ``Add`` as a
+dense layer, ``x * Sigmoid(x)`` as ``swish``, ``Reshape``-``Transpose``-``Reshape`` as a
+channel shuffle, ``Shape``/``Gather``/``Concat`` chains that compute a ``Reshape`` target),
+and a final ``Softmax`` is dropped (a monotone map of the logits; the graph's ``meta``
+says so). Anything else is an :class:`~nas.errors.UnknownOp` naming the operator and the
+node, before any prediction.
+
+Example:
+    >>> import onnx
+    >>> from onnx import TensorProto, helper
+    >>> w = helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 3, 3], [0.0] * 216)
+    >>> g = helper.make_graph(
+    ...     [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+    ...      helper.make_node("Relu", ["y"], ["z"])], "tiny",
+    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+    ...     [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8, 16, 16])], [w])
+    >>> ir = onnx_to_graph(helper.make_model(g))
+    >>> ir.shape(ir.output), ir.params()
+    ((16, 16, 8), 216)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError, DataError, GraphError, UnknownOp
+from nas.graph import ArchGraph
+
+MAX_BYTES = 256 * 1024 * 1024
+"""Largest ONNX file read (the structure of even a large network is a few megabytes; its
+weights may be more, and are not needed)."""
+
+
+@dataclass
+class _Value:
+    """An ONNX tensor as the IR sees it: the node computing it and its layout."""
+
+    node: int
+    rank: int  # the ONNX rank, batch included: 4 for maps, 2 for vectors
+
+
+def _onnx():
+    try:
+        import onnx
+    except ModuleNotFoundError:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            "reading ONNX needs the onnx package: pip install 'nas[export]'"
+        ) from None
+    return onnx
+
+
+def load_onnx(source: str | Path | Any) -> Any:
+    """An ``onnx.ModelProto`` from a path (weights in absent external files are skipped)."""
+    onnx = _onnx()
+    if not isinstance(source, str | Path):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"ONNX file {str(path)[:200]!r} does not exist")
+    if path.stat().st_size > MAX_BYTES:
+        raise DataError(f"{path.name} is larger than {MAX_BYTES >> 20} MB; not read")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises its own DecodeError
+        raise DataError(
+            f"{path.name} is not an ONNX model: {str(e).splitlines()[0][:200]}"
+        ) from None
+
+
+def onnx_to_graph(source: str | Path | Any, name: str | None = None) -> ArchGraph:
+    """The IR of an ONNX model (a path or an ``onnx.ModelProto``); see the module docstring.
+
+    Raises:
+        DataError: the file is missing or not ONNX.
+        UnknownOp: an operator (or a use of one) the IR cannot represent.
+        GraphError: no single image or vector input, several outputs, or shapes the IR
+            infers differently from ONNX's own shape inference.
+    """
+    model = load_onnx(source)
+    reader = _Reader(_onnx(), model)
+    graph = reader.build()
+    label = name or (Path(source).name if isinstance(source, str | Path) else model.graph.name)
+    graph.meta.update(source="onnx", name=label, producer=model.producer_name or "unknown")
+    if reader.notes:
+        graph.meta["notes"] = reader.notes
+    return graph
+
+
+def _unary(op: str):
+    """The handler of an ONNX activation that is the IR's ``op``."""
+
+    def handler(self: _Reader, nd) -> None:
+        self.emit(nd, op, [self.value(nd)])
+
+    return handler
+
+
+class _Reader:
+    """One pass over the ONNX nodes (they are topologically sorted by the standard)."""
+
+    def __init__(self, onnx_mod, model) -> None:
+        self.onnx = onnx_mod
+        self.model, self.consts, self.shapes = _fold_constants(onnx_mod, model)
+        model = self.model
+        self.values: dict[str, _Value] = {}
+        self.ir = ArchGraph()
+        self.notes: list[str] = []
+        self.consumers: dict[str, list] = {}
+        self.producer: dict[str, Any] = {}
+        for nd in model.graph.node:
+            for x in nd.input:
+                self.consumers.setdefault(x, []).append(nd)
+            for x in nd.output:
+                self.producer[x] = nd
+        self.skip: set[int] = set()
+
+    # ---------------------------------------------------------------- plumbing
+
+    def shape(self, name: str) -> tuple:
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        return self.shapes.get(name, ())
+
+    def ir_shape(self, name: str) -> tuple:
+        """The shape of an ONNX tensor in the IR's layout, batch dropped."""
+        s = self.shape(name)
+        if any(d is None for d in s[1:]):
+            raise GraphError(f"tensor {name!r} has a dynamic size {s}; export with fixed sizes")
+        return (*s[2:], s[1]) if len(s) == 4 else tuple(s[1:])
+
+    def value(self, nd, i: int = 0) -> _Value:
+        name = nd.input[i]
+        if name not in self.values:
+            raise UnknownOp(
+                f"ONNX node {nd.name or nd.op_type!r} ({nd.op_type}) reads {name!r}, which is "
+                "a constant or an unsupported computation; the IR cannot represent it"
+            )
+        return self.values[name]
+
+    def emit(self, nd, op: str, inputs: list[_Value], rank: int | None = None, **attrs) -> None:
+        scope = _scope(nd.name)
+        ids: list[int] = []
+        for v in inputs:  # the IR reads a value once per node: a repeat goes via an identity
+            ids.append(self.ir.add("identity", [v.node], scope=scope) if v.node in ids else v.node)
+        node = self.ir.add(op, ids, scope=scope, **attrs)
+        self.values[nd.output[0]] = _Value(node, rank or inputs[0].rank)
+
+    def alias(self, nd, v: _Value) -> None:
+        self.values[nd.output[0]] = v
+
+    def refuse(self, nd, why: str = "") -> None:
+        raise UnknownOp(
+            f"ONNX node {nd.name or '?'!r}: {nd.op_type}{' ' + why if why else ''} has no IR "
+            "equivalent (the IR holds convolutional networks: conv, dense, batch norm, "
+            "activations, pooling, add, mul, concat, pad, slice, shuffle)"
+        )
+
+    # ---------------------------------------------------------------- the pass
+
+    def build(self) -> ArchGraph:
+        g = self.model.graph
+        # The data input: read first by some node. Other inputs are weights declared as
+        # inputs (torch's export_params=False; this project's structure-only exports).
+        inputs = [
+            vi
+            for vi in g.input
+            if vi.name not in self.consts
+            and any(c.input[0] == vi.name for c in self.consumers.get(vi.name, []))
+        ]
+        if len(inputs) != 1:
+            raise GraphError(f"the ONNX model has {len(inputs)} data inputs; the IR takes one")
+        x = inputs[0].name
+        if len(self.shape(x)) not in (2, 4):
+            raise GraphError(f"ONNX input {x!r} has shape {self.shape(x)}; expected NCHW or NF")
+        first = self.consumers.get(x, [])
+        if len(first) == 1 and self._perm(first[0]) == [0, 3, 1, 2]:
+            # An NHWC input turned into NCHW (this project's own exports): read it as NHWC.
+            shape = self.ir_shape(first[0].output[0])
+            self.skip.add(list(g.node).index(first[0]))
+            x = first[0].output[0]
+        else:
+            shape = self.ir_shape(x)
+        self.values[x] = _Value(self.ir.add("input", shape=list(shape)), len(self.shape(x)))
+        for k, nd in enumerate(g.node):
+            if k in self.skip:
+                continue
+            handler = getattr(self, "_op_" + nd.op_type, None)
+            if handler is None:
+                self.refuse(nd)
+            handler(nd)
+        if len(g.output) != 1:
+            raise GraphError(f"the ONNX model has {len(g.output)} outputs; the IR has one")
+        out = self.values.get(g.output[0].name)
+        if out is None:
+            raise GraphError(f"the ONNX output {g.output[0].name!r} is a constant")
+        self.ir.add("output", [out.node])
+        self.ir.finalize()
+        self._check_shapes()
+        return self.ir
+
+    def _check_shapes(self) -> None:
+        for name, v in self.values.items():
+            want = self.shape(name)
+            if not want or any(d is None for d in want[1:]):
+                continue
+            want_ir = (*want[2:], want[1]) if len(want) == 4 else tuple(want[1:])
+            if v.rank == len(want) and tuple(self.ir.shape(v.node)) != tuple(want_ir):
+                raise GraphError(
+                    f"ONNX tensor {name!r} has shape {want}; the IR computes "
+                    f"{self.ir.shape(v.node)} (in HWC): an attribute this reader does not model"
+                )
+
+    # ---------------------------------------------------------------- operators
+
+    def _op_Conv(self, nd) -> None:
+        a = _attrs(self.onnx, nd)
+        w = self.shape(nd.input[1])
+        if len(w) != 4:
+            self.refuse(nd, f"with a {len(w)}-D kernel")
+        kernel = [int(k) for k in a.get("kernel_shape", w[2:])]
+        stride = [int(s) for s in a.get("strides", [1, 1])]
+        dil = [int(d) for d in a.get("dilations", [1, 1])]
+        pads = self._pads(nd, a, kernel, stride, dil)
+        self.emit(
+            nd,
+            "conv",
+            [self.value(nd)],
+            out_channels=int(w[0]),
+            kernel=_pair(kernel),
+            stride=_pair(stride),
+            dilation=_pair(dil),
+            padding=pads,
+            groups=int(a.get("group", 1)),
+            bias=len(nd.input) > 2 and bool(nd.input[2]),
+        )
+
+    def _pads(self, nd, a: dict, kernel, stride, dil) -> list[int]:
+        """ONNX ``pads`` ``[top, left, bottom, right]`` (or ``auto_pad``) as the IR's
+        ``[top, bottom, left, right]``."""
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            h, w = self.shape(nd.input[0])[2:]
+            out = []
+            for size, k, s, d in zip((h, w), kernel, stride, dil, strict=True):
+                total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+                lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
+                out.append((lo, total - lo))
+            return [out[0][0], out[0][1], out[1][0], out[1][1]]
+        p = [int(x) for x in a.get("pads", [0, 0, 0, 0])]
+        return [p[0], p[2], p[1], p[3]]
+
+    def _op_Gemm(self, nd) -> None:
+        a = _attrs(self.onnx, nd)
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+            self.refuse(nd, "with transA, alpha or beta")
+        w = self.shape(nd.input[1])
+        out = int(w[0] if a.get("transB", 0) else w[1])
+        bias = len(nd.input) > 2 and bool(nd.input[2])
+        self.emit(nd, "dense", [self.value(nd)], out_features=out, bias=bias)
+
+    def _op_MatMul(self, nd) -> None:
+        if nd.input[1] not in self.consts and nd.input[1] not in self.shapes:
+            self.refuse(nd)
+        if nd.input[1] in self.values:
+            self.refuse(nd, "of two computed tensors")
+        out = int(self.shape(nd.input[1])[-1])
+        # MatMul + Add(constant bias) is one dense layer with a bias.
+        cons = self.consumers.get(nd.output[0], [])
+        if len(cons) == 1 and cons[0].op_type == "Add":
+            add = cons[0]
+            other = [x for x in add.input if x != nd.output[0]]
+            if len(other) == 1 and other[0] not in self.values:
+                self.skip.add(list(self.model.graph.node).index(add))
+                self.emit(nd, "dense", [self.value(nd)], out_features=out, bias=True)
+                self.values[add.output[0]] = self.values[nd.output[0]]
+                return
+        self.emit(nd, "dense", [self.value(nd)], out_features=out, bias=False)
+
+    def _op_BatchNormalization(self, nd) -> None:
+        eps = float(_attrs(self.onnx, nd).get("epsilon", 1e-5))
+        self.emit(nd, "batch_norm", [self.value(nd)], eps=eps)
+
+    _op_Relu = _unary("relu")
+
+    def _op_Sigmoid(self, nd) -> None:
+        cons = self.consumers.get(nd.output[0], [])
+        if len(cons) == 1 and cons[0].op_type == "Mul" and nd.input[0] in cons[0].input:
+            return  # x * sigmoid(x): the Mul becomes one swish
+        self.emit(nd, "sigmoid", [self.value(nd)])
+
+    _op_HardSwish = _unary("hswish")
+    _op_Tanh = _unary("tanh")
+    _op_Gelu = _unary("gelu")
+
+    def _op_HardSigmoid(self, nd) -> None:
+        a = _attrs(self.onnx, nd)
+        if abs(a.get("alpha", 0.2) - 1 / 6) > 1e-4 or abs(a.get("beta", 0.5) - 0.5) > 1e-4:
+            self.refuse(nd, "other than relu6(x + 3) / 6")
+        self.emit(nd, "hsigmoid", [self.value(nd)])
+
+    def _op_Clip(self, nd) -> None:
+        a = _attrs(self.onnx, nd)
+        lo = a.get("min", self._scalar(nd, 1))
+        hi = a.get("max", self._scalar(nd, 2))
+        if lo == 0 and hi == 6:
+            self.emit(nd, "relu6", [self.value(nd)])
+        elif lo == 0 and hi is None:
+            self.emit(nd, "relu", [self.value(nd)])
+        else:
+            self.refuse(nd, f"to [{lo}, {hi}]")
+
+    def _scalar(self, nd, i: int) -> float | None:
+        if i < len(nd.input) and nd.input[i] in self.consts:
+            return float(self.consts[nd.input[i]].ravel()[0])
+        return None
+
+    def _op_Add(self, nd) -> None:
+        ins = [x for x in nd.input if x in self.values]
+        if len(ins) != len(nd.input):
+            self.refuse(nd, "of a constant")
+        self.emit(nd, "add", [self.values[x] for x in ins])
+
+    def _op_Sum(self, nd) -> None:
+        self._op_Add(nd)
+
+    def _op_Mul(self, nd) -> None:
+        a, b = nd.input
+        for x, s in ((a, b), (b, a)):
+            src = self.producer.get(s)
+            if src is not None and src.op_type == "Sigmoid" and src.input[0] == x:
+                if len(self.consumers.get(s, [])) == 1:  # x * sigmoid(x): swish
+                    self.emit(nd, "swish", [self.values[x]])
+                    return
+        if self._zero(nd):
+            return
+        if not all(x in self.values for x in nd.input):
+            self.refuse(nd, "by a constant")
+        va, vb = self.values[a], self.values[b]
+        if va.rank != vb.rank:
+            self.refuse(nd, "of tensors of different ranks")
+        self.emit(nd, "mul", [va, vb])
+
+    def _op_Concat(self, nd) -> None:
+        ins = [self.value(nd, i) for i in range(len(nd.input))]
+        axis = int(_attrs(self.onnx, nd)["axis"])
+        if axis not in (1, -ins[0].rank + 1) and not (ins[0].rank == 2 and axis == -1):
+            self.refuse(nd, f"on axis {axis} (the IR concatenates channels)")
+        self.emit(nd, "concat", ins)
+
+    def _pool(self, nd, op: str) -> None:
+        a = _attrs(self.onnx, nd)
+        kernel = [int(k) for k in a["kernel_shape"]]
+        stride = [int(s) for s in a.get("strides", [1, 1])]
+        if any(d != 1 for d in a.get("dilations", [1, 1])):
+            self.refuse(nd, "with dilation")
+        pads = self._pads(nd, a, kernel, stride, [1, 1])
+        if a.get("ceil_mode", 0):  # extra bottom/right padding gives the ceil-mode size
+            h, w = self.shape(nd.input[0])[2:]
+            for axis, size in ((0, h), (1, w)):
+                lo, hi = pads[2 * axis], pads[2 * axis + 1]
+                span = size + lo + hi - kernel[axis]
+                if span % stride[axis]:
+                    pads[2 * axis + 1] += stride[axis] - span % stride[axis]
+            self.notes.append(f"{nd.name or op}: ceil_mode read as extra bottom/right padding")
+        attrs: dict[str, Any] = {"kernel": _pair(kernel), "stride": _pair(stride), "padding": pads}
+        if op == "avg_pool":
+            attrs["count_include_pad"] = bool(a.get("count_include_pad", 0))
+        self.emit(nd, op, [self.value(nd)], **attrs)
+
+    def _op_MaxPool(self, nd) -> None:
+        if len(nd.output) > 1 and nd.output[1]:
+            self.refuse(nd, "with indices")
+        self._pool(nd, "max_pool")
+
+    def _op_AveragePool(self, nd) -> None:
+        self._pool(nd, "avg_pool")
+
+    def _op_GlobalAveragePool(self, nd) -> None:
+        self.emit(nd, "global_pool", [self.value(nd)], mode="avg", keepdims=True)
+
+    def _op_GlobalMaxPool(self, nd) -> None:
+        self.emit(nd, "global_pool", [self.value(nd)], mode="max", keepdims=True)
+
+    def _op_ReduceMean(self, nd) -> None:
+        a = _attrs(self.onnx, nd)
+        axes = a.get("axes")
+        if axes is None and len(nd.input) > 1:
+            axes = self.consts.get(nd.input[1])
+        v = self.value(nd)
+        if v.rank != 4 or sorted(int(x) % 4 for x in (axes if axes is not None else [])) != [2, 3]:
+            self.refuse(nd, "over axes other than height and width")
+        keep = bool(a.get("keepdims", 1))
+        self.emit(nd, "global_pool", [v], rank=4 if keep else 2, mode="avg", keepdims=keep)
+
+    def _flatten_to_vector(self, nd) -> None:
+        v = self.value(nd)
+        self.emit(nd, "flatten", [v], rank=2) if v.rank == 4 else self.alias(nd, v)
+
+    def _op_Flatten(self, nd) -> None:
+        if int(_attrs(self.onnx, nd).get("axis", 1)) != 1:
+            self.refuse(nd, "on an axis other than 1")
+        self._flatten_to_vector(nd)
+
+    def _op_Squeeze(self, nd) -> None:
+        out = self.shape(nd.output[0])
+        if len(out) == 2 and self.value(nd).rank == 4:
+            self._flatten_to_vector(nd)
+        else:
+            self.refuse(nd, f"to shape {out}")
+
+    def _op_Reshape(self, nd) -> None:
+        v = self.value(nd)
+        out = self.shape(nd.output[0])
+        if len(out) == 2 and out[1] is not None:
+            self._flatten_to_vector(nd)
+            return
+        if len(out) == 5 and v.rank == 4 and self._shuffle(nd, out):
+            return
+        if self.shape(nd.input[0]) == out:
+            self.alias(nd, v)
+            return
+        self.refuse(nd, f"to shape {out}")
+
+    def _shuffle(self, nd, out: tuple) -> bool:
+        """``Reshape(N, g, C/g, H, W)`` -> ``Transpose(0, 2, 1, 3, 4)`` -> ``Reshape(N, C,
+        H, W)``: a channel shuffle with ``g`` groups."""
+        nodes = list(self.model.graph.node)
+        tr = self.consumers.get(nd.output[0], [])
+        if len(tr) != 1 or tr[0].op_type != "Transpose":
+            return False
+        if list(_attrs(self.onnx, tr[0]).get("perm", [])) != [0, 2, 1, 3, 4]:
+            return False
+        back = self.consumers.get(tr[0].output[0], [])
+        if len(back) != 1 or back[0].op_type != "Reshape":
+            return False
+        if self.shape(back[0].output[0]) != self.shape(nd.input[0]):
+            return False
+        self.skip.update({nodes.index(tr[0]), nodes.index(back[0])})
+        self.emit(back[0], "channel_shuffle", [self.value(nd)], groups=int(out[1]))
+        return True
+
+    def _perm(self, nd) -> list[int] | None:
+        if nd.op_type != "Transpose":
+            return None
+        return [int(p) for p in _attrs(self.onnx, nd).get("perm", [])]
+
+    def _op_Transpose(self, nd) -> None:
+        if self._perm(nd) == [0, 2, 3, 1] and nd.output[0] == self.model.graph.output[0].name:
+            self.alias(nd, self.value(nd))  # NCHW back to NHWC at the output: the IR's layout
+            return
+        self.refuse(nd, f"with perm {self._perm(nd)}")
+
+    def _op_Identity(self, nd) -> None:
+        self.alias(nd, self.value(nd))
+
+    def _op_Dropout(self, nd) -> None:
+        self.alias(nd, self.value(nd))
+
+    def _op_Pad(self, nd) -> None:
+        a = _attrs(self.onnx, nd)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        pads = a.get("pads")
+        if pads is None and len(nd.input) > 1:
+            pads = self.consts.get(nd.input[1])
+        value = self._scalar(nd, 2) or 0.0
+        v = self.value(nd)
+        if mode != "constant" or value != 0.0 or pads is None or v.rank != 4:
+            self.refuse(nd, f"({mode}, value {value})")
+        p = [int(x) for x in pads]
+        if any(p[i] for i in (0, 1, 4, 5)) or min(p) < 0:
+            self.refuse(nd, "outside the spatial axes")
+        self.emit(nd, "pad", [v], top=p[2], left=p[3], bottom=p[6], right=p[7])
+
+    def _slice_args(self, nd) -> tuple[list[int], list[int], list[int], list[int]]:
+        got = [self.consts.get(x) if x else None for x in nd.input[1:]]
+        starts, ends, axes, steps = (list(got) + [None] * 4)[:4]
+        if starts is None or ends is None:
+            self.refuse(nd, "with computed bounds")
+        rank = self.value(nd).rank
+        axes = [int(a) % rank for a in axes] if axes is not None else list(range(len(starts)))
+        steps = [int(x) for x in steps] if steps is not None else [1] * len(axes)
+        return [int(x) for x in starts], [int(x) for x in ends], axes, steps
+
+    def _op_Slice(self, nd) -> None:
+        v = self.value(nd)
+        starts, ends, axes, steps = self._slice_args(nd)
+        cons = self.consumers.get(nd.output[0], [])
+        if len(cons) == 1 and cons[0].op_type == "Mul" and self._times_zero(cons[0]):
+            return  # read with the Mul as one zero op (_zero)
+        shape = self.shape(nd.input[0])
+        if axes == [1] and steps == [1]:
+            c = shape[1]
+            lo, hi = (int(np.clip(b if b >= 0 else b + c, 0, c)) for b in (starts[0], ends[0]))
+            self.emit(nd, "split", [v], start=lo, size=hi - lo)
+            return
+        if v.rank == 4 and set(axes) <= {2, 3} and set(steps) == {1}:
+            crop = {"top": 0, "bottom": 0, "left": 0, "right": 0}
+            for a, lo, hi in zip(axes, starts, ends, strict=True):
+                size = shape[a]
+                lo, hi = (int(np.clip(b if b >= 0 else b + size, 0, size)) for b in (lo, hi))
+                crop["top" if a == 2 else "left"] = lo
+                crop["bottom" if a == 2 else "right"] = size - hi
+            self.emit(nd, "crop", [v], **crop)
+            return
+        self.refuse(nd, f"on axes {axes} with steps {steps}")
+
+    def _times_zero(self, nd) -> bool:
+        return any(k in self.consts and not np.any(self.consts[k]) for k in nd.input)
+
+    def _zero(self, nd) -> bool:
+        """``Slice(every s-th pixel) * 0`` (how this project exports its ``zero`` op): a
+        zero of stride ``s``."""
+        a, b = nd.input
+        for x, k in ((a, b), (b, a)):
+            if k not in self.consts or np.any(self.consts[k]):
+                continue
+            src = self.producer.get(x)
+            if src is not None and src.op_type == "Slice" and x not in self.values:
+                stride, base = max(self._slice_args(src)[3]), self.value(src)
+            elif x in self.values:
+                stride, base = 1, self.values[x]
+            else:
+                continue
+            c = self.shape(nd.output[0])[1] if base.rank == 4 else 0
+            self.emit(nd, "zero", [base], stride=stride, out_channels=c)
+            return True
+        return False
+
+    def _op_Split(self, nd) -> None:
+        v = self.value(nd)
+        a = _attrs(self.onnx, nd)
+        if int(a.get("axis", 0)) % v.rank != 1:
+            self.refuse(nd, "on an axis other than the channels")
+        sizes = a.get("split")
+        if sizes is None and len(nd.input) > 1 and nd.input[1]:
+            sizes = self.consts.get(nd.input[1])
+        c = self.shape(nd.input[0])[1]
+        if sizes is None:
+            sizes = [c // len(nd.output)] * len(nd.output)
+        start = 0
+        for out, size in zip(nd.output, sizes, strict=True):
+            node = self.ir.add(
+                "split", [v.node], scope=_scope(nd.name), start=start, size=int(size)
+            )
+            self.values[out] = _Value(node, v.rank)
+            start += int(size)
+
+    def _op_Softmax(self, nd) -> None:
+        if nd.output[0] != self.model.graph.output[0].name:
+            self.refuse(nd, "inside the network")
+        self.notes.append(f"dropped the final {nd.op_type}: a monotone map of the logits")
+        self.alias(nd, self.value(nd))
+
+    _op_LogSoftmax = _op_Softmax
+
+
+def _infer(onnx_mod, model) -> dict[str, tuple]:
+    """Every tensor's shape by ONNX shape inference (``None`` for an unknown dimension)."""
+    try:
+        g = onnx_mod.shape_inference.infer_shapes(model).graph
+    except Exception as e:
+        raise GraphError(f"ONNX shape inference failed: {str(e).splitlines()[0][:200]}") from None
+    shapes = {}
+    for vi in [*g.value_info, *g.input, *g.output]:
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    return shapes
+
+
+def _fold_constants(onnx_mod, model, rounds: int = 8):
+    """``(model, constants, shapes)`` after evaluating every node whose inputs are constants
+    (``Constant``, ``Shape`` of a tensor of known shape, and the arithmetic of
+    :data:`_FOLD`), until nothing changes: exporters compute reshape targets and slice bounds
+    from shapes at run time, which leaves ONNX's shape inference blind downstream."""
+    from onnx import numpy_helper
+
+    work = onnx_mod.ModelProto()
+    work.CopyFrom(model)
+    consts = {t.name: _tensor_value(onnx_mod, t) for t in work.graph.initializer}
+    for _ in range(rounds):
+        shapes = _infer(onnx_mod, work)
+        kept, changed = [], False
+        for nd in work.graph.node:
+            value = _evaluate(onnx_mod, nd, consts, shapes)
+            if value is None:
+                kept.append(nd)
+                continue
+            consts[nd.output[0]] = value
+            work.graph.initializer.append(numpy_helper.from_array(value, nd.output[0]))
+            changed = True
+        if not changed:
+            return work, consts, shapes
+        del work.graph.node[:]
+        work.graph.node.extend(kept)
+    return work, consts, _infer(onnx_mod, work)
+
+
+def _evaluate(onnx_mod, nd, consts: dict, shapes: dict) -> np.ndarray | None:
+    """The value of a node computable now, else ``None``."""
+    if nd.op_type == "Constant":
+        a = nd.attribute[0]
+        if a.name != "value":
+            return np.asarray(onnx_mod.helper.get_attribute_value(a))
+        return _tensor_value(onnx_mod, a.t)
+    if nd.op_type == "Shape":
+        s = shapes.get(nd.input[0])
+        if not s or any(d is None for d in s[1:]):
+            return None
+        return np.array([d or 1 for d in s], np.int64)  # a symbolic batch counts as 1
+    folded = _FOLD.get(nd.op_type)
+    if folded is None or not nd.input or not all(x in consts for x in nd.input if x):
+        return None
+    try:
+        return np.asarray(folded([consts.get(x) for x in nd.input], _attrs(onnx_mod, nd)))
+    except (ValueError, IndexError, TypeError):
+        return None
+
+
+def _scope(name: str) -> str:
+    """A torch-style node name ``/layer1/layer1.0/conv1/Conv`` as a scope ``layer1/0/conv1``."""
+    parts = [p for p in name.split("/") if p][:-1]
+    out: list[str] = []
+    for p in parts:
+        tail = p.rsplit(".", 1)[-1] if out and p.startswith(out[-1] + ".") else p
+        out.append(tail)
+    return "/".join(out)
+
+
+def _pair(v: list[int]) -> int | list[int]:
+    return v[0] if len(set(v)) == 1 else [int(v[0]), int(v[1])]
+
+
+def _attrs(onnx_mod, nd) -> dict[str, Any]:
+    return {a.name: onnx_mod.helper.get_attribute_value(a) for a in nd.attribute}
+
+
+def _tensor_value(onnx_mod, t) -> np.ndarray:
+    """A tensor's value; one whose data is elsewhere (an absent external file) is zeros of
+    its shape: only shapes matter here."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(t)
+    except Exception:  # external data not loaded
+        dtype = onnx_mod.helper.tensor_dtype_to_np_dtype(t.data_type)
+        return np.zeros(tuple(t.dims), dtype)
+
+
+_FOLD = {
+    "Gather": lambda a, at: np.take(a[0], a[1].astype(np.int64), axis=int(at.get("axis", 0))),
+    "Unsqueeze": lambda a, at: np.expand_dims(
+        a[0], tuple(int(x) for x in (at.get("axes") if "axes" in at else a[1]))
+    ),
+    "Squeeze": lambda a, at: np.squeeze(a[0]) if len(a) < 2 else np.squeeze(a[0], tuple(a[1])),
+    "Concat": lambda a, at: np.concatenate(a, axis=int(at["axis"])),
+    "Cast": lambda a, at: a[0],
+    "Mul": lambda a, at: a[0] * a[1],
+    "Div": lambda a, at: a[0] // a[1] if a[0].dtype.kind == "i" else a[0] / a[1],
+    "Add": lambda a, at: a[0] + a[1],
+    "Sub": lambda a, at: a[0] - a[1],
+    "Slice": lambda a, at: a[0][int(a[1][0]) : int(a[2][0])],
+    "Identity": lambda a, at: a[0],
+    "Reshape": lambda a, at: a[0].reshape(a[1].astype(np.int64)),
+}
+"""Operators evaluated when all their inputs are constants (shape arithmetic)."""
