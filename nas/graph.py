@@ -468,6 +468,8 @@ class ArchGraph:
 
     def inputs(self, node: int) -> list[int]:
         """The node's inputs in order."""
+        if self._final:  # kept by finalize: the graph cannot change without a new finalize
+            return list(self._inputs[node])
         preds = [(d["index"], u) for u, _, d in self.g.in_edges(node, data=True)]
         return [u for _, u in sorted(preds)]
 
@@ -487,6 +489,8 @@ class ArchGraph:
 
     def topological(self) -> list[int]:
         """Nodes in a deterministic topological order (ties broken by id)."""
+        if self._final:
+            return list(self._order)
         return list(nx.lexicographical_topological_sort(self.g))
 
     def __len__(self) -> int:
@@ -507,23 +511,29 @@ class ArchGraph:
             UnknownOp: a node whose op is outside :data:`OPS`.
         """
         g = self.g
-        if not nx.is_directed_acyclic_graph(g):
+        # Each node's inputs by index and a lexicographic topological order (Kahn's
+        # algorithm on a heap), read from the adjacency once: networkx's views per call
+        # were most of the time a space took to build a network.
+        inputs = {n: sorted(g.pred[n].items(), key=lambda t: t[1]["index"]) for n in g}
+        order = _lexicographic_order(g)
+        if order is None:
             cycle = nx.find_cycle(g)
             raise GraphError(f"graph has a cycle through nodes {[u for u, _ in cycle]}")
-        ins = [n for n in g if g.nodes[n]["op"] == "input"]
-        outs = [n for n in g if g.nodes[n]["op"] == "output"]
+        nodes = g.nodes
+        ins = [n for n in order if nodes[n]["op"] == "input"]
+        outs = [n for n in order if nodes[n]["op"] == "output"]
         if len(ins) != 1:
             raise GraphError(f"graph must have exactly one input node, found {len(ins)}")
         if len(outs) != 1:
             raise GraphError(f"graph must have exactly one output node, found {len(outs)}")
         for n in g:
-            if g.out_degree(n) == 0 and n != outs[0]:
+            if not g.succ[n] and n != outs[0]:
                 raise GraphError(
                     f"node {n} ({g.nodes[n]['op']}) is a dead end: only the output node may "
                     "have no consumers"
                 )
-        for n in self.topological():
-            data = g.nodes[n]
+        for n in order:
+            data = nodes[n]
             op = data["op"]
             if op not in OPS:
                 raise UnknownOp(f"node {n}: unknown op {op!r}; the IR vocabulary is {sorted(OPS)}")
@@ -539,8 +549,8 @@ class ArchGraph:
             ]
             if missing:
                 raise GraphError(f"node {n} ({op}): missing attribute(s) {missing}")
-            preds = self.inputs(n)
-            idx = sorted(d["index"] for _, _, d in g.in_edges(n, data=True))
+            preds = [u for u, _ in inputs[n]]
+            idx = [d["index"] for _, d in inputs[n]]
             if idx != list(range(len(idx))):
                 raise GraphError(f"node {n} ({op}): input indices {idx} are not 0..{len(idx) - 1}")
             if spec.arity is not None and len(preds) != spec.arity:
@@ -551,8 +561,12 @@ class ArchGraph:
                 raise GraphError(
                     f"node {n} ({op}): expects at least {spec.min_inputs} inputs, got {len(preds)}"
                 )
-            in_shapes = [g.nodes[p]["shape"] for p in preds]
-            data["shape"] = tuple(int(x) for x in spec.infer(self.attrs(n), in_shapes, n))
+            in_shapes = [nodes[p]["shape"] for p in preds]
+            attrs = {k: v for k, v in spec.defaults.items() if v is not REQUIRED}
+            attrs.update(data["attrs"])
+            data["shape"] = tuple(int(x) for x in spec.infer(attrs, in_shapes, n))
+        self._order = order
+        self._inputs = {n: tuple(u for u, _ in v) for n, v in inputs.items()}
         self._input, self._output = ins[0], outs[0]
         self._final = True
         return self
@@ -763,6 +777,25 @@ _ZERO_PRESERVING = frozenset(
         "batch_norm",
     }
 )
+
+
+def _lexicographic_order(g: nx.DiGraph) -> list | None:
+    """``networkx.lexicographical_topological_sort`` of ``g`` (ties broken by node id), or
+    ``None`` when ``g`` has a cycle."""
+    import heapq
+
+    indegree = {n: len(g.pred[n]) for n in g}
+    heap = [n for n, d in indegree.items() if d == 0]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        n = heapq.heappop(heap)
+        order.append(n)
+        for m in g.succ[n]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                heapq.heappush(heap, m)
+    return order if len(order) == len(indegree) else None
 
 
 def _keeps_zero(op: str, attrs: Mapping[str, Any]) -> bool:

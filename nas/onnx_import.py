@@ -335,7 +335,7 @@ class _Reader:
     def _op_Add(self, nd) -> None:
         ins = [x for x in nd.input if x in self.values]
         if len(ins) != len(nd.input):
-            self.refuse(nd, "of a constant")
+            self.refuse(nd, "of a constant or a second graph input")
         self.emit(nd, "add", [self.values[x] for x in ins])
 
     def _op_Sum(self, nd) -> None:

@@ -5,14 +5,20 @@ Training (:meth:`GennapePredictor.fit`):
 1. every graph becomes its compact computation graph (:mod:`predictors.features`);
 2. the encoder is pretrained with InfoNCE on two augmented views of each network (node
    dropping, edge dropping, feature noise), on the labelled graphs plus any ``unlabeled``;
-3. fuzzy c-means clusters the pretrained embeddings; its centres fix the membership with
+3. fuzzy c-means clusters the pretrained embeddings; its centres give the memberships with
    which the heads' outputs are averaged;
 4. encoder and heads are trained on the labels with a pairwise logistic ranking loss (pairs
    within one family only) plus a regression term on per-family standardised accuracy, and a
-   membership-weighted loss on each head so that heads specialise in their cluster.
+   membership-weighted loss on each head so that heads specialise in their cluster. The
+   encoder moves the embeddings as it trains, so the centres follow them (``center_rate``:
+   after every step each centre moves that far towards the batch's fuzzy c-means centre)
+   and a last fuzzy c-means pass, started from them, settles them on the trained
+   embeddings: memberships at prediction time describe the space the heads were trained in
+   (``center_rate=0`` keeps the pretraining centres, the first version's behaviour).
 
-``fine_tune`` continues step 4 on a few labelled graphs of a new family.
-The uncertainty is the membership-weighted spread of the heads.
+``fine_tune`` continues step 4 on a few labelled graphs of a new family (the centres keep
+following); each family keeps its own label scale for turning standardised outputs back
+into accuracies. The uncertainty is the membership-weighted spread of the heads.
 
 Scale (options ``scale_free`` and ``cost``): benchmark families differ in absolute size by
 orders of magnitude (NB201 cells have 0.1-1.5 M parameters, NB101 networks up to 40 M), so
@@ -67,7 +73,7 @@ from nas.options import positive
 from nas.weights import _key
 from predictors.base import Decomposition, Predictor, check_labels
 from predictors.features import GraphFeatures, GraphLike, features, global_matrix
-from predictors.gennape.fcm import fuzzy_cmeans
+from predictors.gennape.fcm import fuzzy_cmeans, membership_entropy
 from predictors.gennape.model import (
     COST_GLOBALS,
     NET_GLOBALS,
@@ -124,16 +130,26 @@ class GennapeOptions:
     prior: str = "flops_depth"
     residual: float = 1.0
     transfer: str = "prior"
+    center_rate: float = 0.1
 
     def __post_init__(self) -> None:
         for k in ("hidden", "layers", "embed", "heads", "head_hidden", "batch", "predict_batch"):
             positive(f"gennape option {k}", getattr(self, k))
-        for k in ("pretrain_steps", "steps", "finetune_steps", "residual", "mse_weight"):
+        for k in (
+            "pretrain_steps",
+            "steps",
+            "finetune_steps",
+            "residual",
+            "mse_weight",
+            "center_rate",
+        ):
             positive(f"gennape option {k}", getattr(self, k), allow_zero=True)
         for k in ("lr", "finetune_lr", "temperature", "rank_scale"):
             positive(f"gennape option {k}", getattr(self, k))
         if self.fuzzifier <= 1.0:
             raise ConfigError(f"gennape option fuzzifier must be > 1, got {self.fuzzifier}")
+        if self.center_rate > 1.0:
+            raise ConfigError(f"gennape option center_rate must be <= 1, got {self.center_rate}")
         if not 0.0 <= self.aug_drop < 1.0:
             raise ConfigError(f"gennape option aug_drop must be in [0, 1), got {self.aug_drop}")
         _one_of("cost", self.cost, sorted(COST_GLOBALS))
@@ -186,9 +202,11 @@ def _pretrain_step(model, opt, b, key, temperature, aug):
     return loss
 
 
-def _supervised(model: Gennape, b: dict, y, grp, w: dict[str, float]) -> jax.Array:
-    mean, ys, u = model(b)
-    mean = b["prior"] + w["residual"] * mean
+def _supervised(model: Gennape, b: dict, y, grp, w: dict[str, float]):
+    z = model.encoder(b)
+    ys = model.heads(z, b["globals"])
+    u = model.memberships(z)
+    mean = b["prior"] + w["residual"] * (u * ys).sum(-1)
     ys = b["prior"][:, None] + w["residual"] * ys
     gm = b["graph_mask"]
     cnt = jnp.maximum(gm.sum(), 1.0)
@@ -198,14 +216,24 @@ def _supervised(model: Gennape, b: dict, y, grp, w: dict[str, float]) -> jax.Arr
     rank = (pair * jax.nn.softplus(-w["rank_scale"] * (mean[:, None] - mean[None, :]))).sum()
     rank = rank / jnp.maximum(pair.sum(), 1.0)
     head = (gm[:, None] * u * (ys - y[:, None]) ** 2).sum() / cnt
-    return w["rank_weight"] * rank + w["mse_weight"] * mse + w["head_weight"] * head
+    loss = w["rank_weight"] * rank + w["mse_weight"] * mse + w["head_weight"] * head
+    return loss, (jax.lax.stop_gradient(z), u)
 
 
 @nnx.jit(static_argnames=("weights",))
 def _train_step(model, opt, b, y, grp, weights):
     w = dict(weights)
-    loss, grads = nnx.value_and_grad(lambda m: _supervised(m, b, y, grp, w))(model)
+    grad_fn = nnx.value_and_grad(lambda m: _supervised(m, b, y, grp, w), has_aux=True)
+    (loss, (z, u)), grads = grad_fn(model)
     opt.update(model, grads)
+    if w["center_rate"] > 0:
+        # The centres follow the embeddings as the encoder trains (a mini-batch fuzzy
+        # c-means step), so memberships keep describing the space the heads see.
+        um = u**model.fuzzifier * b["graph_mask"][:, None]
+        den = um.sum(0)[:, None]
+        c = model.centers[...]
+        target = jnp.where(den > 1e-6, (um.T @ z) / jnp.maximum(den, 1e-6), c)
+        model.centers[...] = c + w["center_rate"] * (target - c)
     return loss
 
 
@@ -253,6 +281,7 @@ class GennapePredictor(Predictor):
         self.transfer_weight = 1.0
         self.model = self._new_model()
         self.y_mean, self.y_scale = 0.0, 1.0
+        self.label_stats: dict[str, tuple[float, float]] = {}
         self.timings: dict[str, float] = {}
 
     def _new_model(self) -> Gennape:
@@ -315,10 +344,13 @@ class GennapePredictor(Predictor):
         self.timings["prior_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self._train(feats, y, groups, self.cfg["steps"], self.cfg["lr"])
+        if self.cfg["center_rate"] > 0:
+            self._refine_centers(feats)
         self.timings["train_s"] = time.perf_counter() - t0
         self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
         fams = families(graphs)
         self.families = set(fams)
+        self.label_stats = _label_stats(fams, groups, y)
         t0 = time.perf_counter()
 
         def parts(train: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -346,8 +378,11 @@ class GennapePredictor(Predictor):
         y, groups = check_labels(self.name, graphs, y, groups, minimum=1)
         feats = features(graphs)
         self._train(feats, y, groups, self.cfg["finetune_steps"], self.cfg["finetune_lr"])
-        self.families |= set(families(graphs))
-        self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
+        fams = families(graphs)
+        self.families |= set(fams)
+        # The new family's label scale joins the earlier ones (which stay: they
+        # de-standardise predictions for the families they came from).
+        self.label_stats.update(_label_stats(fams, groups, y))
         self._finish(feats, extend=True)
         return self
 
@@ -394,6 +429,20 @@ class GennapePredictor(Predictor):
             out[idx] = np.asarray(_embed(self.model, b))[: len(idx)]
         return out
 
+    def _refine_centers(self, feats: Sequence[GraphFeatures]) -> None:
+        """Fuzzy c-means on the trained embeddings, started from the current centres (so
+        that each head keeps its cluster)."""
+        z = self._embeddings(feats)
+        c0 = np.asarray(self.model.centers[...], np.float64)
+        centers, _ = fuzzy_cmeans(z, len(c0), self.cfg["fuzzifier"], iters=20, init=c0)
+        self.model.centers[...] = jnp.asarray(centers, jnp.float32)
+
+    def membership_entropy(self, graphs: Sequence[GraphLike]) -> float:
+        """Mean normalised entropy of the heads' memberships over ``graphs`` (0: each graph
+        belongs to one cluster; 1: uniform, the centres tell nothing apart)."""
+        z = jnp.asarray(self._run(graphs)[2])
+        return membership_entropy(np.asarray(self.model.memberships(z)))
+
     def _set_centers(self, feats: Sequence[GraphFeatures]) -> None:
         z = self._embeddings(feats)
         centers, _ = fuzzy_cmeans(z, self.cfg["heads"], self.cfg["fuzzifier"], seed=self.seed)
@@ -408,10 +457,8 @@ class GennapePredictor(Predictor):
         pads = self._pads(feats, bs)
         warmup = max(steps // 10, 1)
         opt = nnx.Optimizer(self.model, _adamw(float(lr), max(steps, 2), warmup), wrt=nnx.Param)
-        weights = tuple(
-            (k, float(self.cfg[k]))
-            for k in ("rank_weight", "mse_weight", "head_weight", "rank_scale", "residual")
-        )
+        keys = ("rank_weight", "mse_weight", "head_weight", "rank_scale", "residual")
+        weights = tuple((k, float(self.cfg[k])) for k in (*keys, "center_rate"))
         rng = np.random.default_rng(self.seed + 1)
         prior = self._prior(feats)
         for idx in self._batches(len(feats), bs, steps, rng):
@@ -464,7 +511,14 @@ class GennapePredictor(Predictor):
 
     def predict(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         m, s, _, _ = self._run(graphs)
-        return m * self.y_scale + self.y_mean, s * self.y_scale
+        # Per family, its own label scale (training standardised labels per family); an
+        # unseen family gets the pooled scale of the first fit.
+        mean = np.full(len(m), self.y_mean)
+        scale = np.full(len(m), self.y_scale)
+        for i, fam in enumerate(families(graphs)):
+            if fam in self.label_stats:
+                mean[i], scale[i] = self.label_stats[fam]
+        return m * scale + mean, s * scale
 
     def decompose(self, graphs: Sequence[GraphLike]) -> Decomposition | None:
         """The compute prior and the network's part (times ``residual``) per graph; ``None``
@@ -486,13 +540,16 @@ class GennapePredictor(Predictor):
         leaves = jax.tree_util.tree_flatten_with_path(state)[0]
         arrays = {"model." + _key(p): np.asarray(v) for p, v in leaves}
         meta, extra = transfer_state(self.prior, self.families, self.transfer_weight)
-        meta.update(y_mean=self.y_mean, y_scale=self.y_scale)
+        meta.update(y_mean=self.y_mean, y_scale=self.y_scale, label_stats=self.label_stats)
         return meta, {**arrays, **extra}
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         from nas.errors import DataError
 
         self.y_mean, self.y_scale = float(meta["y_mean"]), float(meta["y_scale"])
+        self.label_stats = {
+            str(k): (float(v[0]), float(v[1])) for k, v in meta.get("label_stats", {}).items()
+        }
         self.prior, self.families, self.transfer_weight = restore_transfer(meta, arrays)
         state = nnx.state(self.model)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
@@ -503,6 +560,24 @@ class GennapePredictor(Predictor):
                 raise DataError(f"saved gennape predictor lacks tensor {k!r} of shape {leaf.shape}")
             new.append(jnp.asarray(arrays[k]))
         nnx.update(self.model, jax.tree_util.tree_unflatten(treedef, new))
+
+
+def _label_stats(
+    fams: Sequence[str], groups: Sequence[str], y: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    """Per family, the mean and standard deviation of the labels of its training group
+    (training standardises labels within groups); a family spread over several groups
+    gets none (the pooled scale applies)."""
+    out = {}
+    names, grp = np.array(list(fams)), np.array(list(groups))
+    for fam in sorted(set(fams)):
+        own = set(grp[names == fam])
+        if len(own) != 1:
+            continue
+        v = y[grp == own.pop()]
+        sd = float(v.std()) if len(v) > 1 else 1.0
+        out[fam] = (float(v.mean()), sd if sd > 1e-8 else 1.0)
+    return out
 
 
 def _net_globals(feats: Sequence[GraphFeatures]) -> np.ndarray:

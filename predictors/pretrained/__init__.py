@@ -113,11 +113,3 @@ def make(name: str) -> Path:
     short, r = recipe(name)
     api.fit_predictor(r.predictor, list(r.train), HERE / short, seed=r.seed, options=r.options)
     return HERE / short
-
-
-if __name__ == "__main__":  # python -m predictors.pretrained NAME
-    import sys
-
-    for arg in sys.argv[1:] or sorted(RECIPES):
-        print(command(arg))
-        print("wrote", make(arg))
