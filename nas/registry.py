@@ -96,6 +96,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "snip": "predictors.baselines:SnipProxy",
         "grad_norm": "predictors.baselines:GradNormProxy",
         "naswot": "predictors.baselines:NaswotProxy",
+        "gcn": "predictors.gcn:GCNPredictor",
     },
     "datasets": {
         "digits": "nas.data:DIGITS",

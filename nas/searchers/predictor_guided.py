@@ -1,7 +1,9 @@
 """Predictor-guided search: the Neural Predictor (Wen et al. 2020) and BANANAS (White et al. 2021).
 
 Both fit a surrogate on the architectures evaluated so far and spend the remaining budget on
-the candidates it ranks best. The default surrogate is a small ensemble of MLPs in numpy
+the candidates it ranks best. The Neural Predictor's default surrogate is the paper's graph
+convolutional network over the cell graph (:mod:`predictors.gcn`); BANANAS' (and
+``predictor="ensemble"``) is a small ensemble of MLPs in numpy
 (:class:`MLPEnsemble`), trained full-batch with Adam from different initialisations; the
 spread of its members is the uncertainty that BANANAS' acquisition functions use. It
 trains on an architecture encoding (the space's one-hot encoding; on NAS-Bench-201 also the
@@ -263,6 +265,12 @@ def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- searchers
 
 
+def _external(predictor: str | None) -> bool:
+    """Whether the surrogate is a predictor of the ``predictors`` package (not the MLP
+    ensemble, named ``ensemble`` or left out)."""
+    return predictor not in (None, "ensemble")
+
+
 @dataclass(frozen=True)
 class PredictorOptions:
     """Settings shared by the predictor-guided strategies.
@@ -272,8 +280,9 @@ class PredictorOptions:
             ``path+onehot`` on NB201, else ``onehot``.
         target: what the surrogate fits: ``rank`` (normal scores of the ranks), ``raw`` or
             ``log-error`` (see :func:`transform_targets`).
-        predictor: a registered predictor (``gbm``, ``mlp``, ...) instead of the MLP
-            ensemble; ``predictor_options`` are its options.
+        predictor: a registered predictor (``gcn``, ``gbm``, ``mlp``, ...) or a pretrained
+            one (``pretrained:gennape``) instead of the MLP ensemble (``ensemble`` or
+            ``None``); ``predictor_options`` are its options.
         members, hidden, epochs, lr: the MLP ensemble.
     """
 
@@ -295,7 +304,7 @@ class PredictorOptions:
             raise ConfigError(
                 f"unknown target transform {self.target!r}; choose one of {list(TARGETS)}"
             )
-        if self.predictor is not None:
+        if _external(self.predictor) and not self.predictor.startswith("pretrained:"):
             from nas import registry
 
             registry.entry("predictors", self.predictor)  # unknown: an error naming the valid ones
@@ -319,7 +328,7 @@ class _PredictorSearcher(Searcher):
         super().__init__(*args, **kwargs)
         o = self.options
         self.encode = make_encoder(self.space, o.encoding)
-        if o.predictor is not None:
+        if _external(o.predictor):
             from predictors.base import get_predictor
 
             get_predictor(o.predictor, seed=0, **o.predictor_options)  # bad options: now
@@ -359,7 +368,7 @@ class _PredictorSearcher(Searcher):
     def _fit(self, genotypes: list[Genotype], y: np.ndarray, seed: int) -> Surrogate:
         """A function from genotypes to the predicted (transformed) objective and its spread."""
         t = transform_targets(y, self.options.target)
-        if self.options.predictor is not None:
+        if _external(self.options.predictor):
             return self._fit_external(genotypes, t, seed)
         x = np.stack([self._feature(g) for g in genotypes])
         model = MLPEnsemble(**self.ensemble).fit(x, t, seed=seed)  # type: ignore[arg-type]
@@ -534,12 +543,15 @@ class NeuralPredictorOptions(PredictorOptions):
     """The Neural Predictor's settings (and those of :class:`PredictorOptions`).
 
     Attributes:
+        predictor: the surrogate; by default ``gcn``, the paper's graph convolutional
+            network (:mod:`predictors.gcn`); ``ensemble`` is the MLP ensemble.
         n_train: uniform samples to train on (default: ``train_fraction`` of the budget).
         train_fraction: ``n_train`` as a fraction of the search's budget.
         pool_size: candidates ranked.
         refit_every: results between refits after the first (0: never, as in the paper).
     """
 
+    predictor: str | None = "gcn"
     n_train: int | None = None
     train_fraction: float = 0.3
     pool_size: int = 10_000
@@ -561,11 +573,11 @@ class NeuralPredictor(_PredictorSearcher):
     """The Neural Predictor: fit on ``n_train`` random architectures, rank a pool, go down it.
 
     The first ``n_train`` proposals are uniform samples (``n_train`` defaults to
-    ``train_fraction`` of the search's budget). Once they are proposed, the ensemble is
-    fitted on the results told so far (all ``n_train`` of them when evaluations run one at a
+    ``train_fraction`` of the search's budget). Once they are proposed, the surrogate (the
+    GCN unless ``predictor`` says otherwise) is fitted on the results told so far (all ``n_train`` of them when evaluations run one at a
     time), it ranks a pool of candidates (the whole space when it has at most ``pool_size``
     architectures, else ``pool_size`` uniform samples) and every later proposal is the next
-    best-ranked architecture not yet proposed. With ``refit_every`` > 0 the ensemble is
+    best-ranked architecture not yet proposed. With ``refit_every`` > 0 the surrogate is
     refitted and the pool re-ranked after that many further results. Options:
     :class:`NeuralPredictorOptions`.
     """
