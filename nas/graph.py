@@ -457,10 +457,14 @@ class ArchGraph:
     # ---------------- access ----------------
 
     def op(self, node: int) -> str:
+        if self._final:
+            return self._data[node]["op"]
         return self.g.nodes[node]["op"]
 
     def attrs(self, node: int) -> dict[str, Any]:
         """The node's attributes with defaults filled in."""
+        if self._final:  # merged once by finalize
+            return dict(self._attrs[node])
         spec = OPS[self.op(node)]
         out = {k: v for k, v in spec.defaults.items() if v is not REQUIRED}
         out.update(self.g.nodes[node]["attrs"])
@@ -475,7 +479,7 @@ class ArchGraph:
 
     def shape(self, node: int) -> Shape:
         self._require_final()
-        return self.g.nodes[node]["shape"]
+        return self._data[node]["shape"]
 
     @property
     def input(self) -> int:
@@ -512,24 +516,25 @@ class ArchGraph:
         """
         g = self.g
         # Each node's inputs by index and a lexicographic topological order (Kahn's
-        # algorithm on a heap), read from the adjacency once: networkx's views per call
-        # were most of the time a space took to build a network.
-        inputs = {n: sorted(g.pred[n].items(), key=lambda t: t[1]["index"]) for n in g}
-        order = _lexicographic_order(g)
+        # algorithm on a heap), read from networkx's adjacency dicts once: its views, built
+        # per call, were most of the time a space took to build a network.
+        pred, succ, nodes = g._pred, g._succ, g._node
+        inputs = {n: sorted(pred[n].items(), key=lambda t: t[1]["index"]) for n in pred}
+        order = _lexicographic_order(pred, succ)
         if order is None:
             cycle = nx.find_cycle(g)
             raise GraphError(f"graph has a cycle through nodes {[u for u, _ in cycle]}")
-        nodes = g.nodes
+        merged: dict[Any, dict[str, Any]] = {}
         ins = [n for n in order if nodes[n]["op"] == "input"]
         outs = [n for n in order if nodes[n]["op"] == "output"]
         if len(ins) != 1:
             raise GraphError(f"graph must have exactly one input node, found {len(ins)}")
         if len(outs) != 1:
             raise GraphError(f"graph must have exactly one output node, found {len(outs)}")
-        for n in g:
-            if not g.succ[n] and n != outs[0]:
+        for n in order:
+            if not succ[n] and n != outs[0]:
                 raise GraphError(
-                    f"node {n} ({g.nodes[n]['op']}) is a dead end: only the output node may "
+                    f"node {n} ({nodes[n]['op']}) is a dead end: only the output node may "
                     "have no consumers"
                 )
         for n in order:
@@ -565,8 +570,13 @@ class ArchGraph:
             attrs = {k: v for k, v in spec.defaults.items() if v is not REQUIRED}
             attrs.update(data["attrs"])
             data["shape"] = tuple(int(x) for x in spec.infer(attrs, in_shapes, n))
+            merged[n] = attrs
+        # Kept for the accessors (op, attrs, inputs, shape, topological): networkx's views
+        # cost more than the work of most callers. Valid until the next add().
         self._order = order
         self._inputs = {n: tuple(u for u, _ in v) for n, v in inputs.items()}
+        self._data = {n: nodes[n] for n in order}
+        self._attrs = merged
         self._input, self._output = ins[0], outs[0]
         self._final = True
         return self
@@ -779,19 +789,19 @@ _ZERO_PRESERVING = frozenset(
 )
 
 
-def _lexicographic_order(g: nx.DiGraph) -> list | None:
-    """``networkx.lexicographical_topological_sort`` of ``g`` (ties broken by node id), or
-    ``None`` when ``g`` has a cycle."""
+def _lexicographic_order(pred: Mapping, succ: Mapping) -> list | None:
+    """``networkx.lexicographical_topological_sort`` of the graph with these adjacency
+    dicts (ties broken by node id), or ``None`` when it has a cycle."""
     import heapq
 
-    indegree = {n: len(g.pred[n]) for n in g}
+    indegree = {n: len(p) for n, p in pred.items()}
     heap = [n for n, d in indegree.items() if d == 0]
     heapq.heapify(heap)
     order = []
     while heap:
         n = heapq.heappop(heap)
         order.append(n)
-        for m in g.succ[n]:
+        for m in succ[n]:
             indegree[m] -= 1
             if indegree[m] == 0:
                 heapq.heappush(heap, m)

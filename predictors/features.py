@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -525,17 +526,24 @@ def _code_key() -> str:
 
 
 class FeatureStore:
-    """Features of many architectures, in memory and in one file per (space, dataset).
+    """Features of many architectures, in memory and on disk per (space, dataset).
+
+    On disk a table is one main file plus small shards: a flush writes only the entries
+    added since the last one (a search that keeps scoring fresh candidates would otherwise
+    rewrite the whole table, tens of megabytes for NB201, after every call), and a reader
+    that finds more than :attr:`MAX_SHARDS` shards merges them into the main file.
 
     Args:
         directory: cache folder (default :func:`cache_dir`); ``None``-like ``False`` turns the
             disk cache off.
     """
 
+    MAX_SHARDS = 16
+
     def __init__(self, directory: Path | str | None | bool = None) -> None:
         self.directory = None if directory is False else Path(directory or cache_dir())
         self._mem: dict[tuple[str, str], dict[str, GraphFeatures]] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        self._new: dict[tuple[str, str], list[str]] = {}
 
     def _file(self, space: str, dataset: str) -> Path:
         assert self.directory is not None
@@ -549,51 +557,46 @@ class FeatureStore:
         return self._mem[key]
 
     def _read(self, space: str, dataset: str) -> dict[str, GraphFeatures]:
-        p = self._file(space, dataset)
-        if not p.exists():
-            return {}
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                archs = json.loads(str(z["archs"]))
-                no, eo = z["node_offsets"], z["edge_offsets"]
-                nodes, snd, rcv, glb = z["nodes"], z["senders"], z["receivers"], z["globals"]
-        except (OSError, ValueError, KeyError):
-            return {}  # a corrupt or foreign cache file is rebuilt
-        out = {}
-        for i, a in enumerate(archs):
-            out[a] = GraphFeatures(
-                nodes[no[i] : no[i + 1]].astype(np.float32),
-                snd[eo[i] : eo[i + 1]],
-                rcv[eo[i] : eo[i + 1]],
-                glb[i].astype(np.float32),
-            )
+        main = self._file(space, dataset)
+        shards = sorted(main.parent.glob(main.stem + "+*.npz"))
+        out: dict[str, GraphFeatures] = {}
+        for p in [main, *shards]:
+            if p.exists():
+                out.update(_read_file(p))
+        if len(shards) > self.MAX_SHARDS:  # merge: one file again
+            self._write(main, out, list(out))
+            for p in shards:
+                p.unlink(missing_ok=True)
         return out
 
+    def _write(self, path: Path, table: dict[str, GraphFeatures], archs: list[str]) -> None:
+        feats = [table[a] for a in archs]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(
+            tmp,
+            archs=np.array(json.dumps(archs)),
+            node_offsets=np.cumsum([0] + [f.num_nodes for f in feats]),
+            edge_offsets=np.cumsum([0] + [len(f.senders) for f in feats]),
+            nodes=np.concatenate([f.nodes for f in feats]).astype(np.float16),
+            senders=np.concatenate([f.senders for f in feats]),
+            receivers=np.concatenate([f.receivers for f in feats]),
+            globals=np.stack([f.globals for f in feats]),
+        )
+        os.replace(tmp, path)
+
     def flush(self) -> None:
-        """Write every table that gained entries."""
+        """Write the entries added since the last flush (a new shard per table)."""
         if not self.directory:
+            self._new.clear()
             return
-        for space, dataset in sorted(self._dirty):
-            table = self._mem[(space, dataset)]
-            archs = list(table)
-            feats = [table[a] for a in archs]
-            no = np.cumsum([0] + [f.num_nodes for f in feats])
-            eo = np.cumsum([0] + [len(f.senders) for f in feats])
-            self.directory.mkdir(parents=True, exist_ok=True)
-            p = self._file(space, dataset)
-            tmp = p.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(
-                tmp,
-                archs=np.array(json.dumps(archs)),
-                node_offsets=no,
-                edge_offsets=eo,
-                nodes=np.concatenate([f.nodes for f in feats]).astype(np.float16),
-                senders=np.concatenate([f.senders for f in feats]),
-                receivers=np.concatenate([f.receivers for f in feats]),
-                globals=np.stack([f.globals for f in feats]),
-            )
-            os.replace(tmp, p)
-        self._dirty.clear()
+        for (space, dataset), archs in sorted(self._new.items()):
+            if not archs:
+                continue
+            main = self._file(space, dataset)
+            shard = main.with_name(f"{main.stem}+{os.getpid()}-{time.time_ns()}.npz")
+            self._write(shard, self._mem[(space, dataset)], archs)
+        self._new.clear()
 
     def get(self, graphs: Sequence[GraphLike], flush: bool = True) -> list[GraphFeatures]:
         """Features of every graph, built once and cached by (space, arch, dataset)."""
@@ -608,11 +611,31 @@ class FeatureStore:
             if f is None:
                 f = _round(graph_features(as_graph(g)))
                 table[ref.arch] = f
-                self._dirty.add((ref.space, ref.dataset))
+                self._new.setdefault((ref.space, ref.dataset), []).append(ref.arch)
             out.append(f)
         if flush:
             self.flush()
         return out
+
+
+def _read_file(path: Path) -> dict[str, GraphFeatures]:
+    """One cache file's entries (none when it is corrupt or foreign: they are rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            archs = json.loads(str(z["archs"]))
+            no, eo = z["node_offsets"], z["edge_offsets"]
+            nodes, snd, rcv, glb = z["nodes"], z["senders"], z["receivers"], z["globals"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {
+        a: GraphFeatures(
+            nodes[no[i] : no[i + 1]].astype(np.float32),
+            snd[eo[i] : eo[i + 1]],
+            rcv[eo[i] : eo[i + 1]],
+            glb[i].astype(np.float32),
+        )
+        for i, a in enumerate(archs)
+    }
 
 
 def _round(f: GraphFeatures) -> GraphFeatures:

@@ -110,6 +110,17 @@ def test_feature_cache_roundtrip(tmp_path):
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.nodes, y.nodes)
         np.testing.assert_array_equal(x.senders, y.senders)
+    # A flush writes only what is new (a shard); many shards are merged when read.
+    more = load_spec("nb201:cifar10:40", seed=1).graphs
+    store = FeatureStore(tmp_path)
+    for g in more:
+        store.get([g])
+    shards = list(tmp_path.glob("features-*+*.npz"))
+    assert len(shards) >= FeatureStore.MAX_SHARDS
+    c = FeatureStore(tmp_path).get(more, flush=False)
+    assert not list(tmp_path.glob("features-*+*.npz"))
+    for x, y in zip(c, FeatureStore(tmp_path).get(more), strict=True):
+        np.testing.assert_array_equal(x.nodes, y.nodes)
 
 
 def test_fcm_recovers_two_clusters():

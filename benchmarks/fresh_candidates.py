@@ -1,0 +1,188 @@
+"""Fresh candidates per second: genotype -> prediction for NB201 cells nobody has seen.
+
+A search ranks architectures that are in no cache. This fits a predictor on 100 NB201
+cells, then times ``predict`` on ``--cells`` cells drawn from the others with an empty
+feature (and text) cache, so every step runs: genotype -> IR graph -> graph features (or
+ONNX text and its embeddings) -> the model. A first, untimed batch of other fresh cells
+pays the compilations; the timed batch is the steady state of a search. Stage times come
+from a second pass over the same cells with each stage isolated.
+
+"Predictions unchanged": the timed predictions are compared with the same predictor's
+predictions for the same cells read back from the cache it just filled, and (GENNAPE) with
+features built through the reference path, one graph at a time
+(:func:`predictors.features.graph_features` on :meth:`SearchSpace.to_graph`).
+
+Run on a quiet machine: ``.venv/bin/python -m benchmarks.fresh_candidates [--cells 2000]
+[--predictors gennape onnxnet] [--workers 2]``; results in
+``benchmarks/results/fresh_candidates.json``. ``--workers 2`` also times the same work split
+over two spawned processes (one per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUT = Path(__file__).parent / "results" / "fresh_candidates.json"
+GOALS = {"gennape": 1000.0, "onnxnet": 200.0}
+TRAIN = 100
+
+
+def _cells(seed: int, n: int, exclude: set[str]) -> list[str]:
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    seen = set(exclude)
+    while len(out) < n:
+        a = space.sample(rng).to_str()
+        if a not in seen:
+            seen.add(a)
+            out.append(a)
+    return out
+
+
+def _refs(archs: list[str]):
+    from predictors.features import ArchRef
+
+    return [ArchRef("nb201", a, "cifar10") for a in archs]
+
+
+def _fit(name: str, seed: int):
+    from predictors.base import get_predictor
+    from predictors.data import load_spec
+
+    train = load_spec(f"nb201:cifar10:{TRAIN}", seed=seed)
+    p = get_predictor(name, seed=seed)
+    return p.fit(train.graphs, train.y, train.groups), {g.arch for g in train.graphs}
+
+
+def _worker(name: str, folder: str, archs: list[str], warm: list[str]) -> tuple[float, list]:
+    """In a spawned process: load the saved predictor, warm up, time ``predict``."""
+    from predictors.base import load_predictor
+
+    p = load_predictor(folder)
+    p.predict(_refs(warm))
+    t0 = time.perf_counter()
+    mean, _ = p.predict(_refs(archs))
+    return time.perf_counter() - t0, mean.tolist()
+
+
+def measure(name: str, cells: int, workers: int, seed: int) -> dict[str, Any]:
+    p, seen = _fit(name, seed)
+    archs = _cells(seed + 1, cells, seen)
+    warm = _cells(seed + 2, 64, seen | set(archs))
+    p.predict(_refs(warm))  # compilations
+    t0, c0 = time.perf_counter(), time.process_time()
+    fresh, _ = p.predict(_refs(archs))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    again, _ = p.predict(_refs(archs))  # from the cache just filled
+    row: dict[str, Any] = {
+        "predictor": name,
+        "cells": cells,
+        "seconds": seconds,
+        "cells_per_second": cells / seconds,
+        "cpu_seconds": cpu,
+        "cells_per_cpu_second": cells / cpu,
+        "goal_cells_per_second": GOALS.get(name),
+        "same_as_cached": bool(np.array_equal(fresh, again)),
+        "stages_ms_per_cell": stages(name, archs[:200]),
+    }
+    if name == "gennape":
+        row["same_as_reference_features"] = reference_check(p, archs[:200])
+    if workers > 1:
+        with tempfile.TemporaryDirectory() as tmp:
+            p.save(tmp)
+            parts = [archs[i::workers] for i in range(workers)]
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers) as pool:
+                t0 = time.perf_counter()
+                res = pool.starmap(_worker, [(name, tmp, part, warm) for part in parts])
+                wall = time.perf_counter() - t0
+        row[f"cells_per_second_{workers}_processes"] = cells / max(r[0] for r in res)
+        row["process_pool_wall_seconds"] = wall
+    return row
+
+
+def stages(name: str, archs: list[str]) -> dict[str, float]:
+    """CPU milliseconds per cell of each stage, on fresh copies of the cells (no cache)."""
+    from predictors.features import graph_features
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    t0 = time.process_time()
+    genotypes = [space.parse(a) for a in archs]
+    graphs = [space.to_graph(g, "cifar10") for g in genotypes]
+    t1 = time.process_time()
+    out = {"parse_and_graph": (t1 - t0) / len(archs) * 1e3}
+    if name == "gennape":
+        for g in graphs:
+            graph_features(g)
+        out["graph_features"] = (time.process_time() - t1) / len(archs) * 1e3
+    else:
+        from nas.onnx_export import graph_to_onnx
+        from predictors.onnxnet.text import describe_onnx
+
+        for g in graphs:
+            describe_onnx(graph_to_onnx(g, fill="none", check=False))
+        out["onnx_and_text"] = (time.process_time() - t1) / len(archs) * 1e3
+    return out
+
+
+def reference_check(p, archs: list[str]) -> bool:
+    """Whether GENNAPE's outputs from the features the fast path cached equal those from
+    features built by the reference path, one graph at a time and never cached
+    (:func:`predictors.features.graph_features` on :meth:`SearchSpace.to_graph`)."""
+    from predictors.features import FeatureStore, features
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    graphs = [space.to_graph(space.parse(a), "cifar10") for a in archs]
+    reference = FeatureStore(False).get(graphs)
+    cached = features(_refs(archs))
+    same = all(
+        np.array_equal(a.nodes, b.nodes)
+        and np.array_equal(a.senders, b.senders)
+        and np.array_equal(a.globals, b.globals)
+        for a, b in zip(reference, cached, strict=True)
+    )
+    return same and bool(np.array_equal(p._run(graphs, reference)[0], p._run(graphs, cached)[0]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, default=2000)
+    ap.add_argument("--predictors", nargs="+", default=["gennape", "onnxnet"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rows = []
+    for name in args.predictors:
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["NAS_CACHE_DIR"] = cache  # nothing cached: every cell is fresh
+            import predictors.features as pf
+
+            pf._DEFAULT = None
+            load = os.getloadavg()[0]
+            row = measure(name, args.cells, args.workers, args.seed)
+            row["loadavg_before"] = load
+            rows.append(row)
+            print(json.dumps(row, indent=1), flush=True)
+    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+    doc.update({r["predictor"]: r for r in rows})
+    doc["machine"] = {"cpus": os.cpu_count()}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
