@@ -17,6 +17,12 @@ Encodings (:func:`encode`), chosen at ``fit`` from the training graphs' space:
 * ``ir``: any other space, or graphs from several spaces: the compact computation graph of
   :mod:`predictors.features` (its node feature rows and edges).
 
+A search strategy, which holds genotypes rather than graphs, uses :func:`genotype_encoder`
+and :class:`Surrogate`: the cell graphs above on NB201 and NB101, and on any other space
+the chain of its decisions (a node per decision: the chosen option one-hot, and the
+decision's position), which for macro spaces (NAS-Bench-Macro, SPOS, OFA) is the chain of
+layers itself.
+
 Optional (``cascade``): the paper's classifier-then-regressor. A classifier GCN learns which
 architectures lie above the ``cascade_quantile`` of the training accuracies, the regressor is
 trained on those alone, and an architecture the classifier rejects ranks below every one it
@@ -26,7 +32,7 @@ accepts (its prediction is lowered by ``CASCADE_OFFSET`` label standard deviatio
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -271,6 +277,69 @@ def predict_gcn(params, arrays, chunk: int = 4096) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+# ------------------------------------------------------------------------------ for searchers
+
+
+def genotype_encoder(space) -> Callable[[Any], tuple[np.ndarray, np.ndarray]]:
+    """Genotype -> ``(adjacency, node features)`` for a search space (module docstring)."""
+    if space.name in ("nb201", "nb101"):
+        cell = _nb201 if space.name == "nb201" else _nb101
+        return lambda g: _cached_cell(cell, g.to_str())
+    arity = [n for _, n in space.choices()]
+    width = max(arity)
+    k = len(arity)
+    adj = np.eye(k, k, 1, dtype=np.float32)  # decision i feeds decision i + 1
+    position = (np.arange(k, dtype=np.float32) / max(k - 1, 1))[:, None]
+
+    def chain(g) -> tuple[np.ndarray, np.ndarray]:
+        x = np.zeros((k, width), np.float32)
+        x[np.arange(k), np.asarray(space.to_indices(g), int)] = 1.0
+        return adj, np.concatenate([x, position], 1)
+
+    return chain
+
+
+class Surrogate:
+    """``members`` GCNs on encoded genotypes (:func:`genotype_encoder`): a search's
+    surrogate. ``predict`` gives the mean and the members' spread, in the targets' units."""
+
+    def __init__(self, options: GCNOptions) -> None:
+        self.options = options
+        self.members: list[dict[str, Any]] = []
+        self.classifiers: list[dict[str, Any]] = []
+        self.mean, self.scale = 0.0, 1.0
+
+    def fit(self, enc: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, seed: int) -> Surrogate:
+        y = np.asarray(y, np.float64)
+        arrays = batch_arrays(enc)
+        self.mean, self.scale = float(y.mean()), float(y.std() or 1.0)
+        t = (y - self.mean) / self.scale
+        o = self.options
+        self.members, self.classifiers = [], []
+        for m in range(o.members):
+            s = seed + 1000 * m
+            if o.cascade:
+                good = (y >= np.quantile(y, o.cascade_quantile)).astype(np.float32)
+                self.classifiers.append(train_gcn(arrays, good, o, s + 1, logistic=True))
+                keep = np.flatnonzero(good > 0)
+                self.members.append(train_gcn(tuple(a[keep] for a in arrays), t[keep], o, s))
+            else:
+                self.members.append(train_gcn(arrays, t, o, s))
+        return self
+
+    def scores(self, enc: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``(members, n)`` standardised scores (cascade rejections lowered)."""
+        arrays = batch_arrays(enc)
+        out = np.stack([predict_gcn(p, arrays) for p in self.members]).astype(np.float64)
+        for i, c in enumerate(self.classifiers):
+            out[i] -= CASCADE_OFFSET * (predict_gcn(c, arrays) < 0.0)
+        return out
+
+    def predict(self, enc: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(enc)
+        return s.mean(0) * self.scale + self.mean, s.std(0) * self.scale
+
+
 # ------------------------------------------------------------------------------ predictor
 
 
@@ -284,9 +353,7 @@ class GCNPredictor(Predictor):
     def __init__(self, seed: int = 0, **options: Any) -> None:
         super().__init__(seed=seed, **options)
         self.kind = ""
-        self.members: list[dict[str, Any]] = []
-        self.classifiers: list[dict[str, Any]] = []
-        self.y_mean, self.y_scale = 0.0, 1.0
+        self.surrogate = Surrogate(self.config)
 
     def _arrays(self, graphs: Sequence[GraphLike]):
         return batch_arrays(encode(graphs, self.kind))
@@ -294,39 +361,16 @@ class GCNPredictor(Predictor):
     def fit(self, graphs, y, groups=None) -> GCNPredictor:
         y, _ = check_labels(self.name, graphs, y, groups)
         self.kind = choose_encoding(graphs)
-        arrays = self._arrays(graphs)
-        self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
-        t = (y - self.y_mean) / self.y_scale
-        o = self.config
-        self.members, self.classifiers = [], []
-        for m in range(o.members):
-            seed = self.seed + 1000 * m
-            if o.cascade:
-                good = (y >= np.quantile(y, o.cascade_quantile)).astype(np.float32)
-                self.classifiers.append(train_gcn(arrays, good, o, seed + 1, logistic=True))
-                keep = np.flatnonzero(good > 0)
-                sub = tuple(a[keep] for a in arrays)
-                self.members.append(train_gcn(sub, t[keep], o, seed))
-            else:
-                self.members.append(train_gcn(arrays, t, o, seed))
+        self.surrogate = Surrogate(self.config).fit(encode(graphs, self.kind), y, self.seed)
         self.ood_detector.fit(self._ood_features(graphs), seed=self.seed)
         self.fitted = True
         return self
-
-    def _scores(self, graphs: Sequence[GraphLike]) -> np.ndarray:
-        """``(members, n)`` standardised scores (cascade rejections lowered)."""
-        arrays = self._arrays(graphs)
-        out = np.stack([predict_gcn(p, arrays) for p in self.members]).astype(np.float64)
-        for i, c in enumerate(self.classifiers):
-            out[i] -= CASCADE_OFFSET * (predict_gcn(c, arrays) < 0.0)
-        return out
 
     def predict(self, graphs):
         self._require_fitted()
         if not len(graphs):
             return np.zeros(0), np.zeros(0)
-        s = self._scores(graphs)
-        return s.mean(0) * self.y_scale + self.y_mean, s.std(0) * self.y_scale
+        return self.surrogate.predict(encode(graphs, self.kind))
 
     def _ood_features(self, graphs):
         adj, x, mask = self._arrays(graphs)
@@ -335,12 +379,13 @@ class GCNPredictor(Predictor):
 
     def _state(self):
         arrays = {}
-        for tag, models in (("m", self.members), ("c", self.classifiers)):
+        sur = self.surrogate
+        for tag, models in (("m", sur.members), ("c", sur.classifiers)):
             for i, p in enumerate(models):
                 for path, leaf in jax.tree_util.tree_flatten_with_path(p)[0]:
                     arrays[f"{tag}{i}." + jax.tree_util.keystr(path)] = np.asarray(leaf)
-        meta = {"kind": self.kind, "y_mean": self.y_mean, "y_scale": self.y_scale}
-        meta.update(members=len(self.members), classifiers=len(self.classifiers))
+        meta = {"kind": self.kind, "y_mean": sur.mean, "y_scale": sur.scale}
+        meta.update(members=len(sur.members), classifiers=len(sur.classifiers))
         return meta, arrays
 
     def _restore(self, meta, arrays):
@@ -349,7 +394,8 @@ class GCNPredictor(Predictor):
         if meta.get("kind") not in ENCODINGS:
             raise DataError(f"saved gcn predictor has an unknown encoding {meta.get('kind')!r}")
         self.kind = meta["kind"]
-        self.y_mean, self.y_scale = float(meta["y_mean"]), float(meta["y_scale"])
+        sur = self.surrogate
+        sur.mean, sur.scale = float(meta["y_mean"]), float(meta["y_scale"])
         d = {"nb201": len(NB201_LABELS), "nb101": len(NB101_LABELS), "ir": NODE_DIM}[self.kind]
         template = _init(jax.random.PRNGKey(0), d, self.config)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -363,5 +409,5 @@ class GCNPredictor(Predictor):
                 vals.append(jnp.asarray(arrays[k]))
             return jax.tree_util.tree_unflatten(treedef, vals)
 
-        self.members = [load("m", i) for i in range(int(meta["members"]))]
-        self.classifiers = [load("c", i) for i in range(int(meta["classifiers"]))]
+        sur.members = [load("m", i) for i in range(int(meta["members"]))]
+        sur.classifiers = [load("c", i) for i in range(int(meta["classifiers"]))]

@@ -30,7 +30,7 @@ SMALL = {  # options that keep the toy runs short
     "evolution": {"population": 10, "tournament": 3},
     "nsga2": {"population": 8},
     "bananas": {"n_init": 6, "n_random": 20, "n_mutations": 5, "epochs": 50},
-    "neural-predictor": {"n_train": 10, "pool_size": 200, "epochs": 50},
+    "neural-predictor": {"n_train": 10, "pool_size": 1024, "predictor_options": {"epochs": 100}},
     "spos-evolution": {"population": 10, "select_num": 3, "mutation_num": 4, "crossover_num": 4},
 }
 

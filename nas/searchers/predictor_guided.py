@@ -30,7 +30,7 @@ from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
-from nas.options import positive
+from nas.options import build_options, positive
 from nas.searchers.base import Searcher, Values
 from nas.space import Genotype, SearchSpace
 
@@ -368,6 +368,8 @@ class _PredictorSearcher(Searcher):
     def _fit(self, genotypes: list[Genotype], y: np.ndarray, seed: int) -> Surrogate:
         """A function from genotypes to the predicted (transformed) objective and its spread."""
         t = transform_targets(y, self.options.target)
+        if self.options.predictor == "gcn":
+            return self._fit_gcn(genotypes, t, seed)
         if _external(self.options.predictor):
             return self._fit_external(genotypes, t, seed)
         x = np.stack([self._feature(g) for g in genotypes])
@@ -378,13 +380,28 @@ class _PredictorSearcher(Searcher):
 
         return predict
 
+    def _fit_gcn(self, genotypes: list[Genotype], t: np.ndarray, seed: int) -> Surrogate:
+        """The Neural Predictor's GCN on the genotypes' cell graphs (or decision chains)."""
+        from predictors.gcn import GCNOptions, Surrogate, genotype_encoder
+
+        encode = genotype_encoder(self.space)
+        options = build_options(GCNOptions, self.options.predictor_options, "predictor_options")
+        model = Surrogate(options).fit([encode(g) for g in genotypes], t, seed)
+        return lambda cands: model.predict([encode(g) for g in cands])
+
     def _fit_external(self, genotypes: list[Genotype], t: np.ndarray, seed: int) -> Surrogate:
         """A predictor of the ``predictors`` package, fitted on lazily expanded graphs."""
+        from nas import registry
         from predictors import ArchRef, get_predictor
 
         dataset = self.space.default_dataset
+        # A registered space's architectures travel as references (their graph features
+        # are cached); another space's (a test's, an unregistered plugin's) as graphs.
+        known = self.space.name in registry.names("spaces")
 
-        def refs(gs: Sequence[Genotype]) -> list[ArchRef]:
+        def refs(gs: Sequence[Genotype]) -> list:
+            if not known:
+                return [self.space.to_graph(g, dataset) for g in gs]
             return [ArchRef(self.space.name, g.to_str(), dataset) for g in gs]
 
         model = get_predictor(self.options.predictor, seed=seed, **self.options.predictor_options)
