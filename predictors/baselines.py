@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
 from nas.options import NoOptions, positive
@@ -265,10 +264,6 @@ class ProxyPredictor(Predictor):
         raise NotImplementedError
 
     def scores(self, graphs: Sequence[GraphLike]) -> np.ndarray:
-        with threadpool_limits(1):  # small matrices: threads only contend (10x slower here)
-            return self._scores(graphs)
-
-    def _scores(self, graphs: Sequence[GraphLike]) -> np.ndarray:
         out = np.empty(len(graphs))
         for i, g in enumerate(graphs):
             ref = ref_of(g)

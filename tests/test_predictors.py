@@ -515,3 +515,35 @@ def test_cli_evaluate_fit_predict(tmp_path):
         )  # fmt: skip
         assert r.returncode == 2 and word in r.stderr, (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_fcm_refinement_keeps_cluster_identity_and_entropy_measures_spread():
+    from predictors.gennape.fcm import fuzzy_cmeans, membership_entropy, memberships
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 0.3, (40, 2)), rng.normal(3, 0.3, (40, 2))])
+    start = np.array([[2.0, 2.0], [-2.0, -2.0]])  # deliberately in reverse order
+    c, u = fuzzy_cmeans(x, 2, init=start)
+    assert c[0, 0] > 2.5 and c[1, 0] < -2.5  # refined in place, not relabelled
+    sharp = membership_entropy(u)
+    far = memberships(x, np.array([[100.0, 100.0], [100.0, 100.1]]))
+    assert sharp < 0.3 < 0.9 < membership_entropy(far)
+
+
+def test_graf_features_and_family_standardisation():
+    from predictors.features import graph_features
+    from predictors.graf import NAMES, graf_features, standardise_by_family
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    cells = {
+        "convs": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        "skips": "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    }
+    x = graf_features([graph_features(space.to_graph(space.parse(a))) for a in cells.values()])
+    assert x.shape == (2, len(NAMES)) and np.all(np.isfinite(x))
+    col = {n: i for i, n in enumerate(NAMES)}
+    assert x[0, col["log_count_conv"]] > x[1, col["log_count_conv"]]
+    assert x[0, col["longest_spatial_path"]] > x[1, col["longest_spatial_path"]]
+    z = standardise_by_family(np.vstack([x, x + 5.0]), ["a", "a", "b", "b"])
+    np.testing.assert_allclose(z[:2], z[2:])  # a shift of a whole family disappears
