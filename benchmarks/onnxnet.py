@@ -43,6 +43,8 @@ def _sub(s: LabelledSet, n: int | None, seed: int) -> LabelledSet:
 
 
 def _score(pred, test: LabelledSet) -> dict:
+    from predictors.evaluate import source_labels
+
     t = time.time()
     mean, std = pred.predict(test.graphs)
     dt = time.time() - t
@@ -53,6 +55,7 @@ def _score(pred, test: LabelledSet) -> dict:
         "mean_std": float(np.mean(std)),
         "predict_seconds": dt,
         "loadavg": os.getloadavg()[0],
+        **source_labels(pred, test.graphs, np.asarray(test.y)),
     }
 
 

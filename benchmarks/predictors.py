@@ -83,6 +83,10 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
         "first_predict_seconds",
         "fit_seconds",
         "ood_fraction",
+        "basis",
+        "learned_share",
+        "prior_only",
+        "learned_only",
     )
     out = {k: result[k] for k in keep if k in result}
     out["loadavg"] = round(os.getloadavg()[0], 2)
