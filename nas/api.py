@@ -172,17 +172,25 @@ def evaluators() -> list[dict[str, Any]]:
 
 
 def predictors() -> list[dict[str, Any]]:
-    """Every registered predictor: ``nas predictors --json`` (``name``, ``origin``, ``summary``).
+    """Every registered predictor, then the pretrained ones: ``nas predictors --json``
+    (``name``, ``origin``, ``summary``).
 
     Example:
         >>> from nas import api
-        >>> {"gennape", "params", "synflow"} <= {row["name"] for row in api.predictors()}
+        >>> names = {row["name"] for row in api.predictors()}
+        >>> {"gennape", "params", "synflow", "pretrained:gennape"} <= names
         True
     """
-    return [
+    from predictors import pretrained
+
+    rows = [
         {"name": e.name, "origin": e.origin, "summary": e.summary()}
         for e in (registry.entry("predictors", n) for n in registry.names("predictors"))
     ]
+    for name in pretrained.names():
+        r = pretrained.recipe(name)[1]
+        rows.append({"name": name, "origin": "nas (pretrained)", "summary": r.note})
+    return rows
 
 
 def resolve_arch(
