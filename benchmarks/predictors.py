@@ -12,6 +12,9 @@ Parts (``--part``, default all; each writes its section of the results JSON):
   proxy values for its 491-architecture NB201 sample, for reference.
 * ``throughput``: GENNAPE predictions per second over all 15,625 NB201 networks (features
   precomputed).
+* ``labels``: for the predictors with a compute prior, the prior alone, the learned part
+  alone and the prediction side by side (NB201 with 100 training architectures, zero-shot
+  from NB101 + NB301, and ``pretrained:gennape`` as shipped).
 * ``heldout``: model selection for zero-shot GENNAPE without target labels: each option set
   of :data:`HELDOUT_CONFIGS` trained on one source family (NB101 or NB301) and tested on the
   other, beside the params and FLOPs proxies, with the network's whole part
@@ -333,6 +336,37 @@ def _naslib_reference() -> list[dict[str, Any]]:
     return out
 
 
+LABEL_SETTINGS = {
+    # setting -> (train SPECs, test SPEC); "pretrained" trains nothing
+    "nb201-100": (["nb201:cifar10:100"], "nb201:cifar10:1000"),
+    "nb101+nb301->nb201": (["nb101", "nb301"], "nb201:cifar10:1000"),
+    "nb101+nb301->nbmacro": (["nb101", "nb301"], "nbmacro:1000"),
+    "pretrained->nb201": ([], "nb201:cifar10:1000"),
+    "pretrained->nbmacro": ([], "nbmacro:1000"),
+}
+
+
+def part_labels(seeds: list[int], names: list[str]) -> None:
+    """The prior alone, the learned part alone and the prediction, side by side, for the
+    predictors with a compute prior (``pretrained`` settings: ``pretrained:gennape``)."""
+    from predictors.evaluate import specs_evaluation
+
+    rows = []
+    for setting, (train, test) in LABEL_SETTINGS.items():
+        pretrained = setting.startswith("pretrained")
+        for name in ["pretrained:gennape"] if pretrained else names:
+            for seed in seeds:
+                ev = specs_evaluation(name, train, test, seed=seed)
+                m = ev.metrics
+                row = {"setting": setting, "predictor": name, "seed": seed, **_row(m)}
+                if "prior_only" in m:
+                    row["prior_only_tau"] = m["prior_only"]["kendall_tau"]
+                    row["learned_only_tau"] = m["learned_only"]["kendall_tau"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                _save("labels", rows)
+
+
 def part_throughput(seed: int) -> None:
     from predictors.base import get_predictor
     from predictors.data import load_spec
@@ -371,7 +405,9 @@ def part_throughput(seed: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--part", default="all", help="all or a comma list of nb201,zeroshot,zc,throughput,heldout"
+        "--part",
+        default="all",
+        help="all or a comma list of nb201,zeroshot,zc,throughput,heldout,labels",
     )
     ap.add_argument("--configs", help="heldout: comma list of HELDOUT_CONFIGS names (default all)")
     ap.add_argument("--seeds", default="0")
@@ -403,6 +439,10 @@ def main() -> None:
     if "heldout" in parts:
         configs = args.configs.split(",") if args.configs else list(HELDOUT_CONFIGS)
         part_heldout(seeds, configs, args.plots)
+    if "labels" in parts:
+        part_labels(
+            seeds, [n for n in ("gennape", "onnxnet") if n in wanted or args.predictors is None]
+        )
 
 
 if __name__ == "__main__":

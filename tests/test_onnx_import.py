@@ -108,19 +108,22 @@ def test_predict_external_onnx_files(tmp_path):
         out = api.predict(flops, onnx=DATA / name)
         assert out["basis"] == "proxy" and out["flops"] == EXTERNAL[name][1]
         assert abs(out["mean"] / EXTERNAL[name][1] - 1) < 1e-5  # float32-rounded in features
-    r = run_cli(
-        "predict", "--predictor", "pretrained:gennape", "--onnx",
-        str(DATA / "torchvision_mobilenet_v3_small.onnx"), "--json",
-    )  # fmt: skip
+    # The command line, with a saved proxy (cheap: no network to compile) ...
+    flops.save(tmp_path / "flops")
+    onnx = str(DATA / "torchvision_mobilenet_v3_small.onnx")
+    r = run_cli("predict", "--predictor", str(tmp_path / "flops"), "--onnx", onnx, "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["predictor"] == "pretrained:gennape" and doc["basis"] == "prior+learned"
-    assert doc["learned_share"] == 0.0  # no known space: the compute prior alone
-    assert doc["params"] == EXTERNAL["torchvision_mobilenet_v3_small.onnx"][0]
-    assert np.isfinite(doc["mean"]) and doc["std"] >= 0
+    assert doc["basis"] == "proxy" and doc["params"] == EXTERNAL[Path(onnx).name][0]
+    # ... and a learned predictor with a prior: an ONNX file of no known space gets the prior.
+    from predictors import get_predictor as pretrained
+
+    out = api.predict(pretrained("pretrained:gennape"), onnx=onnx)
+    assert out["basis"] == "prior+learned" and out["learned_share"] == 0.0
+    assert np.isfinite(out["mean"]) and out["std"] >= 0
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00not onnx")
     for args in (("--onnx", str(bad)), ("--onnx", str(bad), "--arch", "x")):
-        r = run_cli("predict", "--predictor", "pretrained:gennape", *args)
+        r = run_cli("predict", "--predictor", str(tmp_path / "flops"), *args)
         assert r.returncode == 2 and r.stderr.startswith("nas: error:"), r.stderr
         assert len(r.stderr.strip().splitlines()) == 1

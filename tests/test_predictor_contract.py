@@ -23,6 +23,7 @@ from nas.errors import ConfigError, NasError
 TINY: dict[str, dict] = {
     "gennape": {"pretrain_steps": 0, "steps": 10, "hidden": 8, "embed": 8, "prior": "flops"},
     "onnxnet": {"mode": "stats", "steps": 20, "ensemble": 2, "hidden": 16},
+    "gcn": {"epochs": 20, "layers": 2, "hidden": 16, "linear": 16},
     "jacov": {"batch": 4},
     "snip": {"batch": 4},
     "grad_norm": {"batch": 4},
