@@ -67,7 +67,9 @@ def _fit(name: str, seed: int):
 
 
 def _worker(name: str, folder: str, archs: list[str], warm: list[str]) -> tuple[float, list]:
-    """In a spawned process: load the saved predictor, warm up, time ``predict``."""
+    """In a spawned process with its own empty cache: load the saved predictor, warm up,
+    time ``predict``."""
+    os.environ["NAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="nas-fresh-")
     from predictors.base import load_predictor
 
     p = load_predictor(folder)
@@ -110,6 +112,10 @@ def measure(name: str, cells: int, workers: int, seed: int) -> dict[str, Any]:
                 wall = time.perf_counter() - t0
         row[f"cells_per_second_{workers}_processes"] = cells / max(r[0] for r in res)
         row["process_pool_wall_seconds"] = wall
+        merged = np.empty(cells)
+        for i in range(workers):
+            merged[i::workers] = res[i][1]
+        row["processes_same_predictions"] = bool(np.allclose(merged, fresh, rtol=0, atol=1e-5))
     return row
 
 
