@@ -11,10 +11,12 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nas.errors import DataError, UnknownName
+from nas.pipeline import Augment
 
 CIFAR_ENV = "NAS_CIFAR10_DIR"
 
@@ -100,13 +102,16 @@ class DatasetSpec:
     """A registered training dataset: its name, what it is, and how to load it.
 
     ``loader(seed, data_dir)`` returns the :class:`Dataset`; ``needs_dir`` says whether it
-    reads a local folder (``--data-dir``) rather than shipping with an installed package.
+    reads a local folder (``--data-dir``) rather than shipping with an installed package;
+    ``augment`` is its training augmentation and evaluation view
+    (:class:`nas.pipeline.Augment`; ``None``: none).
     """
 
     name: str
     description: str
     loader: Callable[[int, str | None], Dataset]
     needs_dir: bool = False
+    augment: Any = None
 
     def load(self, seed: int = 0, data_dir: str | None = None) -> Dataset:
         return self.loader(seed, data_dir)
@@ -114,14 +119,17 @@ class DatasetSpec:
 
 DIGITS = DatasetSpec(
     "digits",
-    "scikit-learn's 1,797 handwritten 8x8 digits (ships with scikit-learn)",
+    "scikit-learn's 1,797 handwritten 8x8 digits (ships with scikit-learn); served upsampled "
+    "to the resolution a network takes",
     lambda seed, _dir: load_digits(seed),
+    augment=Augment(crop_scale=(0.35, 1.0), flip=False, eval_crop=1.0),
 )
 CIFAR10 = DatasetSpec(
     "cifar10",
     f"CIFAR-10 from a local cifar-10-batches-py folder (--data-dir or ${CIFAR_ENV})",
     lambda _seed, data_dir: load_cifar10(data_dir),
     needs_dir=True,
+    augment=Augment(crop_scale=(0.35, 1.0), flip=True, eval_crop=1.0),
 )
 
 

@@ -141,11 +141,11 @@ def _supernet_child(space, genotype, settings, supernet_src, data_dir, number):
             "missing; restore the run folder or export with --format json"
         )
     options = dict(settings.get("supernet") or {})
-    if data_dir:
-        options["data_dir"] = data_dir
+    options["progress"] = False
     evaluator = get_evaluator(
-        "supernet", space, settings.get("dataset"), supernet_path=supernet_src, **options
-    )
+        "supernet", space, settings.get("dataset"), supernet_path=supernet_src,
+        data_dir=data_dir, seed=settings.get("seed") or 0, **options,
+    )  # fmt: skip
     if not hasattr(evaluator, "child_model"):
         raise ConfigError(f"the {space.name} supernet evaluator cannot extract a child network")
     return evaluator.child_model(genotype)

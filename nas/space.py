@@ -53,6 +53,9 @@ class SearchSpace(ABC):
     description: ClassVar[str] = ""
     default_dataset: ClassVar[str] = "digits"
     datasets: ClassVar[tuple[str, ...]] = ("digits",)
+    supernet: ClassVar[str] = ""
+    """``"module:Class"`` of the space's weight-sharing :class:`nas.supernet.Supernet`
+    (served by the ``supernet`` evaluator); empty when it has none."""
 
     # ------------------------------------------------------------------ required
 

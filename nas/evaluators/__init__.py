@@ -30,9 +30,17 @@ def get_evaluator(
         from nas.evaluators.synthetic import SyntheticEvaluator
 
         return SyntheticEvaluator(space, dataset, steps=options.get("steps", 0))
-    if name == "supernet" and hasattr(space, "supernet_evaluator"):
-        # weight sharing is per family: the space builds its own (OFA/BigNAS: elastic)
-        return space.supernet_evaluator(dataset, **options)
+    if name == "supernet":
+        from nas.evaluators.oneshot import SupernetEvaluator, SupernetOptions
+
+        known = SupernetOptions.__dataclass_fields__
+        given = {k: v for k, v in options.items() if k in known and v is not None}
+        if options.get("supernet_path"):
+            given["supernet_file"] = str(options["supernet_path"])
+        return SupernetEvaluator(
+            space, dataset, seed=int(options.get("seed") or 0),
+            data_dir=options.get("data_dir"), run_dir=options.get("run_dir"), options=given,
+        )  # fmt: skip
     raise UnknownName(f"unknown evaluator {name!r}; choose one of {list(EVALUATORS)}")
 
 

@@ -69,9 +69,10 @@ STAGES = (
 HEAD_WIDTHS = tuple(range(1280, 1409, 8))
 RESOLUTIONS = (192, 224, 256, 288, 320)
 N_LAYERS = sum(max(s.depths) for s in STAGES)
+# Both at the genotype's resolution (see search_spaces.ofa.network.DATASETS).
 DATASETS: dict[str, tuple[tuple[int, int, int] | None, int]] = {
     "imagenet": (None, 1000),
-    "digits": ((8, 8, 1), 10),
+    "digits": (None, 10),
 }
 DROPOUT = 0.2
 
@@ -197,6 +198,7 @@ class BigNASSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "imagenet"
     datasets: ClassVar[tuple[str, ...]] = tuple(DATASETS)
+    supernet: ClassVar[str] = "search_spaces.bignas.supernet:BigNASNet"
 
     # decisions: (name, options); single-option decisions are left out
     def _decisions(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -337,20 +339,3 @@ class BigNASSpace(SearchSpace):
             space=self.name, arch=g.to_str(), dataset=dataset, resolution=(shape or (g.r,))[0]
         )
         return graph
-
-    # ------------------------------------------------------------------ supernet
-
-    def build_supernet(self, dataset: str | None = None, seed: int = 0) -> Any:
-        from search_spaces.bignas.supernet import BigNASSupernet
-
-        return BigNASSupernet(self, self.check_dataset(dataset), seed=seed)
-
-    def train_supernet(self, model: Any, data: Any, config: Any) -> dict[str, Any]:
-        from search_spaces.bignas.supernet import train_sandwich
-
-        return train_sandwich(model, self, data, config)
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        from search_spaces.ofa.evaluator import ElasticSupernetEvaluator
-
-        return ElasticSupernetEvaluator(self, dataset, **options)

@@ -140,6 +140,7 @@ class NBMacroSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "cifar10"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
+    supernet: ClassVar[str] = "search_spaces.nbmacro.supernet:MacroNet"
 
     def choices(self) -> list[tuple[str, int]]:
         return [(f"layer_{i}", len(OPS)) for i in range(LAYERS)]
@@ -159,12 +160,6 @@ class NBMacroSpace(SearchSpace):
 
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_nbmacro(v) for k, v in KNOWN.items()}
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
-        from search_spaces.nbmacro.supernet import supernet_evaluator
-
-        return supernet_evaluator(self, dataset, **options)
 
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)

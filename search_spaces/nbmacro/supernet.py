@@ -32,6 +32,7 @@ from nas.oneshot import (
     scan_layers,
     stack_modules,
 )
+from nas.path_supernet import PathNet
 from search_spaces.nbmacro.network import DATASETS, STAGES, NetConfig
 from search_spaces.nbmacro.ops import MBCONV, OPS
 
@@ -155,8 +156,8 @@ def build_supernet(dataset: str = "digits", seed: int = 0, **kwargs: Any) -> Mac
     return MacroSupernet(dataset, seed, **kwargs)
 
 
-def supernet_evaluator(space: Any, dataset: str | None = None, **options: Any):
-    """The ``supernet`` evaluator of the NAS-Bench-Macro space."""
-    from nas.evaluators.oneshot import OneShotEvaluator
+class MacroNet(PathNet):
+    """The NAS-Bench-Macro supernet under the :class:`~nas.supernet.Supernet` protocol."""
 
-    return OneShotEvaluator(space, dataset, build_supernet, **options)
+    def build(self, space: Any, dataset: str, seed: int) -> MacroSupernet:
+        return MacroSupernet(dataset, seed)

@@ -422,32 +422,6 @@ class _OFASpace(SearchSpace):
             g.meta.update(width_mult=self.width_mult)
         return g
 
-    # ------------------------------------------------------------------ supernet
-
-    def build_supernet(self, dataset: str | None = None, seed: int = 0) -> Any:
-        """The elastic supernet of this space (``supernet.OFASupernet``)."""
-        if self.family != "mbv3":
-            raise ConfigError(
-                f"{self.name}: no elastic supernet is implemented for this space; use 'ofa'"
-            )
-        from search_spaces.ofa.supernet import OFASupernet
-
-        return OFASupernet(self, self.check_dataset(dataset), seed=seed)
-
-    def train_supernet(self, model: Any, data: Any, config: Any) -> dict[str, Any]:
-        """Progressive shrinking (``train.progressive_shrinking``)."""
-        from search_spaces.ofa.train import progressive_shrinking
-
-        return progressive_shrinking(model, self, data, config)
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        """The ``supernet`` evaluator: subnets of a trained supernet, BN recalibrated."""
-        from search_spaces.ofa.evaluator import ElasticSupernetEvaluator
-
-        if self.family != "mbv3":
-            self.build_supernet(dataset)  # raises the ConfigError
-        return ElasticSupernetEvaluator(self, dataset, **options)
-
 
 class OFASpace(_OFASpace):
     """OFA-MobileNetV3 (``ofa_mbv3.py``): kernel {3,5,7}, expand {3,4,6}, depth {2,3,4}.
@@ -464,6 +438,7 @@ class OFASpace(_OFASpace):
     family: ClassVar[str] = "mbv3"
     genotype_cls: ClassVar[type[ElasticGenotype]] = OFAGenotype
     widths: ClassVar[tuple[float, ...]] = (1.0, 1.2)
+    supernet: ClassVar[str] = "search_spaces.ofa.elastic:OFANet"
 
 
 class OFAProxylessSpace(_OFASpace):
