@@ -93,15 +93,18 @@ teacher; here it is the first phase, at the kernel phase's learning rate."""
 
 
 def phase_steps(phases: Sequence[Phase], steps: int) -> list[int]:
-    """Steps per phase, in proportion to the phases' epochs (each at least one)."""
+    """Steps per phase, in proportion to the phases' epochs, each at least one, summing to
+    ``steps`` (when there are at least as many steps as phases)."""
     total = sum(p.epochs for p in phases)
-    bounds = [
-        round(steps * sum(p.epochs for p in phases[: i + 1]) / total) for i in range(len(phases))
-    ]
-    out, prev = [], 0
-    for b in bounds:
-        out.append(max(1, b - prev))
-        prev = max(b, prev + 1)
+    out = [max(1, round(steps * p.epochs / total)) for p in phases]
+    while sum(out) != steps:
+        if sum(out) > steps:
+            i = max(range(len(out)), key=lambda k: out[k])
+            if out[i] == 1:
+                break
+            out[i] -= 1
+        else:
+            out[max(range(len(out)), key=lambda k: phases[k].epochs)] += 1
     return out
 
 
