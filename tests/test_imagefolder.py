@@ -71,5 +71,5 @@ def test_search_with_the_train_evaluator_on_an_image_folder(tmp_path):
     (graph_file,) = out.glob("trials/*/arch.json")
     doc = json.loads(graph_file.read_text())
     assert doc["meta"]["dataset"] == "folder"
-    assert doc["nodes"][0]["op"] == "input" and doc["nodes"][0]["shape"] == [64, 64, 3]
+    assert doc["nodes"][0]["op"] == "input" and doc["nodes"][0]["shape"] == [32, 32, 3]
     assert doc["nodes"][-1]["shape"] == [3]  # the folder's three classes

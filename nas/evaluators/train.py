@@ -207,7 +207,9 @@ class TrainEvaluator(Evaluator):
         self.folder = dataset is None and data is None and is_image_folder(data_dir)
         if self.folder:
             variant = "cifar10" if "cifar10" in space.datasets else space.default_dataset
-            data = load_image_folder(data_dir, seed=(config or TrainConfig()).seed)
+            # the images at the size the network was designed for (CIFAR's 32)
+            size = 32 if variant == "cifar10" else 64
+            data = load_image_folder(data_dir, seed=(config or TrainConfig()).seed, image_size=size)
             dataset = variant
         super().__init__(space, dataset or (data.name if data is not None else "digits"))
         self.config = config or TrainConfig()

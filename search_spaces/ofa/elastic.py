@@ -138,10 +138,10 @@ class ElasticNet(Supernet):
 
     def calibrate(self, genotype: Genotype, batches: Sequence[np.ndarray]) -> None:
         model, arch = self.model, self.encode(genotype)
-        saved = [m.momentum[...] for _, m in model.iter_modules() if isinstance(m, ElasticBN)]
+        saved = [m.momentum[...] for _, m in nnx.iter_modules(model) if isinstance(m, ElasticBN)]
         model.train()
         cumulative_bn(lambda: None, lambda x, m: _calib_step(model, x, arch, m), batches)
-        bns = [m for _, m in model.iter_modules() if isinstance(m, ElasticBN)]
+        bns = [m for _, m in nnx.iter_modules(model) if isinstance(m, ElasticBN)]
         for bn, mom in zip(bns, saved, strict=True):
             bn.momentum[...] = mom
 
