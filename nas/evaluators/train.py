@@ -9,10 +9,11 @@ training step once; the step count does not change that.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -34,17 +35,31 @@ from nas.weights import save_weights
 
 
 @dataclass(frozen=True)
-class TrainConfig(TrainingOptions):
-    """Settings of one training run (:class:`nas.training.TrainingOptions`: by default AdamW,
-    cosine schedule with linear warm-up, gradient clipping at 5).
+class TrainOptions(TrainingOptions):
+    """The ``train`` evaluator's options (``[evaluator_options]``; ``--steps`` sets ``steps``):
+    :class:`nas.training.TrainingOptions` (by default AdamW, cosine schedule with linear
+    warm-up, gradient clipping at 5; orbax checkpoints in the trial folder every
+    ``checkpoint_every`` steps and on SIGTERM) and a progress bar.
 
     Attributes:
-        seed: initialisation and data-order seed.
         progress: show a progress bar (steps/s, loss) while training.
     """
 
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= 10_000_000:
+            raise ConfigError(f"--steps must be between 1 and 10,000,000, got {self.steps}")
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise ConfigError(f"batch_size must be between 1 and 1,000,000, got {self.batch_size}")
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class TrainConfig(TrainOptions):
+    """Settings of one training run: the options and the seed (initialisation, data order)."""
+
     seed: int = 0
-    progress: bool = False
 
 
 def make_mesh() -> Mesh:
@@ -187,19 +202,25 @@ class TrainEvaluator(Evaluator):
         dataset: ``digits`` (built in) or ``cifar10`` (a local folder); left out with an
             image folder as ``data_dir``, the space's network takes the folder's images
             (:func:`nas.imagefolder.retarget` of its CIFAR-10 network, else its default).
-        config: the training settings.
+        seed: initialisation and data order.
         data_dir: the CIFAR-10 folder (else ``$NAS_CIFAR10_DIR``), or an image folder.
+        run_dir: unused (trial files go to each evaluation's workdir).
+        options: :class:`TrainOptions`.
         data: in-memory arrays (``nas.data.Dataset``) instead of a named dataset.
     """
 
     name = "train"
+    Options: ClassVar[type] = TrainOptions
 
     def __init__(
         self,
         space: SearchSpace,
         dataset: str | None = None,
-        config: TrainConfig | None = None,
+        *,
+        seed: int = 0,
         data_dir: str | None = None,
+        run_dir: str | Path | None = None,
+        options: Any = None,
         data: Dataset | None = None,
     ) -> None:
         from nas.imagefolder import is_image_folder, load_image_folder
@@ -209,11 +230,17 @@ class TrainEvaluator(Evaluator):
             variant = "cifar10" if "cifar10" in space.datasets else space.default_dataset
             # the images at the size the network was designed for (CIFAR's 32)
             size = 32 if variant == "cifar10" else 64
-            data = load_image_folder(data_dir, seed=(config or TrainConfig()).seed, image_size=size)
+            data = load_image_folder(data_dir, seed=seed, image_size=size)
             dataset = variant
-        super().__init__(space, dataset or (data.name if data is not None else "digits"))
-        self.config = config or TrainConfig()
-        self.data_dir = data_dir
+        super().__init__(
+            space,
+            dataset or (data.name if data is not None else "digits"),
+            seed=seed,
+            data_dir=data_dir,
+            run_dir=run_dir,
+            options=options,
+        )
+        self.config = TrainConfig(**dataclasses.asdict(self.options), seed=seed)
         # Your own arrays: a Dataset whose name selects the space's network variant
         # (``digits`` for 8x8x1, ``cifar10`` for 32x32x3).
         self.data = (

@@ -161,6 +161,10 @@ class NBMacroSpace(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_nbmacro(v) for k, v in KNOWN.items()}
 
+    def smallest(self) -> Genotype:
+        """Identity in every searchable layer (a 1x1 conv where the layer downsamples)."""
+        return self.from_indices([0] * LAYERS)
+
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)
         if not isinstance(genotype, NBMacroGenotype):

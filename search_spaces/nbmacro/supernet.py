@@ -151,11 +151,6 @@ class MacroSupernet(PathSupernet):
         return module, index
 
 
-def build_supernet(dataset: str = "digits", seed: int = 0, **kwargs: Any) -> MacroSupernet:
-    """A freshly initialised NAS-Bench-Macro supernet for a network variant."""
-    return MacroSupernet(dataset, seed, **kwargs)
-
-
 class MacroNet(PathNet):
     """The NAS-Bench-Macro supernet under the :class:`~nas.supernet.Supernet` protocol."""
 

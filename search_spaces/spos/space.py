@@ -216,6 +216,10 @@ class SPOSSpace(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_spos(v, self.genotype_cls) for k, v in KNOWN.items()}
 
+    def smallest(self) -> Genotype:
+        """The 3x3 ShuffleNet block everywhere (at the narrowest width with channel search)."""
+        return self.from_indices([0] * len(self.choices()))
+
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)
         if not isinstance(genotype, SPOSGenotype):

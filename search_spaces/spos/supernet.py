@@ -340,12 +340,6 @@ class SPOSSupernet(PathSupernet):
         return module, index
 
 
-def build_supernet(dataset: str = "digits", seed: int = 0, **kwargs: Any) -> SPOSSupernet:
-    """A freshly initialised SPOS supernet for a network variant (``channel_search=True``:
-    with width choices)."""
-    return SPOSSupernet(dataset, seed, **kwargs)
-
-
 class SPOSNet(PathNet):
     """The SPOS supernet under the :class:`~nas.supernet.Supernet` protocol (with width
     choices when the space searches channels)."""
