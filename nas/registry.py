@@ -76,6 +76,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "neural-predictor": "nas.searchers.predictor_guided:NeuralPredictor",
         "bananas": "nas.searchers.predictor_guided:Bananas",
         "spos-evolution": "nas.searchers.spos_evolution:SPOSEvolution",
+        "ofa-evolution": "nas.searchers.ofa_evolution:OFAEvolution",
         "darts": "nas.searchers.darts:DartsStrategy",
     },
     "evaluators": {
