@@ -77,6 +77,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "bananas": "nas.searchers.predictor_guided:Bananas",
         "spos-evolution": "nas.searchers.spos_evolution:SPOSEvolution",
         "ofa-evolution": "nas.searchers.ofa_evolution:OFAEvolution",
+        "coarse-to-fine": "nas.searchers.coarse_to_fine:CoarseToFine",
         "darts": "nas.searchers.darts:DartsStrategy",
     },
     "evaluators": {

@@ -54,3 +54,35 @@ def test_ofa_evolution_runs_from_the_command_line(tmp_path):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["n_trials"] == 10 and res["n_failed"] == 0
     assert res["best_cost"]["flops"] <= 400e6
+
+
+def test_bignas_coarse_to_fine_grid_then_mutations_of_the_best():
+    from nas.searchers.coarse_to_fine import CoarseToFine
+
+    space = get_space("bignas")
+
+    def cost(g):
+        return {"flops": float(g.r * sum(g.d))}
+
+    limit = 256 * 12
+    ctx = SearchContext(budget=40, limits={"flops": limit}, cost=cost)
+    s = CoarseToFine(space, parse_objectives("accuracy"), seed=0,
+                     options={"coarse": 12}, context=ctx)  # fmt: skip
+    assert len(s.grid) == 12 and all(cost(g)["flops"] <= limit for g in s.grid)
+    # a coarse candidate scales the whole network uniformly: one relative level per kind
+    # of decision (smallest, middle or largest widths, depths, kernels, ...)
+    import itertools
+
+    uniform = {
+        s.at_levels(dict(zip(s.groups, q, strict=True)))
+        for q in itertools.product((0.0, 0.5, 1.0), repeat=len(s.groups))
+    }
+    assert set(s.grid) <= uniform and space.known()["min"].__class__ is type(s.grid[0])
+    truth = {}
+    for _ in range(40):
+        g = s.ask()
+        assert cost(g)["flops"] <= limit and g not in truth
+        truth[g] = float(sum(e * (-1) ** i for i, e in enumerate(g.e)))  # not uniform
+        s.tell(g, (truth[g],))
+    coarse_best = max(truth[g] for g in s.grid)
+    assert s.best[1] > coarse_best  # the fine stage improved on the grid's best
