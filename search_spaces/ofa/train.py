@@ -60,6 +60,7 @@ class ElasticTrainConfig(TrainingOptions):
 
     steps: int = 200
     lr: float = 3e-3
+    nesterov: bool = True
     weight_decay: float = 3e-5
     warmup: int = 5
     label_smoothing: float = 0.1
