@@ -463,3 +463,4 @@ class OFAProxylessSpace(_OFASpace):
     family: ClassVar[str] = "proxyless"
     genotype_cls: ClassVar[type[ElasticGenotype]] = OFAProxylessGenotype
     widths: ClassVar[tuple[float, ...]] = (1.3, 1.0)
+    supernet: ClassVar[str] = "search_spaces.ofa.proxyless:OFAProxylessNet"
