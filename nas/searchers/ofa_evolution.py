@@ -21,6 +21,7 @@ The predicted values are a model's estimate, labelled as such (``predicted``) in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -78,36 +79,22 @@ class AccuracyPredictor:
         self.mean = self.std = 0.0
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> AccuracyPredictor:
-        import jax
         import jax.numpy as jnp
-        import optax
 
         self.mean, self.std = float(y.mean()), float(y.std() + 1e-8)
-        target = jnp.asarray((y - self.mean) / self.std, jnp.float32)
         rng = np.random.default_rng(self.seed)
         sizes = [x.shape[1], self.hidden, self.hidden, self.hidden, 1]
         params = [
             (jnp.asarray(rng.normal(0, np.sqrt(2 / a), (a, b)), jnp.float32), jnp.zeros(b))
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         ]
-        tx = optax.adam(1e-3)
-        xs = jnp.asarray(x, jnp.float32)
-
-        def loss(p):
-            return jnp.mean((_forward(p, xs) - target) ** 2)
-
-        @jax.jit
-        def run(p):
-            def body(carry, _):
-                p, s = carry
-                g = jax.grad(loss)(p)
-                u, s = tx.update(g, s, p)
-                return (optax.apply_updates(p, u), s), None
-
-            (p, _), _ = jax.lax.scan(body, (p, tx.init(p)), None, length=self.steps)
-            return p
-
-        self.params = run(params)
+        # padded to a power of two (masked): refits on more samples reuse the compiled fit
+        n = max(16, 1 << (len(x) - 1).bit_length())
+        xs = np.zeros((n, x.shape[1]), np.float32)
+        ts = np.zeros(n, np.float32)
+        mask = np.zeros(n, np.float32)
+        xs[: len(x)], ts[: len(x)], mask[: len(x)] = x, (y - self.mean) / self.std, 1.0
+        self.params = _fitter()(params, xs, ts, mask, self.steps)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -115,6 +102,32 @@ class AccuracyPredictor:
 
         out = _forward(self.params, jnp.asarray(x, jnp.float32))
         return np.asarray(out) * self.std + self.mean
+
+
+@functools.cache
+def _fitter() -> Any:
+    """The jitted fit (built on first use: the module imports no JAX)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    @functools.partial(jax.jit, static_argnames=("steps",))
+    def fit(params: Any, x: Any, target: Any, mask: Any, steps: int) -> Any:
+        """``steps`` full-batch Adam steps (lr 1e-3) on the masked mean squared error."""
+        tx = optax.adam(1e-3)
+
+        def loss(p):
+            return jnp.sum(mask * (_forward(p, x) - target) ** 2) / jnp.sum(mask)
+
+        def body(carry, _):
+            p, s = carry
+            u, s = tx.update(jax.grad(loss)(p), s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
+        return params
+
+    return fit
 
 
 def _forward(params: Any, x: Any) -> Any:
