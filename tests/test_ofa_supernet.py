@@ -374,6 +374,7 @@ def test_cli_constrained_evolution_over_trained_supernet_exports_a_child(tmp_pat
     r = run_cli(
         "search", "--space", "ofa", "--strategy", "evolution", "--evaluator", "supernet",
         "--budget", "3", "--steps", "6", "--max-flops", "250M", "--out", str(out),
+        "--set", "evaluator_options.resolutions=128",
         "--no-progress", "--json", timeout=3600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
