@@ -104,6 +104,9 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, out: Path) -> Eval
     options = dict(config.evaluator_options)
     if config.latency_table is not None:
         options["latency_table"] = config.latency_table
+    fields = getattr(cls.Options, "__dataclass_fields__", {})
+    if not config.progress and "progress" in fields:  # --no-progress: no training bars either
+        options.setdefault("progress", False)
     return cls(
         space,
         config.dataset,
