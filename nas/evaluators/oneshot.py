@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from nas.data import Dataset, load_dataset
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, InvalidGenotype, StorageError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.oneshot import (
     PathEvaluator,
@@ -257,6 +257,8 @@ class SupernetEvaluator(Evaluator):
         self.options = options
 
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
+        if not self.space.contains(genotype):  # before any training
+            raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
         return self.inner.evaluate(genotype, workdir)
 
     def cost(self, genotype: Genotype) -> dict[str, float]:
