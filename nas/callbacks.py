@@ -88,11 +88,12 @@ def as_callbacks(
     callbacks: Sequence[Callback | Callable[[TrialRecord], Any]],
     config: SearchConfig | None = None,
     out: Path | None = None,
+    first: tuple[str, str] | None = None,
 ) -> list[Callback]:
     """The run's callbacks: the caller's (functions wrapped) plus the configured built-ins."""
     out_list = [cb if isinstance(cb, Callback) else _FunctionCallback(cb) for cb in callbacks]
     if config is not None and config.tensorboard and out is not None:
-        out_list.append(TensorBoardCallback(out / "tensorboard"))
+        out_list.append(TensorBoardCallback(out / "tensorboard", first))
     return out_list
 
 

@@ -19,7 +19,7 @@ from nas.errors import ConfigError
 from nas.evaluators.base import Evaluator
 from nas.objectives import COST_KEYS, Objective, parse_objectives
 from nas.options import build_options
-from nas.searchers import check_objectives
+from nas.searchers import build_strategy, check_objectives
 from nas.searchers.base import OneShotStrategy, SearchContext, Strategy
 from nas.space import Genotype, SearchSpace
 from nas.storage import default_storage, mask_url, sqlite_path
@@ -35,7 +35,7 @@ class Run:
     space: SearchSpace
     evaluator: Evaluator
     objectives: tuple[Objective, ...]
-    strategy_cls: type[Strategy]
+    strategy: Strategy
     context: SearchContext
     out: Path
     storage: str
@@ -45,13 +45,14 @@ class Run:
 def prepare(
     config: SearchConfig,
     evaluator: Evaluator | None = None,
-    strategy_cls: type[Strategy] | None = None,
+    strategy: Strategy | None = None,
 ) -> Run:
     """Resolve and check every setting of ``config``; raise before any work on bad input.
 
     ``evaluator`` replaces the registered one (a caller's own, e.g. on in-memory data);
-    ``strategy_cls`` is the class of a caller's own strategy object (not registered).
+    ``strategy`` is a caller's own (fresh) strategy object instead of ``config.strategy``.
     """
+    strategy_cls = type(strategy) if strategy is not None else None
     from nas import registry
     from search_spaces import get_space
 
@@ -70,7 +71,7 @@ def prepare(
     objectives = parse_objectives(config.objectives or None, evaluator.metrics)
     if strategy_cls is None:
         strategy_cls = check_objectives(config.strategy, objectives)
-        where = f"{config.strategy} strategy options"
+        where = "strategy_options"
         build_options(strategy_cls.Options, config.strategy_options, where)
     elif strategy_cls.max_objectives is not None and len(objectives) > strategy_cls.max_objectives:
         raise ConfigError(
@@ -87,11 +88,17 @@ def prepare(
         data_dir=config.data_dir,
         progress=config.progress,
     )
-    if limits and not issubclass(strategy_cls, OneShotStrategy):
+    if strategy is None:
+        strategy = build_strategy(
+            config.strategy, space, objectives, config.seed, config.strategy_options, context
+        )
+    if isinstance(strategy, OneShotStrategy):
+        strategy.check(evaluator)
+    elif limits:
         check_limits(space, evaluator, limits)
     _check_out(out)  # the first thing written: the run folder, once every check has passed
     _check_storage_url(storage, out)
-    return Run(config, space, evaluator, objectives, strategy_cls, context, out, storage, study)
+    return Run(config, space, evaluator, objectives, strategy, context, out, storage, study)
 
 
 def build_evaluator(config: SearchConfig, space: SearchSpace, out: Path) -> Evaluator:
@@ -129,8 +136,8 @@ def check_limits(space: SearchSpace, evaluator: Evaluator, limits: dict[str, flo
             )
         if space.smallest() is not None and cost[key] > limit:
             raise ConfigError(
-                f"impossible limit --max-{key} {limit:,.6g}: the smallest architecture of "
-                f"{space.name!r} has {key} {cost[key]:,.6g}"
+                f"impossible limit --max-{key} {_qty(limit)}: the smallest architecture of "
+                f"{space.name!r} has {key} {_qty(cost[key])}"
             )
 
 
@@ -193,3 +200,8 @@ def _check_storage_url(url: str, out: Path) -> None:
 
 
 __all__ = ["Run", "build_evaluator", "check_limits", "prepare"]
+
+
+def _qty(v: float) -> str:
+    """A count as people write it: 1,000,000 (not 1e+06); fractions with 6 digits."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:,.6g}"

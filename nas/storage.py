@@ -214,7 +214,10 @@ class TrialStore:
         try:
             exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
         except Exception as e:  # noqa: BLE001 - a damaged database raises many kinds
-            raise StorageError(f"cannot read storage {mask_url(url)}: {_one_line(e)}") from None
+            raise StorageError(
+                f"cannot read storage {mask_url(url)} (a damaged or foreign database?): "
+                f"{_one_line(e)}"
+            ) from None
         if exists and create and not (resume or join):
             raise StorageError(
                 f"study {name!r} already exists in {mask_url(url)}; pass --resume to continue "

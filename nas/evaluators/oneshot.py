@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, InvalidGenotype, StorageError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.options import positive
 from nas.space import Genotype, SearchSpace
@@ -322,6 +322,8 @@ class SupernetEvaluator(Evaluator):
         return 100.0 * correct / len(x)
 
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
+        if not self.space.contains(genotype):  # before any training
+            raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
         t0 = time.perf_counter()
         cost = self.cost(genotype)
         sn = self.supernet(workdir)
