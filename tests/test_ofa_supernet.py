@@ -397,9 +397,13 @@ def test_cli_constrained_evolution_over_trained_supernet_exports_a_child(tmp_pat
     assert model(x).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_ofa_proxyless_supernet_children_equal_it():
     """OFA-ProxylessNAS w1.3: the IR-built child of a random subnet, with inherited weights
-    (kernel transforms, sorted channels, BN eps 1e-3), computes what the supernet computes."""
+    (kernel transforms, sorted channels, BN eps 1e-3), computes what the supernet computes.
+
+    Slow: one compile of the whole w1.3 supernet's forward and one of the child's (the
+    OFA-MobileNetV3 counterpart in the fast suite covers the shared machinery)."""
     from search_spaces.ofa.proxyless import OFAProxylessSupernet
     from search_spaces.ofa.space import OFAProxylessSpace
 
