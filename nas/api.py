@@ -110,23 +110,29 @@ def resolve_arch(
     if space is None:
         if not arch.endswith(".json"):
             raise ConfigError("--space is required unless --arch is an exported JSON file")
-        p = Path(arch)
-        if not p.exists():
+        from nas.inputs import kind, read_json
+
+        if kind(arch) is None:
             raise ConfigError(f"architecture file {arch} does not exist")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{arch} is not valid JSON: {e}") from None
-        geno = data.get("genotype", data) if isinstance(data, dict) else {}
-        if "space" not in geno:
+        data = read_json(arch, "architecture file", ConfigError)
+        geno = data.get("genotype", data) if isinstance(data, dict) else None
+        if not isinstance(geno, dict) or not isinstance(geno.get("space"), str):
             raise ConfigError(f"{arch} names no space; pass --space")
-        dataset = (data.get("provenance") or {}).get("dataset") or (
-            data.get("graph", {}).get("meta", {}).get("dataset")
-        )
         s = get_space(geno["space"])
-        return s, s.resolve(arch), dataset
+        return s, s.resolve(arch), _file_dataset(data)
     s = get_space(space)
     return s, s.resolve(arch), None
+
+
+def _file_dataset(doc: dict) -> str | None:
+    """The dataset an exported document names (its provenance, else its graph's meta)."""
+    for section, key in (("provenance", None), ("graph", "meta")):
+        part = doc.get(section)
+        if key is not None and isinstance(part, dict):
+            part = part.get(key)
+        if isinstance(part, dict) and isinstance(part.get("dataset"), str):
+            return part["dataset"]
+    return None
 
 
 def inspect(arch: str | Path, space: str | None = None, dataset: str | None = None) -> dict:
@@ -333,6 +339,8 @@ def draw(
 ) -> Path:
     """Draw a cell or network diagram (``.png`` or ``.svg``): ``nas draw``.
 
+    Missing folders above ``out`` are created only inside the working directory.
+
     Returns:
         The path written.
 
@@ -345,10 +353,17 @@ def draw(
         ('.svg', True)
     """
     from nas.draw import draw as draw_graph
+    from nas.files import output_file
 
     s, genotype, file_dataset = resolve_arch(arch, space)
     graph = s.to_graph(genotype, dataset or file_dataset)
-    return draw_graph(graph, out, view=view, scope=scope, depth=depth)
+    if Path(out).suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"diagram file must end in .png or .svg, got {Path(out).name!r}")
+    out, _ = output_file(out, "--out")
+    try:
+        return draw_graph(graph, out, view=view, scope=scope, depth=depth)
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}") from None
 
 
 def export(
@@ -358,8 +373,12 @@ def export(
     format: str = "json",  # noqa: A002 - the command's flag
     out: str | Path = "export",
     data_dir: str | None = None,
+    run_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export a stored trial (``json``, ``flax``, ``python`` or ``onnx``): ``nas export``.
+
+    The trial's files (weights, supernet) are read from its run folder and nowhere else:
+    ``run_dir``, else the SQLite file's folder (see :mod:`nas.export`).
 
     Returns:
         The exported document (the content of ``out/arch.json``: genotype, IR graph,
@@ -385,7 +404,7 @@ def export(
     """
     from nas.export import export_trial
 
-    return export_trial(storage, study, str(trial), format, out, data_dir=data_dir)
+    return export_trial(storage, study, str(trial), format, out, data_dir=data_dir, run_dir=run_dir)
 
 
 def _train_specs(train: str | Sequence[str]) -> list[str]:
