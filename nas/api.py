@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, DataError, NasError
 
 if TYPE_CHECKING:
     from nas.search import SearchResult
@@ -534,14 +534,24 @@ def predict(
     model = load_predictor(predictor) if isinstance(predictor, str | Path) else predictor
     s, genotype, file_dataset = resolve_arch(arch, space)
     graph = s.to_graph(genotype, dataset or file_dataset)
-    mean, std = model.predict([graph])
+    try:
+        mean, std = model.predict([graph])
+        far = bool(model.ood([graph])[0])
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        if not isinstance(predictor, str | Path) or isinstance(e, NasError):
+            raise
+        # arrays of a saved folder that load but do not fit together (an edited file)
+        raise DataError(
+            f"the saved predictor {predictor} cannot score {s.name} architectures: its arrays "
+            f"do not fit together (damaged or edited?): {type(e).__name__}"
+        ) from None
     out = {
         "space": s.name,
         "arch": genotype.to_str(),
         "predictor": model.name,
         "mean": float(mean[0]),
         "std": float(std[0]),
-        "ood": bool(model.ood([graph])[0]),
+        "ood": far,
     }
     if getattr(model, "prior", None) is not None and hasattr(model, "families"):
         from predictors.transfer import learned_shares

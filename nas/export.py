@@ -104,7 +104,9 @@ def _read_trial(storage: str, study_name: str, trial: str):
         TypeError,  # stored values of other types than the platform writes
         AttributeError,
     ) as e:
-        line = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        cause = e.__cause__ or e.__context__ or e  # optuna wraps the database's own error
+        text = str(cause).strip() or type(cause).__name__
+        line = text.splitlines()[0][:200]
         raise StorageError(
             f"study {study_name!r} in {storage} cannot be read (is the database damaged?): {line}"
         ) from None
@@ -205,7 +207,7 @@ def locate_artifact(stored: str, roots: list[Path], what: str) -> Path:
     if outside is not None:
         raise StorageError(
             f"{what} ({stored}) resolve to {outside.resolve()}, outside the run folder "
-            f"{roots[0]}; refusing to read it"
+            f"{roots[0]}; refusing to read it (name the run folder with --run-dir)"
         )
     raise StorageError(
         f"{what} ({stored}) are missing from the run folder {roots[0]}; restore the run "

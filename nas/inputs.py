@@ -7,7 +7,8 @@ read from them goes through these few functions, so that one policy holds everyw
   architecture would never end) and only up to :data:`MAX_FILE_BYTES`;
 - JSON is nested at most :data:`MAX_JSON_DEPTH` levels (deeper input would exhaust Python's
   recursion in the parser or in the code walking the result);
-- an error quotes at most a short :func:`excerpt` of the input, never the whole of it.
+- an error quotes at most a short :func:`excerpt` of the input, never the whole of it;
+- a safetensors file (which executes no code on load) must have a valid header.
 
 Each function raises the caller's :class:`~nas.errors.NasError` subclass, so that a bad
 genotype stays an ``InvalidGenotype`` and a bad data file a ``DataError``.
@@ -95,6 +96,29 @@ def parse_json(
 def read_json(path: str | os.PathLike, what: str, error: type[NasError] = DataError) -> Any:
     """:func:`read_text` then :func:`parse_json`: a JSON file from outside."""
     return parse_json(read_text(path, what, error), f"{what} {path}", error)
+
+
+def read_safetensors(
+    path: str | os.PathLike, what: str = "weights file", error: type[NasError] = DataError
+) -> dict[str, Any]:
+    """Every tensor of the safetensors file ``path`` (numpy arrays by name).
+
+    Raises:
+        error: the file is missing, not a regular file, or not a valid safetensors file
+            (a bad header, a truncated file).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    p = Path(path)
+    found = kind(p)
+    if found != "file":
+        raise error(f"{what} {p} {'does not exist' if found is None else 'is not a file'}")
+    try:
+        return load_file(str(p))
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
+        line = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise error(f"{what} {p} is not a valid safetensors file ({line})") from None
 
 
 def json_depth(data: Any, stop: int = MAX_JSON_DEPTH) -> int:

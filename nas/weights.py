@@ -18,6 +18,7 @@ from flax import nnx
 
 from nas.errors import DataError, GraphError
 from nas.graph import ArchGraph
+from nas.inputs import read_safetensors
 
 
 def _key(path) -> str:
@@ -50,26 +51,6 @@ def save_weights(model: nnx.Module, path: str | Path, metadata: dict | None = No
     return path
 
 
-def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
-    """Every tensor of the safetensors file ``path``.
-
-    Raises:
-        DataError: the file is missing, unreadable or not a safetensors file.
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        raise DataError(f"weights file {path} {what}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, TypeError) as e:
-        line = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path} is not a safetensors weights file ({line})") from None
-
-
 def check_tensors(path: Path, tensors: dict[str, np.ndarray], model: nnx.Module) -> None:
     """Raise unless ``tensors`` hold exactly ``model``'s variables, shapes and dtypes."""
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
@@ -100,7 +81,7 @@ def check_tensors(path: Path, tensors: dict[str, np.ndarray], model: nnx.Module)
 def load_weights(model: nnx.Module, path: str | Path) -> nnx.Module:
     """Load a safetensors file written by :func:`save_weights` into ``model`` (in place)."""
     path = Path(path)
-    tensors = read_tensors(path)
+    tensors = read_safetensors(path)
     check_tensors(path, tensors, model)
     state = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
@@ -117,7 +98,7 @@ def model_from_weights(graph: ArchGraph, path: str | Path, seed: int = 0):
     from nas.model import GraphModel
 
     path = Path(path)
-    tensors = read_tensors(path)
+    tensors = read_safetensors(path)
     weights: dict[int, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         parts = key.split(".")  # layers.<node>.<name>.value
