@@ -451,6 +451,12 @@ def evaluate_predictor(
     """
     from predictors.evaluate import evaluate_specs
 
+    if plot is not None:
+        from nas.files import output_file
+
+        if Path(plot).suffix.lower() not in (".png", ".svg"):
+            raise ConfigError(f"--plot must end in .png or .svg, got {Path(plot).name!r}")
+        output_file(plot, "--plot")
     return evaluate_specs(
         predictor,
         _train_specs(train),
@@ -483,9 +489,11 @@ def fit_predictor(
         >>> api.fit_predictor("params", "nb201:cifar10:10", folder)["n_train"]
         10
     """
+    from nas.files import output_dir
     from predictors.base import get_predictor
     from predictors.data import LabelledSet, load_spec
 
+    output_dir(out, "--out")  # before any work: an existing file there, a folder not writable
     sets = [load_spec(t, seed=seed) for t in _train_specs(train)]
     data = LabelledSet.concat(sets)
     p = get_predictor(predictor, seed=seed, **(options or {}))

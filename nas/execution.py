@@ -241,20 +241,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _abandoned(folder: Path) -> bool:
-    """Whether a Ray temp folder's driver is gone (the folder too, or its pid dead)."""
-    if not folder.exists():
-        return True
+def _driver_gone(folder: Path, session_pid: int | None = None) -> bool:
+    """Whether the driver of a Ray temp folder is dead: the pid in its ``driver.pid``, else
+    (the folder already removed) the pid that ends Ray's session folder name. Unknown: no."""
     try:
-        return folder.stat().st_uid == os.getuid() and not _pid_alive(
-            int((folder / "driver.pid").read_text())
-        )
-    except (OSError, ValueError):  # no driver.pid yet: a driver starting right now
-        return False
+        pid: int | None = int((folder / "driver.pid").read_text())
+    except (OSError, ValueError):  # removed, or a driver starting right now
+        pid = session_pid
+    return pid is not None and not _pid_alive(pid)
 
 
-def _instance_dirs(pid: int, base: Path) -> set[Path]:
-    """The Ray temp folders a process names in its command line or holds files of."""
+def _instance_refs(pid: int, base: Path) -> set[tuple[Path, int | None]]:
+    """The Ray temp folders (with their session's pid where named) that a process names in
+    its command line or holds files of."""
     proc = Path("/proc", str(pid))
     refs = [proc.joinpath("cmdline").read_bytes().decode(errors="replace").replace("\0", " ")]
     refs += [os.readlink(fd) for fd in proc.joinpath("fd").iterdir()]
@@ -263,8 +262,9 @@ def _instance_dirs(pid: int, base: Path) -> set[Path]:
     for ref in refs:
         start = ref.find(prefix)
         while start >= 0:
-            name = ref[start + len(base.as_posix()) + 1 :].split("/")[0].split()[0]
-            out.add(base / name)
+            parts = ref[start + len(str(base)) + 1 :].split()[0].split("/")
+            session = parts[1].rsplit("_", 1)[-1] if len(parts) > 1 else ""
+            out.add((base / parts[0], int(session) if session.isdigit() else None))
             start = ref.find(prefix, start + 1)
     return out
 
@@ -274,7 +274,8 @@ def orphan_ray_processes(base: Path) -> list[int]:
 
     Ray's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) outlive such a driver
     and ignore SIGTERM. They are found by their open files (logs) or command line under the
-    instance's temp folder (``nasray-*``), whose driver is gone; nothing else is touched.
+    instance's temp folder (``nasray-*`` in ``base``), whose driver is known to be dead;
+    nothing else is touched.
     """
     if not Path("/proc").is_dir():
         return []
@@ -285,28 +286,27 @@ def orphan_ray_processes(base: Path) -> list[int]:
         try:
             if proc.stat().st_uid != os.getuid():
                 continue
-            dirs = _instance_dirs(int(proc.name), base)
+            refs = _instance_refs(int(proc.name), base)
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if dirs and all(_abandoned(d) for d in dirs):
+        if refs and all(_driver_gone(folder, pid) for folder, pid in refs):
             found.append(int(proc.name))
     return found
 
 
 def _stop(pids: list[int], grace: float = 1.0) -> None:
-    """SIGTERM, then SIGKILL for whatever still runs after ``grace`` seconds."""
+    """SIGTERM, then SIGKILL for whatever still runs after ``grace`` seconds; returns when
+    they are gone (or another ``grace`` seconds passed)."""
     import signal
 
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_running(p) for p in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        if _running(pid):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            if _running(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_running(p) for p in pids):
+            time.sleep(0.05)
 
 
 def _running(pid: int) -> bool:
@@ -317,21 +317,34 @@ def _running(pid: int) -> bool:
         return False
 
 
-def short_temp_dir() -> str:
-    """A fresh directory with a short path (Ray's unix sockets must stay under 107 bytes).
+TMP_ENV = "NAS_RAY_TMPDIR"
 
-    What drivers killed earlier (kill -9) left behind goes first: the processes of their
-    Ray instances (:func:`orphan_ray_processes`) and their directories (each holds its
+
+def ray_temp_base() -> Path:
+    """Where local Ray instances keep their folders: ``$NAS_RAY_TMPDIR``, else ``/tmp``
+    (short: Ray's unix socket paths must stay under 107 bytes)."""
+    if os.environ.get(TMP_ENV):
+        return Path(os.environ[TMP_ENV])
+    return Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+
+
+def short_temp_dir(base: Path | None = None) -> str:
+    """A fresh directory with a short path under ``base`` (default :func:`ray_temp_base`).
+
+    What drivers killed earlier (kill -9) left behind there goes first: the processes of
+    their Ray instances (:func:`orphan_ray_processes`) and their directories (each holds its
     driver's pid in ``driver.pid``).
     """
-    base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+    base = base or ray_temp_base()
+    base.mkdir(parents=True, exist_ok=True)
     orphans = orphan_ray_processes(base)
     if orphans:
         log.warning("stopping %d Ray process(es) left by a killed driver", len(orphans))
         _stop(orphans)
     for old in base.glob(f"{_TMP_PREFIX}*"):
-        if _abandoned(old):
-            shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            if old.stat().st_uid == os.getuid() and _driver_gone(old):
+                shutil.rmtree(old, ignore_errors=True)
     path = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base)
     Path(path, "driver.pid").write_text(str(os.getpid()))
     return path
