@@ -55,9 +55,9 @@ def trained(tmp_path_factory) -> Path:
     one nb201 network trained for two steps on digits; then its flax export (``exp``)."""
     root = tmp_path_factory.mktemp("trained")
     with contextlib.chdir(root):
-        argv = ["search", "--space", "nb201", "--strategy", "random", "--evaluator", "train",
-                "--budget", "1", "--steps", "2", "--out", "run", "--no-progress", "--json"]  # fmt: skip
-        assert main(argv) == 0
+        argv = sh("search --space nb201 --strategy random --evaluator train --budget 1 "
+                  "--steps 2 --out run --no-progress --json")  # fmt: skip
+        assert main(list(argv)) == 0
         url = "sqlite:///run/study.db"
         assert main(["export", "--storage", url, "--study", "run", "--format", "flax",
                      "--out", "exp", "--json"]) == 0  # fmt: skip
@@ -232,11 +232,13 @@ def _move_run(ctx: Ctx) -> None:
     ctx.__dict__["run"] = moved
 
 
-def _tensors(edit: Callable[[dict], dict]) -> Callable[[Ctx], None]:
+def _tensors(name: str, edit: Callable[[dict], dict]) -> Callable[[Ctx], None]:
+    """Rewrite the safetensors file ``name`` with ``edit`` applied to its tensors."""
+
     def setup(ctx: Ctx) -> None:
         from safetensors.numpy import load_file, save_file
 
-        path = ctx.exp / "weights.safetensors"
+        path = ctx.tmp / name
         save_file(edit(load_file(str(path))), str(path))
 
     return setup
@@ -246,21 +248,16 @@ def _first_kernel(tensors: dict) -> str:
     return next(k for k in sorted(tensors) if k.endswith("kernel.value"))
 
 
+def _first_kernel_as_int8(tensors: dict) -> dict:
+    key = _first_kernel(tensors)
+    return {**tensors, key: tensors[key].astype(np.int8)}
+
+
 def _edit_predictor(edit: Callable[[dict], Any]) -> Callable[[Ctx], None]:
     def setup(ctx: Ctx) -> None:
         path = ctx.pred / "predictor.json"
         doc = json.loads(path.read_text())
         path.write_text(json.dumps(edit(doc)))
-
-    return setup
-
-
-def _predictor_arrays(edit: Callable[[dict], dict]) -> Callable[[Ctx], None]:
-    def setup(ctx: Ctx) -> None:
-        from safetensors.numpy import load_file, save_file
-
-        path = ctx.pred / "arrays.safetensors"
-        save_file(edit(load_file(str(path))), str(path))
 
     return setup
 
@@ -330,6 +327,7 @@ def _deep(prefix: str = "", suffix: str = "") -> str:
     return prefix + "[" * DEEP + "]" * DEEP + suffix
 
 
+WEIGHTS, ARRAYS = "exp/weights.safetensors", "pred/arrays.safetensors"
 PREDICT = ("predict", "--predictor", "{pred}", "--space", "nb201", "--arch", "best_cifar10")
 BIG_NB201 = "|nor_conv_3x3~0|" * 70_000  # 1.1 MB of architecture
 BIG_NB101 = '{"matrix": [' + "[0, 1, 0], " * 100_000 + '[0, 0, 0]], "ops": []}'
@@ -494,16 +492,16 @@ CASES: list[Case] = [
          error="malformed", setup=_write("exp/arch.json", json.dumps(
              {"graph": {"schema": "nas.archgraph", "version": 1, "meta": 5, "nodes": [1]}}))),
     Case("load-model-missing-tensor", call=_load_model_at("exp"), needs=("exp",),
-         error="no weight", setup=_tensors(lambda t: {k: v for k, v in t.items()
-                                                      if k != _first_kernel(t)})),
+         error="no weight",
+         setup=_tensors(WEIGHTS, lambda t: {k: v for k, v in t.items() if k != _first_kernel(t)})),
     Case("load-model-extra-tensor", call=_load_model_at("exp"), needs=("exp",),
-         error="'intruder'", setup=_tensors(lambda t: {**t, "intruder": np.zeros(3, "f4")})),
+         error="'intruder'",
+         setup=_tensors(WEIGHTS, lambda t: {**t, "intruder": np.zeros(3, "f4")})),
     Case("load-model-wrong-shape", call=_load_model_at("exp"), needs=("exp",),
          error="does not fit",
-         setup=_tensors(lambda t: {**t, _first_kernel(t): np.zeros((1, 1), "f4")})),
+         setup=_tensors(WEIGHTS, lambda t: {**t, _first_kernel(t): np.zeros((1, 1), "f4")})),
     Case("load-model-int8-tensor", call=_load_model_at("exp"), needs=("exp",),
-         error="is int8",
-         setup=_tensors(lambda t: {**t, _first_kernel(t): t[_first_kernel(t)].astype("i1")})),
+         error="is int8", setup=_tensors(WEIGHTS, _first_kernel_as_int8)),
     Case("load-model-folder-is-a-file", call=_load_model_at("f"),
          error="not an exported folder", setup=_write("f", "x")),
     Case("load-model-missing-folder", call=_load_model_at("none"),
@@ -530,9 +528,9 @@ CASES: list[Case] = [
     Case("predict-ood-edited", PREDICT, "damaged or edited",
          setup=_edit_predictor(lambda d: {**d, "ood": {**d["ood"], "k": "five"}})),
     Case("predict-array-dropped", PREDICT, "damaged or edited",
-         setup=_predictor_arrays(lambda a: {k: v for k, v in a.items() if k != "m0.w1"})),
+         setup=_tensors(ARRAYS, lambda a: {k: v for k, v in a.items() if k != "m0.w1"})),
     Case("predict-array-wrong-shape", PREDICT, "do not fit together",
-         setup=_predictor_arrays(lambda a: {**a, "m0.w1": np.zeros((3, 3))})),
+         setup=_tensors(ARRAYS, lambda a: {**a, "m0.w1": np.zeros((3, 3))})),
     Case("predictor-fit-out-is-a-file",
          sh("predictor fit --predictor params --train nb201:cifar10:10 --out taken"),
          "existing file", setup=_write("taken", "x")),

@@ -273,7 +273,7 @@ def parse_darts(text: str, cls: type[DartsGenotype] = DartsGenotype) -> DartsGen
     if not s:
         raise InvalidGenotype(f"{space}: empty genotype string")
     if s.startswith("{"):
-        data = parse_json(s, f"{space}: genotype JSON", InvalidGenotype)
+        data = parse_json(s, f"{space}: genotype", InvalidGenotype)
         if not isinstance(data, dict):
             raise InvalidGenotype(f"{space}: genotype JSON must be an object")
         return _from_fields(cls, data)

@@ -210,7 +210,7 @@ def parse_nasnet(text: str) -> NasnetGenotype:
     if not s:
         raise InvalidGenotype("nasnet: empty genotype string")
     if s.startswith("{"):
-        data = parse_json(s, "nasnet: genotype JSON", InvalidGenotype)
+        data = parse_json(s, "nasnet: genotype", InvalidGenotype)
         if not isinstance(data, dict):
             raise InvalidGenotype("nasnet: genotype JSON must be an object")
         return _from_fields(data)
