@@ -55,14 +55,16 @@ def _pickle_globals() -> dict[tuple[str, str], object]:
     import codecs
 
     try:
-        from numpy._core.multiarray import _reconstruct
+        from numpy._core.multiarray import _reconstruct, scalar
         from numpy._core.numeric import _frombuffer
     except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct, scalar
         from numpy.core.numeric import _frombuffer
     return {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "scalar"): scalar,  # numpy numbers (np.int64 labels)
+        ("numpy._core.multiarray", "scalar"): scalar,
         ("numpy.core.numeric", "_frombuffer"): _frombuffer,  # pickle protocol 5
         ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
@@ -87,8 +89,9 @@ def load_pickle_batch(path: str | os.PathLike) -> dict:
     """A CIFAR python batch (``data_batch_1``, ``test_batch``, ...), read without running code.
 
     ``pickle.load`` would call whatever a file names; this reads only what CIFAR batches
-    hold: dicts, lists, bytes, text, numbers and numpy arrays of numbers (the numpy array
-    rebuilders are the only callables allowed). Anything else is a :class:`DataError`.
+    hold: dicts, lists, bytes, text, numbers and numpy arrays and scalars of numbers (numpy's
+    rebuilders of those are the only callables allowed). Anything else is a
+    :class:`DataError`.
     """
     path = Path(path)
     try:
@@ -105,9 +108,9 @@ def load_pickle_batch(path: str | os.PathLike) -> dict:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        elif isinstance(item, np.ndarray) and item.dtype.kind not in "biuf":
-            raise DataError(f"{path} is not a CIFAR python batch: it holds a {item.dtype} array")
-        elif not isinstance(item, bytes | str | int | float | np.ndarray):
+        elif isinstance(item, np.ndarray | np.generic) and item.dtype.kind not in "biuf":
+            raise DataError(f"{path} is not a CIFAR python batch: it holds {item.dtype} data")
+        elif not isinstance(item, bytes | str | int | float | np.ndarray | np.generic):
             raise DataError(f"{path} is not a CIFAR python batch: it holds a {type(item).__name__}")
     if not isinstance(data, dict):
         raise DataError(f"{path} is not a CIFAR python batch: it holds no dict")
