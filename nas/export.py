@@ -21,6 +21,7 @@ from typing import Any
 from nas import __version__
 from nas.errors import ConfigError, NasError, StorageError
 from nas.files import inside, output_dir
+from nas.storage import TrialStore, find_record, mask_url, sqlite_path
 
 EXPORT_SCHEMA = "nas.export"
 EXPORT_VERSION = 1
@@ -85,16 +86,15 @@ def export_trial(
 
 
 def _read_trial(storage: str, study_name: str, trial: str):
-    """The trial's record and the study's settings; a damaged study is a StorageError."""
+    """The trial's record and the study's settings; a damaged or edited study (values of
+    other types than the platform writes) is a StorageError."""
     import optuna
     import sqlalchemy.exc
 
-    from nas.storage import find_record, open_study
-
+    store = TrialStore.open(storage, study_name)
     try:
-        study = open_study(storage, study_name, create=False, resume=True)
-        rec = find_record(study, trial)
-        settings = study.user_attrs.get("settings", {})
+        rec = find_record(store, trial)
+        settings = store.attr("settings", {})
     except NasError:
         raise
     except (
@@ -105,25 +105,16 @@ def _read_trial(storage: str, study_name: str, trial: str):
         AttributeError,
     ) as e:
         cause = e.__cause__ or e.__context__ or e  # optuna wraps the database's own error
-        text = str(cause).strip() or type(cause).__name__
-        line = text.splitlines()[0][:200]
+        line = (str(cause).strip() or type(cause).__name__).splitlines()[0][:200]
         raise StorageError(
-            f"study {study_name!r} in {storage} cannot be read (is the database damaged?): {line}"
+            f"study {study_name!r} in {mask_url(storage)} cannot be read (is the database "
+            f"damaged?): {mask_url(line)}"
         ) from None
     if rec.state != "COMPLETE":
         raise StorageError(f"trial {rec.number} of {study_name!r} is {rec.state}, not COMPLETE")
-    bad = [
-        name
-        for name, value, kind in (
-            ("arch", rec.arch, str),
-            ("space", rec.space, str),
-            ("metrics", rec.metrics, dict),
-            ("cost", rec.cost, dict),
-            ("artifacts", rec.artifacts, dict),
-            ("settings", settings, dict),
-        )  # fmt: skip
-        if not isinstance(value, kind)
-    ]
+    kinds = {"arch": str, "space": str, "metrics": dict, "cost": dict, "artifacts": dict}
+    bad = [k for k, kind in kinds.items() if not isinstance(getattr(rec, k), kind)]
+    bad += [] if isinstance(settings, dict) else ["settings"]
     if bad or not all(isinstance(v, str) for v in rec.artifacts.values()):
         raise StorageError(
             f"trial {rec.number} of {study_name!r} is malformed: {bad or ['artifacts']} "
@@ -158,27 +149,13 @@ def run_folders(storage: str, settings: dict, run_dir: str | Path | None) -> lis
             raise ConfigError(f"--run-dir {run_dir} is not a folder")
         return [Path(run_dir)]
     roots = []
-    db = sqlite_file(storage)
+    db = sqlite_path(storage)
     if db is not None:
         roots.append(db.parent)
     recorded = settings.get("run_dir")
     if isinstance(recorded, str) and recorded:
         roots.append(Path(recorded))
     return roots
-
-
-def sqlite_file(storage: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL (``None`` for other databases)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(storage)
-    except ArgumentError:
-        return None
-    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
-        return None
-    return Path(url.database)
 
 
 def locate_artifact(stored: str, roots: list[Path], what: str) -> Path:
@@ -237,7 +214,7 @@ def _document(rec, genotype, graph, study_name: str, storage: str, settings: dic
         "provenance": {
             "platform_version": __version__,
             "study": study_name,
-            "storage": storage,
+            "storage": mask_url(storage),
             "trial": rec.number,
             "dataset": settings.get("dataset"),
             "seed": settings.get("seed"),
