@@ -440,13 +440,13 @@ CASES: list[Case] = [
          setup=_sql("update trial_user_attributes set value_json=? where key='artifacts'",
                     '{"weights": [1]}')),
     Case("export-attribute-not-json", sh("export --storage {url} --study run --out out"),
-         "cannot be read",
+         "damaged",
          setup=_sql("update trial_user_attributes set value_json='{x' where key='metrics'")),
     Case("export-settings-not-a-dict", sh("export --storage {url} --study run --out out"),
-         "malformed",
+         "damaged",
          setup=_sql("update study_user_attributes set value_json='[1]' where key='settings'")),
     Case("export-study-db-garbled-page", sh("export --storage {url} --study run --out out"),
-         "malformed", setup=_garble_table("trial_user_attributes")),
+         "damaged", setup=_garble_table("trial_user_attributes")),
     Case("export-study-db-garbage-file",
          sh("export --storage sqlite:///{tmp}/g.db --study run --out out"), "cannot",
          setup=_write("g.db", b"\x00" * 5000)),
@@ -569,7 +569,7 @@ CASES: list[Case] = [
     Case("search-unreachable-cluster", sh(SEARCH + "--budget 2 --address 127.0.0.1:1 --out s"),
          "cannot reach a Ray cluster at 127.0.0.1:1"),
     Case("search-order-three", sh("search --space nb201 --strategy darts "
-         "--evaluator synthetic --budget 3 --order 3"), "invalid choice"),
+         "--evaluator synthetic --budget 3 --order 3"), "--order"),
 ]
 # fmt: on
 
@@ -701,7 +701,7 @@ def test_a_nan_result_leaves_error_txt(tmp_path):
 
     space = get_space("nb201")
     genotype = space.resolve("best_cifar10")
-    ex = InProcessExecutor(SyntheticEvaluator(space, nan={genotype.to_str()}))
+    ex = InProcessExecutor(SyntheticEvaluator(space, options={"nan": (genotype.to_str(),)}))
     ex.submit(Job(genotype, tmp_path / "trials" / "0"))
     (done,) = ex.wait()
     assert not done.result.ok and "non-finite" in done.result.error
