@@ -134,11 +134,11 @@ def _trial_files(rec, fmt: str, storage: str, settings: dict, run_dir) -> tuple:
     roots = run_folders(storage, settings, run_dir)
     if weights:
         try:
-            return locate_artifact(weights, roots, f"trial {rec.number}'s weights"), None
+            return locate_artifact(weights, roots, f"trial {rec.number}'s weights file"), None
         except StorageError:
             if not supernet:  # an elastic trial's child can be rebuilt from its supernet
                 raise
-    return None, locate_artifact(supernet, roots, f"trial {rec.number}'s supernet")
+    return None, locate_artifact(supernet, roots, f"trial {rec.number}'s supernet file")
 
 
 def run_folders(storage: str, settings: dict, run_dir: str | Path | None) -> list[Path]:
@@ -170,8 +170,8 @@ def locate_artifact(stored: str, roots: list[Path], what: str) -> Path:
     """
     if not roots:
         raise StorageError(
-            f"{what} ({stored}) are in the run folder, and this storage does not say where "
-            "that is: pass --run-dir with the folder the search wrote"
+            f"{what} {stored} is in the run folder, and this storage does not say where that "
+            "is: pass --run-dir with the folder the search wrote"
         )
     outside = None
     for root in roots:
@@ -183,11 +183,11 @@ def locate_artifact(stored: str, roots: list[Path], what: str) -> Path:
                 outside = cand
     if outside is not None:
         raise StorageError(
-            f"{what} ({stored}) resolve to {outside.resolve()}, outside the run folder "
+            f"{what} {stored} resolves to {outside.resolve()}, outside the run folder "
             f"{roots[0]}; refusing to read it (name the run folder with --run-dir)"
         )
     raise StorageError(
-        f"{what} ({stored}) are missing from the run folder {roots[0]}; restore the run "
+        f"{what} {stored} is missing from the run folder {roots[0]}; restore the run "
         "folder, pass --run-dir with the folder the search wrote, or export --format json"
     )
 

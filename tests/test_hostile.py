@@ -836,3 +836,22 @@ def test_ray_agents_left_by_a_killed_driver_are_stopped_by_the_next_driver():
             with contextlib.suppress(OSError):
                 os.kill(pid, 9)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_run_folder_of_a_server_database_is_given_or_recorded(tmp_path):
+    """A study in PostgreSQL has no file whose folder is the run folder: ``--run-dir`` names
+    it, or the study records it; without either, export says what to pass."""
+    from nas.errors import StorageError
+    from nas.export import locate_artifact, run_folders
+
+    url = "postgresql://ann:secret@db.example/nas"
+    assert run_folders(url, {}, None) == []
+    assert run_folders(url, {"run_dir": str(tmp_path)}, None) == [tmp_path]
+    assert run_folders("sqlite:///runs/r/study.db", {}, None) == [Path("runs/r")]
+    assert run_folders(url, {"run_dir": "/elsewhere"}, tmp_path) == [tmp_path]
+    with pytest.raises(StorageError, match="pass --run-dir"):
+        locate_artifact("trials/0/weights.safetensors", [], "trial 0's weights file")
+    (tmp_path / "trials" / "0").mkdir(parents=True)
+    (tmp_path / "trials" / "0" / "weights.safetensors").write_bytes(b"x")
+    found = locate_artifact("/old/place/run/trials/0/weights.safetensors", [tmp_path], "w")
+    assert found == (tmp_path / "trials" / "0" / "weights.safetensors").resolve()
