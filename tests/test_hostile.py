@@ -570,6 +570,32 @@ CASES: list[Case] = [
          "cannot reach a Ray cluster at 127.0.0.1:1"),
     Case("search-order-three", sh("search --space nb201 --strategy darts "
          "--evaluator synthetic --budget 3 --order 3"), "--order"),
+    # ---------------------------------------------------------------- search (the redesign's)
+    Case("search-max-params-nan", sh(SEARCH + "--budget 3 --max-params nan --out s"),
+         "--max-params"),
+    Case("search-max-flops-zero", sh(SEARCH + "--budget 3 --max-flops 0 --out s"),
+         "--max-flops"),
+    Case("search-steps-negative", sh(SEARCH + "--budget 3 --steps -1 --out s"), "--steps"),
+    Case("search-steps-1e20", sh(SEARCH + "--budget 3 --steps 100000000000000000000 --out s"),
+         "--steps"),
+    Case("search-seed-negative", sh(SEARCH + "--budget 3 --seed -1 --out s"), "--seed"),
+    Case("search-bananas-unknown-predictor", sh("search --space nb201 --strategy bananas "
+         "--evaluator synthetic --budget 3 --predictor nope --out s"), "unknown predictor"),
+    Case("search-study-escapes", sh(SEARCH + "--budget 3 --study ../../escaped"), "--study",
+         check=lambda ctx, out: not (ctx.tmp.parent.parent / "escaped").exists()),
+    Case("search-study-300-characters", sh(SEARCH + "--budget 3 --study " + "x" * 300),
+         "--study"),
+    Case("search-max-latency-without-model",
+         sh(SEARCH + "--budget 3 --max-latency 5 --out s"), "latency"),
+    Case("search-out-is-a-file", sh(SEARCH + "--budget 3 --out taken"), "taken",
+         setup=_write("taken", "x")),
+    Case("search-out-cannot-be-created", sh(SEARCH + "--budget 3 --out /proc/nas-hostile/s"),
+         "/proc/nas-hostile"),
+    Case("search-sqlite-under-missing-folder-elsewhere", sh(SEARCH + "--budget 3 --out s "
+         "--storage sqlite:////proc/nas-hostile/s.db"), "does not exist"),
+    Case("search-resume-damaged-study", sh("search --space nb201 --strategy random --evaluator "
+         "train --budget 2 --steps 2 --resume --no-progress --out {run}"), "damaged",
+         setup=_garble_table("trial_user_attributes")),
 ]
 # fmt: on
 
