@@ -596,8 +596,39 @@ CASES: list[Case] = [
     Case("search-resume-damaged-study", sh("search --space nb201 --strategy random --evaluator "
          "train --budget 2 --steps 2 --resume --no-progress --out {run}"), "damaged",
          setup=_garble_table("trial_user_attributes")),
+    Case("search-resume-trials-folder-is-a-file", sh("search --space nb201 --strategy random "
+         "--evaluator train --budget 2 --steps 2 --resume --no-progress --out {run}"),
+         "trials folder", setup=_chain(_unlink("runs/run/trials/0/weights.safetensors"),
+                                       lambda ctx: _replace_trials_by_a_file(ctx))),
+    Case("search-bad-storage-creates-no-run-folder", sh(SEARCH + "--budget 3 --out fresh "
+         "--storage sqlite:////proc/nas-hostile/s.db"), "does not exist",
+         check=lambda ctx, _out: _absent(ctx.tmp / "fresh")),
+    Case("search-config-unknown-key", sh(SEARCH + "--budget 3 --out s --set popsize=3"),
+         "unknown configuration key 'popsize'"),
+    Case("search-config-unknown-strategy-option", sh(SEARCH + "--budget 3 --out s "
+         "--set strategy_options.popsize=3"), "strategy_options: unknown key 'popsize'"),
+    Case("search-config-file-is-not-toml", sh(SEARCH + "--config bad.toml"), "not valid TOML",
+         setup=_write("bad.toml", "space = [nb201")),
+    Case("search-config-file-is-dev-zero", sh(SEARCH + "--config /dev/zero"), "--config"),
+    Case("search-objective-not-measured", sh(SEARCH + "--budget 3 --out s --objectives "
+         "accuracy,latency"), "objective 'latency' is not measured"),
+    Case("search-bananas-two-objectives", sh("search --space nb201 --strategy bananas "
+         "--evaluator synthetic --budget 3 --out s --objectives accuracy,flops"),
+         "'bananas' optimises 1 objective"),
+    Case("search-resume-conflicting-config", sh("search --space nb201 --strategy tpe "
+         "--evaluator train --budget 2 --steps 2 --resume --no-progress --out {run}"),
+         "cannot resume study 'run': it was run with strategy="),
 ]
 # fmt: on
+
+
+def _replace_trials_by_a_file(ctx: Ctx) -> None:
+    shutil.rmtree(ctx.run / "trials")
+    (ctx.run / "trials").write_text("not a folder")
+
+
+def _absent(path: Path) -> None:
+    assert not path.exists(), f"{path} was created by a refused run"
 
 
 def _free_port() -> int:
