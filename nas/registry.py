@@ -67,6 +67,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "ofa": "search_spaces.ofa.space:OFASpace",
         "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",
         "bignas": "search_spaces.bignas.space:BigNASSpace",
+        "transformer": "search_spaces.transformer.space:TransformerSpace",
     },
     "strategies": {
         "random": "nas.searchers.random_search:RandomSearch",
