@@ -11,9 +11,10 @@ candidate, so scores are comparable within a corpus (its fingerprint) and window
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -184,3 +185,37 @@ def score_model(model: nnx.Module, corpus: TextCorpus, cfg: LMConfig) -> float:
     fn = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x))
     x, y = eval_windows(corpus.val, t, cfg.eval_bytes)
     return bits_per_byte(lambda xb: fn(state, xb), x, y, cfg.eval_batch_size)
+
+
+@contextlib.contextmanager
+def progress_bar(
+    total: int, label: str, enabled: bool = True
+) -> Iterator[Callable[[int, float], None] | None]:
+    """A rich progress bar on stderr for a training of ``total`` steps: yields the callback
+    ``tick(step, bits_per_byte)`` (``None`` when disabled), which shows steps per second
+    and the current loss."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+    )
+    task = bar.add_task("", total=total)
+    t0 = time.perf_counter()
+
+    def tick(step: int, loss: float) -> None:
+        rate = (step + 1) / max(time.perf_counter() - t0, 1e-9)
+        bar.update(
+            task, completed=step + 1, description=f"{rate:.2f} steps/s  {loss:.3f} bits/byte"
+        )
+
+    with bar:
+        yield tick
