@@ -75,3 +75,24 @@ def test_minilm_graph_with_its_weights_equals_the_encoder():
     params = {k: jnp.asarray(v) for k, v in tensors.items() if v.dtype == np.float32}
     ref = np.asarray(encoder.bert_forward(params, jnp.asarray(ids), jnp.ones_like(ids)))
     np.testing.assert_allclose(ours, ref, atol=2e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2,seq=32,layers=2", "minilm-l6,seq=16", "vit-b16,layers=2"])
+def test_onnx_text_and_graph_features_read_transformers(arch):
+    """The ONNX text writes attention as one line and counts what the IR counts; the
+    graph features have attention, embedding and norm categories."""
+    pytest.importorskip("onnx")
+    from nas.onnx_export import graph_to_onnx
+    from predictors.features import CATEGORIES, graph_features
+    from predictors.onnxnet.text import _parse, describe
+
+    space = get_space("transformer")
+    graph = space.to_graph(space.parse(arch))
+    nodes, _, _ = _parse(graph_to_onnx(graph, fill="none", check=False))
+    assert sum(n.params for n in nodes) == graph.params()
+    assert sum(n.macs for n in nodes) == graph.flops()
+    text = " ".join(c.text for c in describe(graph))
+    assert "Attention h12 d" in text and ("causal" in text) == arch.startswith("gpt2")
+    feats = graph_features(graph)
+    cats = {CATEGORIES[int(np.argmax(r[: len(CATEGORIES)]))] for r in feats.nodes}
+    assert {"attention", "dense", "embed"} <= cats

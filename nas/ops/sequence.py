@@ -421,7 +421,9 @@ def _attention_onnx(b, node, xs):
 
         k, v = repeat(k), repeat(v)
     scores = b.node("MatMul", [q, b.node("Transpose", [k], perm=[0, 1, 3, 2])])
-    scores = b.node("Mul", [scores, b.const(f"{n}.scale", np.array(1 / math.sqrt(d), np.float32))])
+    scores = b.node(
+        "Mul", [scores, b.const(f"{n}.inv_sqrt_d", np.array(1 / math.sqrt(d), np.float32))]
+    )
     if node.attrs["causal"]:
         mask = b.const(f"{n}.causal", np.tril(np.ones((t, s), bool)))
         low = b.const(f"{n}.masked", np.array(np.finfo(np.float32).min, np.float32))
