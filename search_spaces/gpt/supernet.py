@@ -137,8 +137,14 @@ class GPTSupernet(nnx.Module):
             active[layer], heads[layer], ffn[layer] = True, g.heads[j], g.ffn[j]
         return Arch(jnp.int32(g.d_model), jnp.asarray(active), jnp.asarray(heads), jnp.asarray(ffn))
 
-    def __call__(self, ids: jax.Array, arch: Arch) -> jax.Array:
-        """Logits ``[B, T, 256]`` of the child ``arch`` for byte ids ``[B, T]``."""
+    def __call__(self, ids: jax.Array, arch: Arch, collect: bool = False) -> Any:
+        """Logits ``[B, T, 256]`` of the child ``arch`` for byte ids ``[B, T]``.
+
+        With ``collect``, also the activation statistics that rank channels, heads and MLP
+        units by importance (``compress.py``), per layer: ``norm_abs`` (mean |x| of both
+        norms' outputs per channel), ``head_norm`` (mean L2 norm of each head's output),
+        ``unit_abs`` (mean |activation| of each MLP unit); and ``final_abs`` for the last
+        norm."""
         hd = self.space.head_dim
         width, heads_max = self.wq.shape[-1], self.wq.shape[-1] // hd
         dmask = (jnp.arange(self.tok.shape[1]) < arch.d).astype(jnp.float32)
@@ -157,11 +163,22 @@ class GPTSupernet(nnx.Module):
             m = _masked_norm(y, p["ln2_scale"], p["ln2_bias"], dmask, d)
             u = jax.nn.gelu(m @ p["w_up"] + p["b_up"], approximate=True) * fmask
             y = y + (u @ p["w_down"] + p["b_down"]) * dmask
-            return jnp.where(active, y, x), None
+            stats = None
+            if collect:
+                per_head = att.reshape(*att.shape[:2], heads_max, hd)
+                stats = {
+                    "norm_abs": jnp.abs(a).mean((0, 1)) + jnp.abs(m).mean((0, 1)),
+                    "head_norm": jnp.sqrt((per_head**2).sum(-1)).mean((0, 1)),
+                    "unit_abs": jnp.abs(u).mean((0, 1)),
+                }
+            return jnp.where(active, y, x), stats
 
-        x, _ = jax.lax.scan(layer, x, (layers, arch.active, arch.heads, arch.ffn))
+        x, stats = jax.lax.scan(layer, x, (layers, arch.active, arch.heads, arch.ffn))
         x = _masked_norm(x, self.lnf_scale[...], self.lnf_bias[...], dmask, d)
-        return x @ self.tok[...].T
+        logits = x @ self.tok[...].T
+        if collect:
+            return logits, {**stats, "final_abs": jnp.abs(x).mean((0, 1))}
+        return logits
 
     # ------------------------------------------------------------------ extraction
 
