@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     imp = importance(sn, corpus, batches=8, batch_size=args.batch_size, seed=args.seed)
     sort_by_importance(sn, imp)
     out["layer_importance"] = imp.layers.tolist()
-    out["layer_rank"] = list(sn.layer_rank)
+    out["layer_rank"] = [int(r) for r in np.asarray(sn.layer_rank[...])]
     pruned = _search(space, ChildScorer(sn, corpus, search_cfg), limit, args.samples // 2, 1)
     out["pruned_only"] = {
         "arch": pruned[0][1].to_str(),

@@ -168,3 +168,24 @@ def test_cli_search_pareto_front_and_exported_child_runs_in_onnxruntime(tmp_path
         str(tmp_path / "exp" / "model.onnx"), providers=["CPUExecutionProvider"]
     )
     np.testing.assert_allclose(sess.run(None, {"input": x})[0], ref, atol=1e-4)
+
+
+def test_sorting_by_importance_keeps_the_dense_function_and_nests_children():
+    from search_spaces.gpt.compress import importance, largest, sort_by_importance
+
+    s = tiny_space()
+    sn = perturbed(s, seed=1)
+    graphdef, state = nnx.split(sn)
+    fwd = jax.jit(lambda st, x, arch: nnx.merge(graphdef, st)(x, arch))
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 32)), jnp.int32)
+    dense = np.asarray(fwd(state, x, largest(sn)))
+    imp = importance(sn, load_stdlib(), batches=2, batch_size=4)
+    sort_by_importance(sn, imp)
+    graphdef_after, state = nnx.split(sn)
+    assert graphdef_after == graphdef  # sorting changes state only: no recompilation
+    np.testing.assert_allclose(np.asarray(fwd(state, x, largest(sn))), dense, atol=2e-5)
+    assert sorted(np.asarray(sn.layer_rank[...]).tolist()) == [0, 1, 2]
+    g = s.parse("d16:h1:f32")  # a one-layer child keeps the most important layer
+    assert sn.layers_of(g) == [int(np.argmax(imp.layers))]
+    child = np.asarray(jit_forward(sn.extract(g))(x))
+    np.testing.assert_allclose(child, np.asarray(fwd(state, x, sn.encode(g))), atol=2e-5)

@@ -126,5 +126,5 @@ def sort_by_importance(supernet: GPTSupernet, imp: Importance) -> GPTSupernet:
     order = np.argsort(-imp.layers, kind="stable")  # most important first
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    supernet.layer_rank = tuple(int(r) for r in rank)
+    supernet.layer_rank[...] = jnp.asarray(rank, jnp.int32)
     return supernet

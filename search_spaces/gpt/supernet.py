@@ -83,6 +83,10 @@ _LAYER_WEIGHTS = (
 )
 
 
+class LayerRank(nnx.Variable):
+    """Which layers a shallower child keeps (state, not a trained parameter)."""
+
+
 class GPTSupernet(nnx.Module):
     """The largest child's weights, shared by every child of ``space``.
 
@@ -117,13 +121,13 @@ class GPTSupernet(nnx.Module):
         self.w_up, self.b_up = normal((n_layers, d, f)), const((n_layers, f), 0.0)
         self.w_down, self.b_down = normal((n_layers, f, d), out_std), const((n_layers, d), 0.0)
         self.lnf_scale, self.lnf_bias = const((d,), 1.0), const((d,), 0.0)
-        self.layer_rank = tuple(range(n_layers))
+        self.layer_rank = LayerRank(jnp.arange(n_layers, dtype=jnp.int32))
 
     # ------------------------------------------------------------------ children
 
     def layers_of(self, genotype: GPTGenotype) -> list[int]:
         """The supernet layers a child runs, in order (its depth's lowest ranks)."""
-        chosen = np.argsort(np.asarray(self.layer_rank), kind="stable")[: genotype.depth]
+        chosen = np.argsort(np.asarray(self.layer_rank[...]), kind="stable")[: genotype.depth]
         return sorted(int(i) for i in chosen)
 
     def encode(self, genotype: GPTGenotype) -> Arch:
@@ -216,7 +220,7 @@ class GPTSupernet(nnx.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {name: np.asarray(v[...]) for name, v in nnx.state(self, nnx.Param).items()}
-        tensors["layer_rank"] = np.asarray(self.layer_rank, np.int32)
+        tensors["layer_rank"] = np.asarray(self.layer_rank[...], np.int32)
         meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
         meta["space"] = json.dumps(self.space.settings())
         save_file(tensors, str(path), metadata=meta)
@@ -237,7 +241,7 @@ class GPTSupernet(nnx.Module):
             if name not in tensors or tensors[name].shape != var[...].shape:
                 raise DataError(f"{path}: tensor {name!r} is missing or misshapen")
             getattr(self, name)[...] = jnp.asarray(tensors[name])
-        self.layer_rank = tuple(int(v) for v in tensors["layer_rank"])
+        self.layer_rank[...] = jnp.asarray(tensors["layer_rank"], jnp.int32)
         return self
 
 
