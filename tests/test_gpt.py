@@ -189,3 +189,34 @@ def test_sorting_by_importance_keeps_the_dense_function_and_nests_children():
     assert sn.layers_of(g) == [int(np.argmax(imp.layers))]
     child = np.asarray(jit_forward(sn.extract(g))(x))
     np.testing.assert_allclose(child, np.asarray(fwd(state, x, sn.encode(g))), atol=2e-5)
+
+
+def test_latency_table_prices_children_by_their_parts(tmp_path):
+    from nas.errors import ConfigError
+    from search_spaces.gpt.evaluator import GPTSupernetEvaluator
+    from search_spaces.gpt.latency import GPTLatencyTable, block_key, ends_key
+
+    s = GPTSpace()
+    entries = {ends_key(s, d): d / 100 for d in s.d_models}
+    for d in s.d_models:
+        for h in s.head_counts:
+            for f in s.ffns:
+                entries[block_key(s, d, h, f)] = h + f / 1000
+    path = GPTLatencyTable(entries, "by hand").save(tmp_path / "lat.json")
+    ev = GPTSupernetEvaluator(s, "stdlib", options={"latency_table": str(path)})
+    g = s.parse("d48:h2,3:f64,256")
+    assert ev.cost(g)["latency"] == pytest.approx(0.48 + 2.064 + 3.256)
+    assert ev.cost(g)["params"] == s.to_graph(g).params()
+    with pytest.raises(ConfigError, match="no entry"):
+        GPTLatencyTable({}, "empty").predict_genotype(s, g)
+
+
+@pytest.mark.slow
+def test_latency_table_is_measured_for_every_part(tmp_path):
+    from search_spaces.gpt.latency import load_table, measure_table
+
+    s = tiny_space()
+    table = measure_table(s, repeats=3)
+    assert len(table.entries) == 2 + 2 * 2 * 2 and min(table.entries.values()) > 0
+    again = load_table(table.save(tmp_path / "t.json"))
+    assert again.predict_genotype(s, s.known()["max"]) > 0

@@ -42,6 +42,8 @@ class GPTSupernetOptions:
         random_children: random children per step besides the largest and the smallest.
         eval_bytes: validation bytes each child is scored on (0: all).
         supernet_path: a trained supernet file to load instead of the run folder's.
+        latency_table: a table from ``nas latency-table --space gpt`` (adds ``latency``, ms,
+            to the cost).
     """
 
     steps: int = 300
@@ -51,6 +53,7 @@ class GPTSupernetOptions:
     random_children: int = 2
     eval_bytes: int = 32768
     supernet_path: str = ""
+    latency_table: str = ""
 
     def __post_init__(self) -> None:
         positive("steps", self.steps)
@@ -86,6 +89,17 @@ class GPTSupernetEvaluator(Evaluator):
         self._scorer: ChildScorer | None = None
         self.weights_path: Path | None = None
         self.train_summary: dict[str, Any] = {}
+        self.latency = None
+        if o.latency_table:
+            from search_spaces.gpt.latency import load_table
+
+            self.latency = load_table(o.latency_table)
+
+    def cost(self, genotype: Genotype) -> dict[str, float]:
+        out = super().cost(genotype)
+        if self.latency is not None:
+            out["latency"] = self.latency.predict_genotype(self.space, genotype)  # type: ignore[arg-type]
+        return out
 
     @property
     def corpus(self) -> TextCorpus:
@@ -186,8 +200,9 @@ def supernet_evaluator(space: SearchSpace, dataset: str | None = None, **options
     """The evaluator from today's ``get_evaluator`` keyword options (``steps``, ``seed``,
     ``data_dir``, ``run_dir``, ``supernet_path``, the :class:`GPTSupernetOptions` fields)."""
     kw = {k: options.pop(k) for k in ("seed", "data_dir", "run_dir") if k in options}
-    if options.get("supernet_path") is not None:
-        options["supernet_path"] = str(options["supernet_path"])
+    for key in ("supernet_path", "latency_table"):
+        if options.get(key) is not None:
+            options[key] = str(options[key])
     known = set(GPTSupernetOptions.__dataclass_fields__)
     opts = {k: v for k, v in options.items() if k in known and v is not None}
     return GPTSupernetEvaluator(space, dataset, options=opts, **kw)

@@ -203,3 +203,11 @@ def build(spec: NetSpec, meta: dict | None = None) -> ArchGraph:
     w.add("output", _head(w, x, tokens), "output")
     w.g.meta.update(meta or {})
     return w.g.finalize()
+
+
+def block_graph(spec: NetSpec, block: BlockSpec) -> ArchGraph:
+    """One block of ``spec`` alone, from a float ``(seq, d_model)`` input (latency tables)."""
+    w = _Writer(spec)
+    x = w.add("input", (), "input", shape=[spec.seq, spec.d_model])
+    w.add("output", _block(w, x, block, 0), "output")
+    return w.g.finalize()
