@@ -233,6 +233,11 @@ def positive_int(attrs: Mapping[str, Any], key: str, node: Any) -> int:
     return v
 
 
+def call_layer(node: Node, xs: list[Any], layers: Any) -> Any:
+    """The flax forward of an op that owns one layer: the layer applied to the input."""
+    return layers[str(node.id)](xs[0])
+
+
 def same(attrs, ins, node) -> Shape:
     """Shape inference of ops that keep their input's shape."""
     return ins[0]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import GraphError
-from nas.ops.base import REQUIRED, Code, OpDef, channel_axis, jax, jnp, nnx, same
+from nas.ops.base import REQUIRED, Code, OpDef, call_layer, channel_axis, jax, jnp, nnx, same
 
 DTYPES = ("float32", "int32")
 """Element types of a graph input: images and features are float32, token ids int32."""
@@ -473,7 +473,7 @@ DENSE = OpDef(
     keeps_zero=lambda attrs: not attrs["bias"],
     weights=("kernel", "bias"),
     layer=_dense_layer,
-    apply=lambda node, xs, layers: layers[str(node.id)](xs[0]),
+    apply=call_layer,
     onnx=_dense_onnx,
     code=_dense_code,
     feature="dense",
@@ -534,7 +534,7 @@ BATCH_NORM = OpDef(
     weights=("scale", "bias"),
     stats=("mean", "var"),
     layer=_bn_layer,
-    apply=lambda node, xs, layers: layers[str(node.id)](xs[0]),
+    apply=call_layer,
     onnx=_bn_onnx,
     code=_bn_code,
     feature="batch_norm",
