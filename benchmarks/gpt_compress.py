@@ -2,8 +2,8 @@
 
 1. Train the space's largest child alone (a dense model) for ``--dense-steps``.
 2. Rank its channels, heads, MLP units and layers by importance, sort them, and retrain
-   the result as a supernet for ``--retrain-steps`` sandwich steps (the dense model teaches
-   the children: in-place distillation).
+   the result as a supernet for ``--retrain-steps`` sandwich steps at ``--retrain-lr`` (the
+   dense model teaches the children: in-place distillation).
 3. Search children with at most ``--fraction`` of the dense model's parameters: random
    samples under the limit, then mutations of the best, scored by the supernet on
    ``--search-bytes`` validation bytes; the best few rescored on ``--eval-bytes``.
@@ -13,7 +13,8 @@
    standard-library corpus (bits per byte).
 
 Run: ``.venv/bin/python -m benchmarks.gpt_compress [--space gpt] [--dense-steps 600]
-[--retrain-steps 300] [--samples 120]``; writes ``benchmarks/results/gpt_compress.json``.
+[--retrain-steps 300] [--retrain-lr 1e-3] [--samples 120] [--dense-cache FILE]``; writes
+``benchmarks/results/gpt_compress.json`` (``--out`` elsewhere).
 Quality numbers only (the wall times are recorded with the load average, not as speeds).
 """
 
@@ -84,8 +85,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     sn = GPTSupernet(space, seed=args.seed)
     cfg = SupernetConfig(steps=args.dense_steps, random_children=-1, **common)
-    with progress_bar(cfg.steps, "dense model") as tick:
-        out["dense_train"] = SupernetTrainer(sn, cfg).fit(corpus, tick)
+    cache = Path(args.dense_cache) if args.dense_cache else None
+    if cache is not None and cache.exists():
+        sn.load(cache)
+        out["dense_train"] = json.loads(cache.with_suffix(".json").read_text())
+    else:
+        with progress_bar(cfg.steps, "dense model") as tick:
+            out["dense_train"] = SupernetTrainer(sn, cfg).fit(corpus, tick)
+        if cache is not None:
+            sn.save(cache)
+            cache.with_suffix(".json").write_text(json.dumps(out["dense_train"]))
     out["dense_bits_per_byte"] = ChildScorer(sn, corpus, eval_cfg)(largest)
     imp = importance(sn, corpus, batches=8, batch_size=args.batch_size, seed=args.seed)
     sort_by_importance(sn, imp)
@@ -96,7 +105,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "arch": pruned[0][1].to_str(),
         "bits_per_byte": ChildScorer(sn, corpus, eval_cfg)(pruned[0][1]),
     }
-    cfg = SupernetConfig(steps=args.retrain_steps, random_children=2, **common)
+    cfg = SupernetConfig(
+        steps=args.retrain_steps, random_children=2, **{**common, "lr": args.retrain_lr}
+    )
     with progress_bar(cfg.steps, "elastic retraining") as tick:
         out["retrain"] = SupernetTrainer(sn, cfg).fit(corpus, tick)
     out["dense_after_retrain_bits_per_byte"] = ChildScorer(sn, corpus, eval_cfg)(largest)
@@ -137,6 +148,8 @@ def main() -> None:
     p.add_argument("--retrain-steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--retrain-lr", type=float, default=1e-3)
+    p.add_argument("--dense-cache", default="", help="dense model file: load it, or save it")
     p.add_argument("--fraction", type=float, default=0.5)
     p.add_argument("--samples", type=int, default=120)
     p.add_argument("--search-bytes", type=int, default=16384)
