@@ -200,6 +200,7 @@ def supernet_evaluator(space: SearchSpace, dataset: str | None = None, **options
     """The evaluator from today's ``get_evaluator`` keyword options (``steps``, ``seed``,
     ``data_dir``, ``run_dir``, ``supernet_path``, the :class:`GPTSupernetOptions` fields)."""
     kw = {k: options.pop(k) for k in ("seed", "data_dir", "run_dir") if k in options}
+    options.pop("verbose", None)
     for key in ("supernet_path", "latency_table"):
         if options.get(key) is not None:
             options[key] = str(options[key])

@@ -237,6 +237,16 @@ class GPTSpace(SearchSpace):
             ),
         }
 
+    def smallest(self) -> GPTGenotype:
+        """The narrowest, shallowest child: every cost of the space at its minimum."""
+        return self.known()["min"]
+
+    def supernet_option_keys(self) -> tuple[str, ...]:
+        """The options of this space's ``supernet`` evaluator (its ``[evaluator_options]``)."""
+        from search_spaces.gpt.evaluator import GPTSupernetOptions
+
+        return tuple(GPTSupernetOptions.__dataclass_fields__)
+
     def net_spec(self, genotype: GPTGenotype) -> NetSpec:
         blocks = tuple(
             BlockSpec(h, f, self.head_dim)
