@@ -128,12 +128,17 @@ class GraphModel(nnx.Module):
         self.output_node = graph.output
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.values(x)[self.output_node]
+
+    def values(self, x: jax.Array) -> dict[int, jax.Array]:
+        """Every node's value for the batch ``x``, by node id (zero-cost proxies read the
+        activations)."""
         vals: dict[int, jax.Array] = {}
         for n, op, ins, attrs, (in_shapes, shape) in self._plan:
             xs = [vals[i] for i in ins] if ins else [x]
             node = Node(n, op, attrs, in_shapes, shape)
             vals[n] = OPS[op].apply(node, xs, self.layers)
-        return vals[self.output_node]
+        return vals
 
     def graph(self) -> ArchGraph:
         return ArchGraph.loads(self.graph_json)
