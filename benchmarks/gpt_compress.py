@@ -106,7 +106,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bits_per_byte": ChildScorer(sn, corpus, eval_cfg)(pruned[0][1]),
     }
     cfg = SupernetConfig(
-        steps=args.retrain_steps, random_children=2, **{**common, "lr": args.retrain_lr}
+        steps=args.retrain_steps,
+        random_children=2,
+        dense_fraction=0.0,  # the dense model is trained already
+        **{**common, "lr": args.retrain_lr},
     )
     with progress_bar(cfg.steps, "elastic retraining") as tick:
         out["retrain"] = SupernetTrainer(sn, cfg).fit(corpus, tick)

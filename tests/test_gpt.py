@@ -96,12 +96,15 @@ def test_children_equal_the_supernet_with_one_compile():
 def test_sandwich_training_compiles_once_learns_and_restores(tmp_path):
     s = tiny_space()
     corpus = load_stdlib()
-    cfg = SupernetConfig(steps=6, batch_size=4, warmup=2, lr=1e-2, eval_bytes=2048)
+    cfg = SupernetConfig(
+        steps=6, batch_size=4, warmup=2, lr=1e-2, eval_bytes=2048, dense_fraction=0.34
+    )
     sn = GPTSupernet(s, seed=0)
     before = ChildScorer(sn, corpus, cfg)(s.known()["max"])
     trainer = SupernetTrainer(sn, cfg)
     summary = trainer.fit(corpus)
-    assert trainer.traces == 1 and summary["steps"] == 6
+    # one program for the 2 dense warm-up steps, one for the 4 sandwich steps' 12 children
+    assert trainer.traces == 2 and summary["steps"] == 6
     scorer = ChildScorer(sn, corpus, cfg)
     after = {name: scorer(g) for name, g in s.known().items()}
     assert after["max"] < before  # it learned

@@ -40,6 +40,7 @@ class GPTSupernetOptions:
         lr: peak AdamW learning rate (warm-up, cosine decay).
         warmup: warm-up steps.
         random_children: random children per step besides the largest and the smallest.
+        dense_fraction: the share of the steps, first, that train the largest child alone.
         eval_bytes: validation bytes each child is scored on (0: all).
         supernet_path: a trained supernet file to load instead of the run folder's.
         latency_table: a table from ``nas latency-table --space gpt`` (adds ``latency``, ms,
@@ -51,6 +52,7 @@ class GPTSupernetOptions:
     lr: float = 3e-3
     warmup: int = 20
     random_children: int = 2
+    dense_fraction: float = 0.25
     eval_bytes: int = 32768
     supernet_path: str = ""
     latency_table: str = ""
@@ -81,6 +83,7 @@ class GPTSupernetEvaluator(Evaluator):
             warmup=min(o.warmup, o.steps),
             eval_bytes=o.eval_bytes,
             random_children=o.random_children,
+            dense_fraction=o.dense_fraction,
             seed=self.seed,
         )
         self.verbose = verbose

@@ -5,8 +5,9 @@ child on the next bytes (cross-entropy) and the smallest child plus ``random_chi
 random children on the largest child's predicted distribution (cross-entropy against its
 softmax, gradient stopped: BigNAS's in-place distillation); the summed loss makes one
 AdamW update. Children enter the program as arrays (:class:`~search_spaces.gpt.supernet.Arch`),
-so every step, whatever children it draws, runs the same compiled step.
-``random_children=-1`` trains the largest child alone (a dense model).
+so every sandwich step, whatever children it draws, runs the same compiled step. The first
+``dense_fraction`` of the steps train the largest child alone (its own compiled step);
+``random_children=-1`` trains the largest child alone throughout (a dense model).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import optax
 from flax import nnx
 
 from nas.corpus import TextCorpus
+from nas.errors import ConfigError
 from nas.lm import LN2, LMConfig, Windows, bits_per_byte, eval_windows, optimizer
 from nas.options import positive
 from search_spaces.gpt.space import GPTGenotype
@@ -31,21 +33,33 @@ from search_spaces.gpt.supernet import Arch, GPTSupernet, stack_archs
 
 @dataclass(frozen=True)
 class SupernetConfig(LMConfig):
-    """:class:`nas.lm.LMConfig` plus ``random_children``: children drawn per step besides
-    the largest and the smallest (``-1``: the largest alone, dense training)."""
+    """:class:`nas.lm.LMConfig` plus the sandwich settings.
+
+    Attributes:
+        random_children: children drawn per step besides the largest and the smallest
+            (``-1``: the largest alone, dense training).
+        dense_fraction: the first steps (this share of ``steps``) train the largest child
+            alone, as OFA trains its full network before the elastic phases: a short
+            training otherwise spends most of its gradient on children distilling from a
+            teacher that has not learned yet.
+    """
 
     random_children: int = 2
+    dense_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive("random_children + 1", self.random_children + 1, allow_zero=True)
+        if not 0.0 <= self.dense_fraction < 1.0:
+            raise ConfigError(f"dense_fraction must be in [0, 1), got {self.dense_fraction}")
 
 
 class SupernetTrainer:
     """Trains a :class:`GPTSupernet` in place (see the module docstring).
 
     Attributes:
-        traces: how many times the training step was traced (one for the whole run).
+        traces: how many times the training step was traced: one for the sandwich steps
+            whatever children they draw (and one more for a dense warm-up).
     """
 
     def __init__(self, supernet: GPTSupernet, cfg: SupernetConfig) -> None:
@@ -85,13 +99,13 @@ class SupernetTrainer:
         updates, opt_state = self.tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    def children(self, rng: np.random.Generator) -> Arch:
+    def children(self, rng: np.random.Generator, dense: bool = False) -> Arch:
         """The step's children, stacked: the largest (the teacher), the smallest and
         ``random_children`` random ones (the largest alone for dense training)."""
         space, sn = self.supernet.space, self.supernet
         known = space.known()
         picks = [known["max"]]
-        if self.cfg.random_children >= 0:
+        if self.cfg.random_children >= 0 and not dense:
             picks += [known["min"]] + [space.sample(rng) for _ in range(self.cfg.random_children)]
         return stack_archs([sn.encode(g) for g in picks])
 
@@ -105,10 +119,12 @@ class SupernetTrainer:
         windows = Windows(corpus.train, self.supernet.space.context, cfg.batch_size, cfg.seed)
         losses = []
         t0 = time.perf_counter()
+        dense_steps = int(cfg.dense_fraction * cfg.steps)
         for i in range(cfg.steps):
             x, y = windows.next()
+            children = self.children(rng, dense=i < dense_steps)
             self.params, self.opt_state, loss = self._step(
-                self.params, self.opt_state, jnp.asarray(x), jnp.asarray(y), self.children(rng)
+                self.params, self.opt_state, jnp.asarray(x), jnp.asarray(y), children
             )
             losses.append(loss)
             if progress is not None:
