@@ -52,7 +52,7 @@ class GPTSupernetOptions:
     lr: float = 3e-3
     warmup: int = 20
     random_children: int = 2
-    dense_fraction: float = 0.25
+    dense_fraction: float = 0.5
     eval_bytes: int = 32768
     supernet_path: str = ""
     latency_table: str = ""

@@ -45,7 +45,7 @@ class SupernetConfig(LMConfig):
     """
 
     random_children: int = 2
-    dense_fraction: float = 0.25
+    dense_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -6,9 +6,10 @@ override: ``gpt2``, ``gpt2,seq=128`` (GPT-2 counted at 128 tokens), ``bert-base,
 The published models (:mod:`search_spaces.transformer.genotypes`) count exactly as their
 authors' code counts them; the cost convention is :mod:`search_spaces.transformer.network`'s.
 
-As a search space it is a small grid (kind, depth, width, head size, MLP ratio and form,
-norm and its position) over byte-level models of 256 tokens; published models sit outside
-the grid and are reached by name.
+As a search space it holds every valid configuration; sampling, mutation and the encoding
+cover a small grid (kind, depth, width, head size, MLP ratio and form, norm and its
+position) over byte-level models of 256 tokens; published models sit outside the grid and
+are reached by name (mutating or encoding one is an error naming the grid).
 """
 
 from __future__ import annotations
@@ -230,6 +231,11 @@ class TransformerSpace(SearchSpace):
         if self.from_indices(idx) != g:
             raise InvalidGenotype("transformer: configuration outside the search grid")
         return idx
+
+    def contains(self, genotype: Any) -> bool:
+        """Every valid configuration (published models included); sampling, mutation and
+        the encoding cover the grid."""
+        return isinstance(genotype, TransformerConfig)
 
     def parse(self, text: str) -> TransformerConfig:
         return parse_config(text, self.known())
