@@ -57,50 +57,44 @@ def _search(space, scorer, limit: int, samples: int, seed: int) -> list[tuple[fl
     return sorted(((v, g) for g, v in seen.items()), key=lambda t: t[0])
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from nas.corpus import load_stdlib
-    from nas.lm import LMConfig, progress_bar, score_model, train_model
-    from nas.model import build_model
-    from search_spaces import get_space
-    from search_spaces.gpt.compress import importance, sort_by_importance
+def _dense(space, corpus, args, common, out) -> Any:
+    """Phase 1: the dense model (the largest child trained alone), or its cached file."""
+    from nas.lm import progress_bar
     from search_spaces.gpt.supernet import GPTSupernet
-    from search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
+    from search_spaces.gpt.train import SupernetConfig, SupernetTrainer
 
-    space = get_space(args.space)
-    corpus = load_stdlib()
-    common = {"batch_size": args.batch_size, "lr": args.lr, "warmup": 20, "seed": args.seed}
-    eval_cfg = LMConfig(eval_bytes=args.eval_bytes)
-    search_cfg = LMConfig(eval_bytes=args.search_bytes)
-    largest = space.known()["max"]
-    dense_params = space.to_graph(largest).params()
-    limit = int(args.fraction * dense_params)
-    out: dict[str, Any] = {
-        "space": args.space,
-        "space_settings": space.settings(),
-        "corpus": corpus.summary(),
-        "settings": vars(args),
-        "dense_params": dense_params,
-        "param_limit": limit,
-    }
-    t0 = time.perf_counter()
     sn = GPTSupernet(space, seed=args.seed)
-    cfg = SupernetConfig(steps=args.dense_steps, random_children=-1, **common)
     cache = Path(args.dense_cache) if args.dense_cache else None
     if cache is not None and cache.exists():
         sn.load(cache)
         out["dense_train"] = json.loads(cache.with_suffix(".json").read_text())
-    else:
-        with progress_bar(cfg.steps, "dense model") as tick:
-            out["dense_train"] = SupernetTrainer(sn, cfg).fit(corpus, tick)
-        if cache is not None:
-            sn.save(cache)
-            cache.with_suffix(".json").write_text(json.dumps(out["dense_train"]))
-    out["dense_bits_per_byte"] = ChildScorer(sn, corpus, eval_cfg)(largest)
+        return sn
+    cfg = SupernetConfig(steps=args.dense_steps, random_children=-1, **common)
+    with progress_bar(cfg.steps, "dense model") as tick:
+        out["dense_train"] = SupernetTrainer(sn, cfg).fit(corpus, tick)
+    if cache is not None:
+        sn.save(cache)
+        cache.with_suffix(".json").write_text(json.dumps(out["dense_train"]))
+    return sn
+
+
+def _elastic(sn, space, corpus, args, common, out) -> list[tuple[float, Any]]:
+    """Phases 2-3: rank and sort, retrain as a supernet, search under the limit."""
+    from nas.lm import LMConfig, progress_bar
+    from search_spaces.gpt.compress import importance, sort_by_importance
+    from search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
+
+    eval_cfg, search_cfg = (
+        LMConfig(eval_bytes=args.eval_bytes),
+        LMConfig(eval_bytes=args.search_bytes),
+    )
     imp = importance(sn, corpus, batches=8, batch_size=args.batch_size, seed=args.seed)
     sort_by_importance(sn, imp)
     out["layer_importance"] = imp.layers.tolist()
     out["layer_rank"] = [int(r) for r in np.asarray(sn.layer_rank[...])]
-    pruned = _search(space, ChildScorer(sn, corpus, search_cfg), limit, args.samples // 2, 1)
+    pruned = _search(
+        space, ChildScorer(sn, corpus, search_cfg), out["param_limit"], args.samples // 2, 1
+    )
     out["pruned_only"] = {
         "arch": pruned[0][1].to_str(),
         "bits_per_byte": ChildScorer(sn, corpus, eval_cfg)(pruned[0][1]),
@@ -113,17 +107,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     with progress_bar(cfg.steps, "elastic retraining") as tick:
         out["retrain"] = SupernetTrainer(sn, cfg).fit(corpus, tick)
-    out["dense_after_retrain_bits_per_byte"] = ChildScorer(sn, corpus, eval_cfg)(largest)
-    found = _search(space, ChildScorer(sn, corpus, search_cfg), limit, args.samples, 2)
     full = ChildScorer(sn, corpus, eval_cfg)
-    finalists = sorted(((full(g), g) for _, g in found[:5]), key=lambda t: t[0])
-    best = finalists[0][1]
-    child = sn.extract(best)
+    out["dense_after_retrain_bits_per_byte"] = full(space.known()["max"])
+    found = _search(space, ChildScorer(sn, corpus, search_cfg), out["param_limit"], args.samples, 2)
     out["searched"] = len(found)
+    return sorted(((full(g), g) for _, g in found[:5]), key=lambda t: t[0])
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from nas.corpus import load_stdlib
+    from nas.lm import LMConfig, progress_bar, score_model, train_model
+    from nas.model import build_model
+    from search_spaces import get_space
+    from search_spaces.gpt.train import ChildScorer
+
+    space = get_space(args.space)
+    corpus = load_stdlib()
+    common = {"batch_size": args.batch_size, "lr": args.lr, "warmup": 20, "seed": args.seed}
+    largest = space.known()["max"]
+    dense_params = space.to_graph(largest).params()
+    out: dict[str, Any] = {
+        "space": args.space,
+        "space_settings": space.settings(),
+        "corpus": corpus.summary(),
+        "settings": vars(args),
+        "dense_params": dense_params,
+        "param_limit": int(args.fraction * dense_params),
+    }
+    t0 = time.perf_counter()
+    eval_cfg = LMConfig(eval_bytes=args.eval_bytes)
+    sn = _dense(space, corpus, args, common, out)
+    out["dense_bits_per_byte"] = ChildScorer(sn, corpus, eval_cfg)(largest)
+    finalists = _elastic(sn, space, corpus, args, common, out)
+    best = finalists[0][1]
     out["compressed"] = {
         "arch": best.to_str(),
         "params": space.to_graph(best).params(),
-        "bits_per_byte": score_model(child, corpus, eval_cfg),
+        "bits_per_byte": score_model(sn.extract(best), corpus, eval_cfg),
         "supernet_bits_per_byte": finalists[0][0],
     }
     for name, steps in (

@@ -1,7 +1,8 @@
 """The universal architecture graph (IR).
 
 Every search space expands its genotypes into an :class:`ArchGraph`: a networkx DAG whose
-nodes are atomic operations from one closed vocabulary (:data:`OPS`) and whose edges carry
+nodes are atomic operations from one closed vocabulary (:data:`OPS`, each op defined once in
+:mod:`nas.ops`: attributes, shapes, cost, zero semantics, lowerings) and whose edges carry
 data, with the position of each input (``index``) so that order-sensitive operations such as
 ``concat`` are unambiguous. Shapes are inferred per sample (no batch axis), feature maps as
 ``(H, W, C)`` and vectors as ``(F,)``.
@@ -324,9 +325,11 @@ class ArchGraph:
         """A hash equal for isomorphic graphs and for graphs computing the same function.
 
         The graph is first reduced to its computation: ``zero`` values propagate through
-        operations that map zero to zero (a ``conv`` without bias, activations with
-        ``f(0) = 0``, pooling, ``batch_norm``, whose output is then a learned constant) and
-        are dropped from sums; ``identity`` and ``dropout`` forward their input; nested sums
+        operations that map zero to zero (each op's ``keeps_zero``: a ``conv`` without bias,
+        activations with ``f(0) = 0``, pooling, ``batch_norm``, whose output is then a
+        learned constant) and are dropped from sums; pass-through ops (``identity``,
+        ``dropout``) forward their input; a tied layer names its embedding by what that
+        embedding computes; nested sums
         are flattened; nodes that do not reach the output do not count. Every remaining node
         gets a Merkle hash of its op, attributes, output shape and its inputs' hashes (sorted
         for commutative ops, ordered otherwise). The result combines the output's hash with

@@ -35,7 +35,7 @@ from flax import nnx
 
 from nas.errors import DataError, GraphError
 from nas.ops import OPS
-from nas.ops.sequence import attention
+from nas.ops.attention import attention
 from search_spaces.gpt.space import GPTGenotype, GPTSpace
 
 EPS = 1e-5  # GPT-2's LayerNorm epsilon, as in the child graphs
