@@ -19,6 +19,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+ERROR_CHARS = 400
+
+
+def error_line(e: BaseException, limit: int = ERROR_CHARS) -> str:
+    """An error as one line of at most about ``limit`` characters: the first line of its
+    message, cut where it quotes a long input (a 1 MB architecture stays out of the line),
+    with any password in a URL masked."""
+    from nas.storage import mask_url
+
+    text = mask_url(str(e).strip()) or ""
+    line = text.splitlines()[0] if text else type(e).__name__
+    if len(line) > limit:
+        line = f"{line[:limit]}... ({len(line):,} characters)"
+    return line
+
+
 def _emit(obj: Any) -> None:
     print(json.dumps(obj, indent=None, default=str))
 
@@ -84,6 +100,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print_summary(result)
     return 0
+
+
+def _created(folders: list) -> None:
+    """Say which output folders a command created (only inside the working directory)."""
+    for folder in folders:
+        if folder.is_dir():
+            print(f"created folder {folder}")
 
 
 def _file_log_level(path: str | None) -> str:
@@ -163,7 +186,9 @@ def cmd_predictors(args: argparse.Namespace) -> int:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     from nas import api
+    from nas.files import missing_folders
 
+    missing = missing_folders(os.path.dirname(args.out) or ".")
     path = api.draw(
         args.arch,
         args.out,
@@ -173,8 +198,32 @@ def cmd_draw(args: argparse.Namespace) -> int:
         scope=args.scope,
         depth=args.depth,
     )
+    _created(missing)
     print(f"wrote {path}")
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port out of range or already taken before anything is served."""
+    import socket
+
+    from nas.errors import ConfigError
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise ConfigError(f"--host {host!r} cannot be resolved: {e.strerror or e}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port"
+            ) from None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -188,6 +237,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         ) from None
     from nas.storage import open_storage
 
+    _check_port(args.host, args.port)
     storage = open_storage(args.storage, create=False)
     print(
         f"serving optuna-dashboard for {args.storage} on http://{args.host}:{args.port}/",
@@ -230,16 +280,26 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from nas import api
+    from nas.files import missing_folders
 
+    missing = missing_folders(args.out)
     doc = api.export(
-        args.storage, args.study, args.trial, args.format, args.out, data_dir=args.data_dir
+        args.storage,
+        args.study,
+        args.trial,
+        args.format,
+        args.out,
+        data_dir=args.data_dir,
+        run_dir=args.run_dir,
     )
     if args.json:
         _emit({"out": str(args.out), "arch": doc["genotype"]["arch"], "hash": doc["hash"]})
-    else:
-        print(
-            f"exported trial {doc['provenance']['trial']} ({doc['genotype']['arch']}) to {args.out}"
-        )
+        return 0
+    _created(missing)
+    print(f"exported trial {doc['provenance']['trial']} ({doc['genotype']['arch']}) to {args.out}")
+    files = doc.get("weights") or doc.get("onnx") or {}
+    if files.get("trained") is False:
+        print("note: the trial has no trained weights; the export holds the initial weights")
     return 0
 
 
@@ -448,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--data-dir", help="local CIFAR-10 (a supernet trial's BN recalibration needs its data)"
     )
+    s.add_argument(
+        "--run-dir",
+        help="the folder the search wrote (default: the SQLite file's folder); its trial "
+        "files are read from there and nowhere else",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_export)
 
@@ -496,8 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NasError as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"nas: error: {msg}", file=sys.stderr)
+        print(f"nas: error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)

@@ -29,6 +29,8 @@ from nas.errors import DataError
 
 VOCAB = 256
 """Byte-level: every corpus has 256 symbols."""
+TEXT_LIMIT = 2**30
+"""The most bytes a ``text`` corpus may hold (it is read into memory)."""
 
 _SKIP_DIRS = frozenset(
     {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -154,6 +156,12 @@ def load_text(path: str | Path | None) -> TextCorpus:
     if not root.exists():
         raise DataError(f"text data {root} does not exist")
     paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in paths)
+    if total > TEXT_LIMIT:
+        raise DataError(
+            f"text data {root} holds {total / 2**30:.1f} GiB; the byte corpus is read into "
+            f"memory, at most {TEXT_LIMIT / 2**30:.0f} GiB: point --data-dir at less"
+        )
     files = []
     for p in paths:
         data = p.read_bytes()

@@ -34,6 +34,7 @@ from typing import Any
 import networkx as nx
 
 from nas.errors import GraphError, UnknownOp
+from nas.inputs import parse_json
 from nas.ops import OPS, PARAMETRIC_OPS, REQUIRED, Node, OpDef, Shape, padding, pair
 
 SCHEMA_VERSION = 1
@@ -421,7 +422,25 @@ class ArchGraph:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArchGraph:
-        """Rebuild a graph written by :meth:`to_json`; validates and re-infers shapes."""
+        """Rebuild a graph written by :meth:`to_json`; validates and re-infers shapes.
+
+        Raises:
+            GraphError: anything malformed (it may come from a file anyone wrote).
+        """
+        if not isinstance(data, Mapping):
+            raise GraphError("not an architecture graph: expected a JSON object")
+        try:
+            return cls._from_json(data)
+        except GraphError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            text = str(e).splitlines()[0][:120] if str(e) else ""
+            raise GraphError(
+                f"malformed architecture graph JSON: {type(e).__name__} {text}"
+            ) from None
+
+    @classmethod
+    def _from_json(cls, data: Mapping[str, Any]) -> ArchGraph:
         if data.get("schema") != SCHEMA_NAME:
             raise GraphError(f"not an architecture graph: schema is {data.get('schema')!r}")
         if data.get("version") != SCHEMA_VERSION:
@@ -466,11 +485,7 @@ class ArchGraph:
 
     @classmethod
     def loads(cls, text: str) -> ArchGraph:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GraphError(f"architecture graph is not valid JSON: {e}") from None
-        return cls.from_json(data)
+        return cls.from_json(parse_json(text, "architecture graph", GraphError))
 
     def summary(self) -> dict[str, Any]:
         return {

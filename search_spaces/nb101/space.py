@@ -33,6 +33,7 @@ import numpy as np
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
+from nas.inputs import excerpt, parse_json
 from nas.paths import DATA_ENV, shared_data_dir
 from nas.space import Genotype, SearchSpace
 from search_spaces.nb101 import network
@@ -276,16 +277,15 @@ def parse_nb101(text: str) -> NB101Genotype:
     text = text.strip()
     if text.startswith("("):
         return from_naslib_key(text)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise InvalidGenotype(
-            f'nb101: {text!r} is not JSON of the form {{"matrix": [[0, 1, ...], ...], '
-            '"ops": ["input", ..., "output"]}'
-        ) from None
+    data = parse_json(
+        text,
+        f'nb101: {excerpt(text)} (expected {{"matrix": [[0, 1, ...], ...], "ops": [...]}})',
+        InvalidGenotype,
+    )
     if not isinstance(data, dict) or set(data) != {"matrix", "ops"}:
         raise InvalidGenotype(
-            f"nb101: expected a JSON object with exactly the keys 'matrix' and 'ops', got {text!r}"
+            "nb101: expected a JSON object with exactly the keys 'matrix' and 'ops', got "
+            f"{excerpt(text)}"
         )
     return NB101Genotype(data["matrix"], data["ops"])
 
