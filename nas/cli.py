@@ -252,6 +252,18 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     from search_spaces.ofa.latency import measure_table
 
     space = get_space(args.space)
+    from search_spaces.gpt.space import GPTSpace
+
+    if isinstance(space, GPTSpace):
+        from search_spaces.gpt.latency import measure_table as measure_gpt
+
+        table = measure_gpt(space, batch=args.batch, repeats=args.repeats)
+        path = table.save(args.out)
+        if args.json:
+            _emit({"out": str(path), "entries": len(table.entries)})
+        else:
+            print(f"measured {len(table.entries)} parts here; table written to {path}")
+        return 0
     if not hasattr(space, "net_spec"):
         from nas.errors import ConfigError
 
@@ -463,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
 
     s = sub.add_parser("latency-table", help="measure a per-layer latency table on this machine")
-    s.add_argument("--space", required=True, help="ofa or ofa-proxyless")
+    s.add_argument("--space", required=True, help="ofa, ofa-proxyless, gpt or gpt-base")
     s.add_argument("--out", required=True, help="JSON file to write")
     s.add_argument("--resolutions", type=int, nargs="+", default=[224])
     s.add_argument("--batch", type=int, default=1)

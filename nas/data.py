@@ -1,4 +1,5 @@
-"""Datasets for training evaluators: scikit-learn's digits (built in) and a local CIFAR-10.
+"""Datasets for training evaluators: scikit-learn's digits (built in), a local CIFAR-10, and
+byte corpora for language models (:mod:`nas.corpus`: the Python standard library, your text).
 
 Arrays are NHWC float32, standardised; labels int32. Splits are fixed by a seed so that every
 candidate of a search sees the same data.
@@ -11,6 +12,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,16 +165,19 @@ def load_cifar10(folder: str | os.PathLike | None = None, limit: int | None = No
 class DatasetSpec:
     """A registered training dataset: its name, what it is, and how to load it.
 
-    ``loader(seed, data_dir)`` returns the :class:`Dataset`; ``needs_dir`` says whether it
-    reads a local folder (``--data-dir``) rather than shipping with an installed package.
+    ``loader(seed, data_dir)`` returns the :class:`Dataset` (``kind="images"``) or a
+    :class:`nas.corpus.TextCorpus` (``kind="text"``: bytes for language models);
+    ``needs_dir`` says whether it reads a local folder (``--data-dir``) rather than shipping
+    with an installed package or the interpreter.
     """
 
     name: str
     description: str
-    loader: Callable[[int, str | None], Dataset]
+    loader: Callable[[int, str | None], Any]
     needs_dir: bool = False
+    kind: str = "images"
 
-    def load(self, seed: int = 0, data_dir: str | None = None) -> Dataset:
+    def load(self, seed: int = 0, data_dir: str | None = None) -> Any:
         return self.loader(seed, data_dir)
 
 
@@ -189,8 +194,36 @@ CIFAR10 = DatasetSpec(
 )
 
 
-def load_dataset(name: str, seed: int = 0, data_dir: str | None = None) -> Dataset:
-    """A training dataset by its registered name (``digits``, ``cifar10``, plugins')."""
+def _stdlib(_seed: int, _dir: str | None) -> Any:
+    from nas.corpus import load_stdlib
+
+    return load_stdlib()
+
+
+def _text(_seed: int, data_dir: str | None) -> Any:
+    from nas.corpus import load_text
+
+    return load_text(data_dir)
+
+
+STDLIB = DatasetSpec(
+    "stdlib",
+    "the Python standard library's source as bytes, split by module (language models)",
+    _stdlib,
+    kind="text",
+)
+TEXT = DatasetSpec(
+    "text",
+    "your text files as bytes (--data-dir FILE_OR_FOLDER), split by file (language models)",
+    _text,
+    needs_dir=True,
+    kind="text",
+)
+
+
+def load_dataset(name: str, seed: int = 0, data_dir: str | None = None) -> Any:
+    """A training dataset by its registered name (``digits``, ``cifar10``, ``stdlib``,
+    ``text``, plugins'): a :class:`Dataset`, or a :class:`nas.corpus.TextCorpus` for text."""
     from nas import registry
 
     if name not in registry.entries("datasets"):

@@ -238,6 +238,9 @@ class SupernetEvaluator(Evaluator):
             raise ConfigError(f"space {space.name!r} has no weight-sharing supernet")
         elastic = hasattr(space, "build_supernet")
         valid = set(self.SHARED) | set(self.ELASTIC_KEYS if elastic else self.PATH_KEYS)
+        own_keys = getattr(space, "supernet_option_keys", None)  # a family with its own options
+        if callable(own_keys):
+            valid = set(own_keys()) | {"run_dir"}
         unknown = sorted(set(options) - valid)
         if unknown:
             raise ConfigError(
@@ -255,7 +258,7 @@ class SupernetEvaluator(Evaluator):
         self.dataset = self.inner.dataset
         self.seed = seed
         self.options = options
-
+        self.metrics = self.inner.metrics  # what the family's evaluator measures
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
         if not self.space.contains(genotype):  # before any training
             raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
