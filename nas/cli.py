@@ -131,7 +131,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         import optuna_dashboard
     except ImportError:
         raise ConfigError(
-            "optuna-dashboard is not installed: pip install 'nas[dashboard]'"
+            "optuna-dashboard is not installed: pip install 'nasjax[dashboard]'"
         ) from None
     from nas.storage import _storage
 
@@ -253,7 +253,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search on JAX.")
-    p.add_argument("--version", action="version", version="nas 0.1.0")
+    from nas import __version__
+
+    p.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("spaces", help="list search spaces and their sizes")
