@@ -38,3 +38,24 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **env} if env else None,
     )
+
+
+def _native(item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    named = any(isinstance(v, str) and v == "native" for v in params.values())
+    return named or item.module.__name__.endswith("test_kernels")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The native kernels are CPU code (nas.kernels): on another JAX backend (the GPU run of
+    benchmarks/gpu.sh) their tests, and tests parametrised with ``native``, are skipped."""
+    if os.environ.get("JAX_PLATFORMS") == "cpu" or not any(_native(i) for i in items):
+        return
+    import jax
+
+    if jax.default_backend() == "cpu":
+        return
+    skip = pytest.mark.skip(reason=f"native CPU kernels: not on {jax.default_backend()}")
+    for item in items:
+        if _native(item):
+            item.add_marker(skip)
