@@ -85,28 +85,16 @@ def _jax_info() -> dict:
 
 def darts_ours(size: dict, steps: int) -> dict:
     import jax
-    import optax
     from flax import nnx
 
+    from benchmarks.darts_supernet import weight_step
     from search_spaces.darts.supernet import Alpha, DartsSupernet
 
     model = DartsSupernet(size["width"], size["cells"], num_classes=size["classes"], seed=0)
     graphdef, weights, alphas = nnx.split(model, nnx.Param, Alpha)
-    tx = optax.chain(
-        optax.clip_by_global_norm(5.0), optax.add_decayed_weights(3e-4), optax.sgd(0.025, 0.9)
-    )
+    tx, step, _ = weight_step(graphdef, alphas)
     x, y = _batch(size)
     state = [weights, tx.init(weights)]
-
-    @jax.jit
-    def step(w, opt, x, y):
-        def loss_fn(w):
-            logits = nnx.merge(graphdef, w, alphas)(x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        loss, g = jax.value_and_grad(loss_fn)(w)
-        upd, opt = tx.update(g, opt, w)
-        return optax.apply_updates(w, upd), opt, loss
 
     def run(_):
         state[0], state[1], loss = step(state[0], state[1], x, y.astype("int32"))

@@ -264,10 +264,8 @@ def cmd_data_list(args: argparse.Namespace) -> int:
         n = f"{r['files']} file{'s' if r['files'] > 1 else ''}"
         print(f"{r['table']}: {n}, {_size(r['bytes'])}; here {r['present']}/{r['files']}: {where}")
         print(f"    {r['description']}")
-        print(f"    used by  {r['used_by']}")
-        print(f"    source   {r['source']}")
-        print(f"    url      {r['url']}")
-        print(f"    licence  {r['licence']}")
+        for key in ("used_by", "source", "url", "licence"):
+            print(f"    {key.replace('_', ' '):8s} {r[key]}")
     return 0
 
 
