@@ -36,8 +36,9 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 T0=$(date +%s)
 
-# 1. Carried wheels (optuna & co., peers) and data.
-if compgen -G ".whl/*.whl" >/dev/null; then
+# 1. Carried wheels (optuna & co., peers; built for the GPU image's Python 3.12, so not in
+#    smoke mode) and data.
+if [ $SMOKE = 0 ] && compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || { echo "gpu.sh: installing .whl failed" >&2; exit 1; }
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}

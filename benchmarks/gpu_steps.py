@@ -193,14 +193,13 @@ def darts_nni(size: dict, steps: int) -> dict:
     from nni.nas.hub.pytorch import DARTS
     from nni.nas.strategy import DARTS as DartsStrategy
 
-    net = DartsStrategy().mutate_model(
-        DARTS(width=size["width"], num_cells=size["cells"], dataset="cifar")
-    )
+    cells = max(size["cells"], 3)  # NNI's DARTS has three stages of at least one cell
+    net = DartsStrategy().mutate_model(DARTS(width=size["width"], num_cells=cells, dataset="cifar"))
     net = net.to(dev).train()
     weights = [p for n, p in net.named_parameters() if "_arch_alpha" not in n]
     step = _torch_step(torch, net, weights, *_batch(size, nchw=True), dev, clip=5.0)
     fw = f"torch {torch.__version__}, nni {nni.__version__}"
-    return {"framework": fw, "device": dev, **_timed(lambda _: step(), steps, sync)}
+    return {"framework": fw, "device": dev, "cells": cells, **_timed(lambda _: step(), steps, sync)}
 
 
 def ofa_ofa(size: dict, steps: int) -> dict:
