@@ -1,7 +1,7 @@
 """Queries until the optimum of NAS-Bench-201 CIFAR-10: predictor-guided search vs baselines.
 
 Every strategy (random, regularized evolution P=30 S=10, TPE, the Neural Predictor and
-BANANAS) asks for architectures through ``get_searcher`` (deduplicated, as ``nas search``
+BANANAS) asks for architectures through ``build_strategy`` (deduplicated, as ``nas search``
 uses them) and is told their tabulated CIFAR-10 test accuracy (NATS-Bench, 200 epochs);
 nothing else about the table reaches a searcher. A query is one new architecture; the
 random architectures that the predictor-guided searchers train on count like any other.
@@ -31,7 +31,7 @@ from typing import Any
 # "+refit" variant re-ranks the whole space after every 5 results.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "random": ("random", {}),
-    "evolution": ("evolution", {"population_size": 30, "sample_size": 10}),
+    "evolution": ("evolution", {"population": 30, "tournament": 10}),
     "tpe": ("tpe", {}),
     "neural-predictor": ("neural-predictor", {"n_train": 20}),
     "neural-predictor+refit": ("neural-predictor", {"n_train": 10, "refit_every": 5}),
@@ -47,8 +47,8 @@ OUT = Path(__file__).resolve().parent / "results" / "nb201_predictor_search.json
 
 def _run(label: str, seed: int, budget: int) -> dict[str, Any]:
     """Worker: one search until both targets are found or ``budget`` queries are spent."""
-    from nas.evaluators.base import EvalResult
-    from nas.searchers import get_searcher
+    from nas.objectives import parse_objectives
+    from nas.searchers import SearchContext, build_strategy
     from search_spaces import get_space
     from search_spaces.nb201 import load_table
 
@@ -56,7 +56,14 @@ def _run(label: str, seed: int, budget: int) -> dict[str, Any]:
     optimum = max(acc.values())
     top = set(sorted(acc, key=lambda a: -acc[a])[:TOP_K])
     strategy, options = VARIANTS[label]
-    searcher = get_searcher(strategy, get_space("nb201"), seed=seed, **options)
+    searcher = build_strategy(
+        strategy,
+        get_space("nb201"),
+        parse_objectives("accuracy"),
+        seed=seed,
+        options=options,
+        context=SearchContext(budget=budget),
+    )
     t0 = time.perf_counter()
     queried: list[str] = []
     seen: set[str] = set()
@@ -66,7 +73,7 @@ def _run(label: str, seed: int, budget: int) -> dict[str, Any]:
         g = searcher.ask()
         asks += 1
         arch = g.to_str()
-        searcher.tell(g, EvalResult(metrics={"accuracy": acc[arch]}))
+        searcher.tell(g, (acc[arch],))
         if arch in seen:
             continue
         seen.add(arch)

@@ -32,7 +32,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 STRATEGIES = ("random", "evolution", "tpe")
-EVOLUTION = {"population_size": 30, "sample_size": 10}
+EVOLUTION = {"population": 30, "tournament": 10}
 DATASET = "cifar10"
 TOP_K = 15
 # A deduplicated searcher repeats an architecture when its retries run out (a converged
@@ -43,15 +43,19 @@ OUT = Path(__file__).resolve().parent / "results" / "nb201_search.json"
 
 def _run(strategy: str, seed: int, budget: int) -> dict[str, Any]:
     """Worker: one search of ``budget`` queries; the architectures in query order."""
-    from nas.evaluators.base import EvalResult
-    from nas.searchers import get_searcher
+    from nas.objectives import parse_objectives
+    from nas.searchers import build_strategy
     from search_spaces import get_space
     from search_spaces.nb201 import load_table
 
     table = load_table()
     space = get_space("nb201")
-    searcher = get_searcher(
-        strategy, space, seed=seed, **(EVOLUTION if strategy == "evolution" else {})
+    searcher = build_strategy(
+        strategy,
+        space,
+        parse_objectives("accuracy"),
+        seed=seed,
+        options=EVOLUTION if strategy == "evolution" else {},
     )
     t0 = time.perf_counter()
     archs: list[str] = []  # every ask, repeats included
@@ -59,7 +63,7 @@ def _run(strategy: str, seed: int, budget: int) -> dict[str, Any]:
     while len(unique) < budget and len(archs) < MAX_ASKS_PER_QUERY * budget:
         g = searcher.ask()
         arch = g.to_str()
-        searcher.tell(g, EvalResult(metrics={"accuracy": float(table[arch][DATASET])}))
+        searcher.tell(g, (float(table[arch][DATASET]),))
         archs.append(arch)
         unique.add(arch)
     return {

@@ -68,7 +68,7 @@ def startup(workers: int) -> dict[str, Any]:
 
     before = load()
     t0 = time.perf_counter()
-    ex = RayExecutor(SyntheticEvaluator(_space(), cost=False), workers)
+    ex = RayExecutor(SyntheticEvaluator(_space(), options={"cost": False}), workers)
     ready = time.perf_counter() - t0
     t1 = time.perf_counter()
     ex.close()
@@ -89,7 +89,7 @@ def round_trip(n: int) -> dict[str, Any]:
 
     archs = _archs(n + 10, seed=1)
     with tempfile.TemporaryDirectory(prefix="nasbench-") as tmp:
-        ex = RayExecutor(SyntheticEvaluator(_space(), cost=False), 1)
+        ex = RayExecutor(SyntheticEvaluator(_space(), options={"cost": False}), 1)
         before = load()
         times = []
         try:
@@ -115,13 +115,13 @@ def round_trip(n: int) -> dict[str, Any]:
 def search_loop(n: int, rounds: int = 3) -> dict[str, Any]:
     """Whole searches (random, SQLite, trivial evaluator), in process and on one Ray actor,
     alternated ``rounds`` times; the median milliseconds per trial of each."""
+    from nas.config import SearchConfig
     from nas.evaluators.synthetic import SyntheticEvaluator
     from nas.execution import RayExecutor
     from nas.search import run_search
-    from nas.searchers import get_searcher
 
     space = _space()
-    evaluator = SyntheticEvaluator(space, cost=False)
+    evaluator = SyntheticEvaluator(space, options={"cost": False})
     ex = RayExecutor(evaluator, 1)
     per_trial: dict[str, list[float]] = {"in process": [], "ray x1": []}
     before = load()
@@ -130,15 +130,15 @@ def search_loop(n: int, rounds: int = 3) -> dict[str, Any]:
             for where, executor in (("in process", None), ("ray x1", ex)):
                 with tempfile.TemporaryDirectory(prefix="nasbench-") as tmp:
                     t0 = time.perf_counter()
-                    run_search(
-                        space,
-                        get_searcher("random", space, seed=0),
-                        evaluator,
-                        n,
-                        out_dir=Path(tmp) / "run",
+                    config = SearchConfig(
+                        space=space.name,
+                        strategy="random",
+                        evaluator="synthetic",
+                        budget=n,
+                        out=str(Path(tmp) / "run"),
                         progress=False,
-                        executor=executor,
                     )
+                    run_search(config, evaluator=evaluator, executor=executor)
                     per_trial[where].append(1e3 * (time.perf_counter() - t0) / n)
     finally:
         ex.close()

@@ -10,6 +10,8 @@ with exit code 2). Where a command has ``--json``, the function returns that doc
 ``nas inspect``                          :func:`inspect`
 ``nas search``                           :func:`search` (writes ``result.json`` and
                                          ``report.html``; returns the ``SearchResult``)
+``nas spaces/strategies/evaluators``     :func:`spaces`, :func:`strategies`,
+                                         :func:`evaluators` (from :mod:`nas.registry`)
 ``nas draw``                             :func:`draw`
 ``nas export``                           :func:`export` (returns the exported document)
 ``nas predictor evaluate``               :func:`evaluate_predictor` (``plot=`` a scatter)
@@ -34,20 +36,29 @@ Example:
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.errors import ConfigError
+from nas import registry
+from nas.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
-    from nas.search import SearchResult
+    from nas.callbacks import Callback
+    from nas.config import SearchConfig
     from nas.space import Genotype, SearchSpace
+    from nas.storage import TrialRecord
+    from nas.summary import SearchResult
     from predictors.base import Predictor
+
+log = logging.getLogger("nas")
 
 __all__ = [
     "draw",
+    "evaluators",
+    "predictors",
+    "strategies",
     "evaluate_predictor",
     "export",
     "fit_predictor",
@@ -84,9 +95,94 @@ def spaces() -> list[dict[str, Any]]:
                 "datasets": list(space.datasets),
                 "table": space.has_table(),
                 "description": space.description,
+                "origin": registry.entry("spaces", name).origin,
             }
         )
     return rows
+
+
+def _option_names(cls: Any) -> list[str]:
+    from nas.options import option_fields
+
+    return sorted(option_fields(cls.Options))
+
+
+def strategies() -> list[dict[str, Any]]:
+    """Every registered strategy: ``nas strategies --json``.
+
+    Returns:
+        One dictionary per strategy with ``name``, ``kind`` (``sample``: ask/tell;
+        ``one-shot``), ``objectives`` (the most it optimises; ``None``: any number),
+        ``options`` (its option names), ``origin`` and ``summary``.
+
+    Example:
+        >>> from nas import api
+        >>> rows = {row["name"]: row for row in api.strategies()}
+        >>> rows["nsga2"]["objectives"], rows["bananas"]["objectives"], rows["darts"]["kind"]
+        (None, 1, 'one-shot')
+        >>> rows["evolution"]["options"]
+        ['population', 'tournament']
+    """
+    from nas.searchers import strategy_class
+
+    rows = []
+    for name in registry.names("strategies"):
+        cls = strategy_class(name)
+        entry = registry.entry("strategies", name)
+        rows.append(
+            {
+                "name": name,
+                "kind": cls.kind,
+                "objectives": cls.max_objectives,
+                "options": _option_names(cls),
+                "origin": entry.origin,
+                "summary": entry.summary(),
+            }
+        )
+    return rows
+
+
+def evaluators() -> list[dict[str, Any]]:
+    """Every registered evaluator: ``nas evaluators --json``.
+
+    Returns:
+        One dictionary per evaluator with ``name``, ``metrics`` (what it measures and in which
+        direction), ``options``, ``origin`` and ``summary``.
+
+    Example:
+        >>> from nas import api
+        >>> rows = {row["name"]: row for row in api.evaluators()}
+        >>> rows["train"]["metrics"], "steps" in rows["train"]["options"]
+        ({'accuracy': 'maximize'}, True)
+    """
+    rows = []
+    for name in registry.names("evaluators"):
+        entry = registry.entry("evaluators", name)
+        cls = entry.load()
+        rows.append(
+            {
+                "name": name,
+                "metrics": dict(cls.metrics),
+                "options": _option_names(cls),
+                "origin": entry.origin,
+                "summary": entry.summary(),
+            }
+        )
+    return rows
+
+
+def predictors() -> list[dict[str, Any]]:
+    """Every registered predictor: ``nas predictors --json`` (``name``, ``origin``, ``summary``).
+
+    Example:
+        >>> from nas import api
+        >>> {"gennape", "params", "synflow"} <= {row["name"] for row in api.predictors()}
+        True
+    """
+    return [
+        {"name": e.name, "origin": e.origin, "summary": e.summary()}
+        for e in (registry.entry("predictors", n) for n in registry.names("predictors"))
+    ]
 
 
 def resolve_arch(
@@ -164,43 +260,37 @@ def inspect(arch: str | Path, space: str | None = None, dataset: str | None = No
 
 
 def search(
-    space: str,
-    strategy: str = "evolution",
-    evaluator: str = "benchmark",
-    budget: int = 100,
+    space: str | None = None,
+    strategy: str | None = None,
+    evaluator: str | None = None,
+    budget: int | None = None,
     *,
-    dataset: str | None = None,
-    seed: int = 0,
-    out: str | Path | None = None,
-    objectives: str | Sequence[str] | None = None,
-    max_flops: str | float | None = None,
-    max_params: str | float | None = None,
-    max_latency: str | float | None = None,
-    workers: int | str = 1,
-    address: str | None = None,
-    max_retries: int = 2,
-    steps: int | None = None,
-    data_dir: str | None = None,
-    predictor: str | None = None,
-    latency_table: str | None = None,
-    order: int = 1,
-    resume: bool = False,
-    join: bool = False,
-    storage: str | None = None,
-    study: str | None = None,
-    progress: bool = True,
+    config: SearchConfig | str | Path | None = None,
+    callbacks: Sequence[Callback | Callable[[TrialRecord], Any]] = (),
     command: str | None = None,
+    sets: Sequence[str] = (),
+    **settings: Any,
 ) -> SearchResult:
     """Run (or resume, or join) an architecture search: ``nas search``.
 
-    The keyword arguments are the command's flags (``max_flops="600M"``, ``workers="auto"``,
-    ``objectives="accuracy,flops"`` or a list). Like the command, it writes the study
-    (``study.db`` in the run folder unless ``storage`` names another SQLAlchemy URL),
-    ``result.json`` and ``report.html`` into ``out`` (default ``runs/<study>``, else
+    The keyword arguments are the keys of :class:`nas.config.SearchConfig` -- the command's
+    long flags with underscores (``max_flops="600M"``, ``workers="auto"``,
+    ``objectives="accuracy,flops"``, ``strategy_options={"population": 50}``,
+    ``evaluator_options={"steps": 200}``); ``config`` is a :class:`SearchConfig` or a TOML file
+    (``nas search --config``) that the keyword arguments override. An unknown key is an
+    error naming the valid ones. Like the command, it writes the study (``study.db`` in the
+    run folder unless ``storage`` names another SQLAlchemy URL), ``result.json`` and
+    ``report.html`` into ``out`` (default ``runs/<study>``, else
     ``runs/<space>-<strategy>-<seed>``; relative to the working directory).
 
+    Args:
+        callbacks: :class:`nas.callbacks.Callback` objects or functions called with every
+            finished trial's record (``on_trial_complete``).
+        command: the command line recorded with the study (passwords masked).
+        sets: ``KEY=VALUE`` overrides applied last (``nas search --set``).
+
     Returns:
-        The :class:`nas.search.SearchResult`; ``result.to_json()`` is ``nas search --json``.
+        The :class:`nas.summary.SearchResult`; ``result.to_json()`` is ``nas search --json``.
 
     Example:
         >>> import tempfile
@@ -215,75 +305,41 @@ def search(
         (4, 0, True)
         >>> {"report.html", "result.json", "study.db"} <= {p.name for p in out.iterdir()}
         True
-        >>> api.search("nb201", "sa", budget=3, out=out)
+        >>> api.search("nb201", "sa", "benchmark", budget=3, out=out)
         Traceback (most recent call last):
         ...
         nas.errors.UnknownName: unknown strategy 'sa'...
     """
-    from nas.evaluators import get_evaluator
-    from nas.objectives import parse_objectives
+    from nas.config import SearchConfig
     from nas.search import run_search
-    from nas.searchers import Constrained, get_searcher, parse_quantity
-    from search_spaces import get_space
 
-    if order not in (1, 2):
-        raise ConfigError(f"--order must be 1 or 2, got {order!r}")
-    s = get_space(space)
-    options: dict[str, Any] = {}
-    if steps is not None:
-        options["steps"] = steps
-    if data_dir:
-        options["data_dir"] = data_dir
-    if latency_table:
-        options["latency_table"] = latency_table
-    ev = get_evaluator(evaluator, s, dataset, seed=seed, **options)
-    objs = parse_objectives(objectives)
-    searcher_options: dict[str, Any] = {}
-    if objectives:
-        searcher_options["objectives"] = [
-            f"{o.name}:{'max' if o.direction == 'maximize' else 'min'}" for o in objs
-        ]
-    if strategy == "neural-predictor":
-        searcher_options["budget"] = budget  # it trains on a fraction of the budget
-    if predictor:
-        if strategy not in ("neural-predictor", "bananas"):
-            raise ConfigError("--predictor needs --strategy neural-predictor or bananas")
-        searcher_options["predictor"] = predictor
-    searcher = get_searcher(strategy, s, seed=seed, **searcher_options)
-    named_limits = {"max_flops": max_flops, "max_params": max_params, "max_latency": max_latency}
-    limits = {k[4:]: parse_quantity(v) for k, v in named_limits.items() if v is not None}
-    if limits:
-        searcher = Constrained(searcher, ev.cost, limits)
-    out = Path(out or f"runs/{study or f'{space}-{strategy}-{seed}'}")
-    trials = budget
-    if strategy == "darts":  # one differentiable search (budget = steps), one trial
-        from nas.searchers.darts import darts_cli_setup
-
-        searcher, ev, trials = darts_cli_setup(s, ev, budget, order, seed, out, data_dir)
-    if command is None:
-        command = f"nas.api.search({space!r}, {strategy!r}, {evaluator!r}, budget={budget})"
-    settings = {
-        "seed": seed,
-        "budget": budget,
-        "command": command,
-        "limits": {k: v for k, v in named_limits.items() if v},
+    given = {
+        k: v
+        for k, v in {
+            "space": space,
+            "strategy": strategy,
+            "evaluator": evaluator,
+            "budget": budget,
+        }.items()
+        if v is not None
     }
-    result = run_search(
-        s,
-        searcher,
-        ev,
-        trials,
-        out_dir=out,
-        storage=storage,
-        study_name=study,
-        resume=resume,
-        settings=settings,
-        progress=progress,
-        objectives=objs,
-        executor=_executor_factory(workers, address, max_retries, ev),
-        join=join,
-    )
-    (out / "result.json").write_text(json.dumps(result.to_json(), indent=1))
+    values = {**given, **settings}
+    if isinstance(config, SearchConfig):
+        cfg = config.replace(**values) if values or sets else config
+        if sets:
+            cfg = SearchConfig.from_sources(None, cfg.to_json(masked=False), sets)
+    else:
+        cfg = SearchConfig.from_sources(config, values, sets)
+    result = run_search(cfg, callbacks=callbacks, command=command)
+    out = Path(result.out_dir)
+    try:
+        (out / "result.json").write_text(json.dumps(result.to_json(), indent=1))
+    except OSError as e:
+        raise StorageError(
+            f"the search finished and its {result.n_trials} trials are kept in the study "
+            f"{result.study!r}, but {out / 'result.json'} could not be written: "
+            f"{e.strerror or e}"
+        ) from None
     _write_report(result, out)
     return result
 
@@ -291,35 +347,12 @@ def search(
 def _write_report(result: SearchResult, out: Path) -> None:
     """The run's HTML report; a report that cannot be drawn never fails the search."""
     from nas.report import write_report
-    from nas.storage import open_study
+    from nas.storage import TrialStore
 
     try:
-        st = open_study(result.storage, result.study, create=False, resume=True)
-        write_report(st, out)
+        write_report(TrialStore.open(result.storage, result.study), out)
     except Exception as e:  # noqa: BLE001
-        print(f"nas: warning: no report written: {str(e).splitlines()[0]}", file=sys.stderr)
-
-
-def _executor_factory(
-    workers: int | str, address: str | None, max_retries: int, evaluator: Any
-) -> Callable[[], Any] | None:
-    """In-process for one worker without ``address``; else Ray, started when needed."""
-    if workers == "auto":
-        n: int | None = None
-    else:
-        try:
-            n = int(workers)
-        except (TypeError, ValueError):
-            raise ConfigError(f"--workers takes a number or 'auto', got {workers!r}") from None
-        if n < 1:
-            raise ConfigError(f"--workers must be at least 1, got {n}")
-    if max_retries < 0:
-        raise ConfigError(f"--max-retries must be at least 0, got {max_retries}")
-    if n == 1 and not address:
-        return None
-    from nas.execution import RayExecutor
-
-    return lambda: RayExecutor(evaluator, n, address=address, max_retries=max_retries)
+        log.warning("no report written: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def draw(
@@ -371,7 +404,7 @@ def export(
         >>> from pathlib import Path
         >>> from nas import api
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> r = api.search("nb201", "random", budget=3, dataset="cifar10", out=tmp / "run",
+        >>> r = api.search("nb201", "random", "benchmark", 3, dataset="cifar10", out=tmp / "run",
         ...                progress=False)
         >>> doc = api.export(r.storage, r.study, "best", "json", tmp / "best")
         >>> doc["genotype"]["arch"] == r.best_arch, doc["provenance"]["trial"] == r.best_trial

@@ -72,40 +72,93 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from nas import api
-    from nas.search import print_summary
+    from nas.summary import print_summary
 
-    result = api.search(
-        args.space,
-        args.strategy,
-        args.evaluator,
-        args.budget,
-        dataset=args.dataset,
-        seed=args.seed,
-        out=args.out,
-        objectives=args.objectives,
-        max_flops=args.max_flops,
-        max_params=args.max_params,
-        max_latency=args.max_latency,
-        workers=args.workers,
-        address=args.address,
-        max_retries=args.max_retries,
-        steps=args.steps,
-        data_dir=args.data_dir,
-        predictor=args.predictor,
-        latency_table=getattr(args, "latency_table", None),
-        order=args.order,
-        resume=args.resume,
-        join=args.join,
-        storage=args.storage,
-        study=args.study,
-        progress=not args.no_progress,
-        command=" ".join(sys.argv[1:]),
-    )
+    flags = {k: v for k, v in vars(args).items() if k in SEARCH_KEYS and v is not None}
+    if args.no_progress:
+        flags["progress"] = False
+    _configure_logging(flags.get("log_level") or _file_log_level(args.config))
+    result = api.search(config=args.config, command=" ".join(sys.argv[1:]), sets=args.set, **flags)
     if args.json:
         _emit(result.to_json())
     else:
         print_summary(result)
     return 0
+
+
+def _file_log_level(path: str | None) -> str:
+    if not path:
+        return "warning"
+    from nas.config import read_toml
+
+    return str(read_toml(path).get("log_level", "warning"))
+
+
+def _configure_logging(level: str) -> None:
+    """The command line is the application: it decides where log lines go (stderr) and how
+    much Optuna says. The library itself never changes logging."""
+    import logging
+
+    from nas.config import LOG_LEVELS
+    from nas.errors import ConfigError
+
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {list(LOG_LEVELS)}, got {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nas: %(levelname)s: %(message)s"))
+    root = logging.getLogger("nas")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    import optuna
+
+    optuna.logging.set_verbosity(max(logging.WARNING, getattr(logging, level.upper())))
+
+
+def _listing(
+    rows: list[dict[str, Any]], columns: tuple[str, ...], title: str, as_json: bool
+) -> int:
+    if as_json:
+        _emit(rows)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col)
+    for r in rows:
+        cells = []
+        for col in columns:
+            v = r.get(col)
+            if isinstance(v, list):
+                v = ", ".join(map(str, v))
+            elif isinstance(v, dict):
+                v = ", ".join(f"{k} ({d[:3]})" for k, d in v.items())
+            cells.append("any" if v is None and col == "objectives" else str(v))
+        t.add_row(*cells)
+    Console().print(t)
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from nas import api
+
+    columns = ("name", "kind", "objectives", "options", "origin", "summary")
+    return _listing(api.strategies(), columns, "search strategies", args.json)
+
+
+def cmd_evaluators(args: argparse.Namespace) -> int:
+    from nas import api
+
+    columns = ("name", "metrics", "options", "origin", "summary")
+    return _listing(api.evaluators(), columns, "evaluators", args.json)
+
+
+def cmd_predictors(args: argparse.Namespace) -> int:
+    from nas import api
+
+    return _listing(api.predictors(), ("name", "origin", "summary"), "predictors", args.json)
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
@@ -133,9 +186,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise ConfigError(
             "optuna-dashboard is not installed: pip install 'nasjax[dashboard]'"
         ) from None
-    from nas.storage import _storage
+    from nas.storage import open_storage
 
-    storage = _storage(args.storage, create=False)
+    storage = open_storage(args.storage, create=False)
     print(
         f"serving optuna-dashboard for {args.storage} on http://{args.host}:{args.port}/",
         flush=True,
@@ -306,6 +359,77 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 
+# The flags of ``nas search`` that are keys of the run configuration (nas.config).
+SEARCH_KEYS = (
+    "space", "strategy", "evaluator", "budget", "dataset", "data_dir", "seed", "objectives",
+    "max_flops", "max_params", "max_latency", "latency_table", "storage", "study", "out",
+    "resume", "join", "workers", "address", "max_retries", "log_level", "tensorboard",
+    "steps", "order", "predictor",
+)  # fmt: skip
+
+
+def _names(kind: str) -> str:
+    """The registered names of ``kind`` for help texts (built-in and plugins', no imports)."""
+    from nas import registry
+
+    try:
+        return ", ".join(registry.names(kind))
+    except Exception:  # noqa: BLE001 - a broken plugin must not break --help
+        return "see `nas " + kind + "`"
+
+
+def _search_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "search",
+        help="run (or resume) an architecture search",
+        description="Flags override --config's keys; --set KEY=VALUE overrides both.",
+    )
+    s.add_argument("--config", help="a TOML run configuration (keys: these flags, underscored)")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key, e.g. budget=40 or strategy_options.population=50 (repeatable)",
+    )
+    s.add_argument("--space", help=f"search space: {_names('spaces')}")
+    s.add_argument("--strategy", help=f"search strategy: {_names('strategies')}")
+    s.add_argument("--evaluator", help=f"evaluator: {_names('evaluators')}")
+    s.add_argument(
+        "--budget", type=int, help="evaluated architectures (one-shot strategies: search steps)"
+    )
+    s.add_argument("--dataset", help="network variant and data (default: the evaluator's)")
+    s.add_argument("--data-dir", help="local data folder (CIFAR python batches, image folder)")
+    s.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    s.add_argument("--objectives", help="comma-separated, e.g. accuracy,flops (:min/:max)")
+    s.add_argument("--max-flops", help="hard limit on multiply-accumulates, e.g. 600M")
+    s.add_argument("--max-params", help="hard limit on parameters, e.g. 3.5M")
+    s.add_argument("--max-latency", help="hard limit on latency (ms) where there is a model")
+    s.add_argument("--latency-table", help="latency LUT (supernet evaluator): note10 or a file")
+    s.add_argument("--steps", type=int, help="evaluator_options.steps: training steps")
+    s.add_argument("--order", type=int, help="strategy_options.order: darts' 1st/2nd order")
+    s.add_argument("--predictor", help="strategy_options.predictor (bananas, neural-predictor)")
+    s.add_argument("--storage", help="SQLAlchemy URL (default: sqlite in the run folder)")
+    s.add_argument("--study", help="study name (default: the run folder's name)")
+    s.add_argument("--out", help="run folder (default: runs/<study>)")
+    s.add_argument("--resume", action="store_true", default=None, help="continue a study")
+    s.add_argument(
+        "--join",
+        action="store_true",
+        default=None,
+        help="add trials to a study other drivers share (another --seed each)",
+    )
+    s.add_argument("--workers", help="parallel evaluations: 1 (default), K or auto (Ray)")
+    s.add_argument("--address", help="join a running Ray cluster (auto or host:port)")
+    s.add_argument("--max-retries", type=int, help="retries of a trial whose worker died")
+    s.add_argument("--log-level", help="debug, info, warning (default) or error")
+    s.add_argument(
+        "--tensorboard", action="store_true", default=None, help="log trials to <out>/tensorboard"
+    )
+    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search on JAX.")
@@ -325,67 +449,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_inspect)
 
-    s = sub.add_parser("search", help="run (or resume) an architecture search")
-    s.add_argument("--space", required=True)
-    s.add_argument(
-        "--strategy",
-        required=True,
-        help="random, evolution, tpe, nsga2, neural-predictor, bananas, darts",
-    )
-    s.add_argument("--evaluator", required=True, help="train, benchmark or synthetic")
-    s.add_argument(
-        "--budget",
-        required=True,
-        type=int,
-        help="number of evaluated architectures (strategy darts: search steps)",
-    )
-    s.add_argument(
-        "--order", type=int, default=1, choices=(1, 2), help="darts: 1st or 2nd-order gradient"
-    )
-    s.add_argument(
-        "--dataset", help="digits (default for train), cifar10, cifar100, ImageNet16-120"
-    )
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--storage", help="SQLAlchemy URL (default: sqlite in the run folder)")
-    s.add_argument("--study", help="study name (default: the run folder's name)")
-    s.add_argument("--resume", action="store_true", help="continue an existing study")
-    s.add_argument(
-        "--join",
-        action="store_true",
-        help="add trials to a study other drivers share (created if missing; use another --seed each)",
-    )
-    s.add_argument(
-        "--objectives",
-        help="comma-separated, e.g. accuracy,flops (cost keys flops/params/latency are minimised)",
-    )
-    s.add_argument(
-        "--workers",
-        default="1",
-        help="parallel evaluations: 1 = in this process (default); K > 1 or 'auto' = Ray actors",
-    )
-    s.add_argument("--address", help="join a running Ray cluster (auto or host:port)")
-    s.add_argument(
-        "--max-retries",
-        type=int,
-        default=2,
-        help="retries of a trial whose Ray worker died (default 2)",
-    )
-    s.add_argument("--out", help="run folder (default: runs/<study>)")
-    s.add_argument("--steps", type=int, help="training steps per candidate (train evaluator)")
-    s.add_argument("--data-dir", help="local cifar-10-batches-py folder for --dataset cifar10")
-    s.add_argument(
-        "--predictor",
-        help="bananas/neural-predictor: a predictors-package surrogate (default: MLP ensemble)",
-    )
-    s.add_argument("--max-flops", help="hard limit on multiply-accumulates, e.g. 600M")
-    s.add_argument("--max-params", help="hard limit on parameters, e.g. 3.5M")
-    s.add_argument("--max-latency", help="hard limit on latency (ms) where the space has a table")
-    s.add_argument(
-        "--latency-table", help="latency LUT (ofa/bignas supernet evaluator): note10 or a file"
-    )
-    s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_search)
+    _search_parser(sub)
+
+    for kind, func in (
+        ("strategies", cmd_strategies),
+        ("evaluators", cmd_evaluators),
+        ("predictors", cmd_predictors),
+    ):
+        s = sub.add_parser(kind, help=f"list the registered {kind} (built-in and plugins')")
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(func=func)
 
     s = sub.add_parser("latency-table", help="measure a per-layer latency table on this machine")
     s.add_argument("--space", required=True, help="ofa or ofa-proxyless")

@@ -106,10 +106,7 @@ def draw(
     title: str | None = None,
 ) -> Path:
     """Draw ``graph`` to ``out`` (``.png`` or ``.svg``); returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from nas.figures import new_figure
 
     out = Path(out)
     if out.suffix.lower() not in (".png", ".svg"):
@@ -127,7 +124,8 @@ def draw(
             pos[n] = (j - (len(nodes) - 1) / 2.0, -float(depth_i))
     n_layers = len(layers)
     width = max((len(nodes) for nodes in layers), default=1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 * width), max(3.0, 0.7 * n_layers)))
+    fig = new_figure((max(4.0, 1.5 * width), max(3.0, 0.7 * n_layers)))
+    ax = fig.add_subplot()
     nx.draw_networkx_edges(
         vg,
         pos,
@@ -157,5 +155,4 @@ def draw(
     ax.axis("off")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight", dpi=110)
-    plt.close(fig)
     return out

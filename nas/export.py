@@ -9,7 +9,7 @@ from typing import Any
 
 from nas import __version__
 from nas.errors import ConfigError, StorageError
-from nas.storage import find_record, open_study
+from nas.storage import TrialStore, find_record, mask_url
 
 EXPORT_SCHEMA = "nas.export"
 EXPORT_VERSION = 1
@@ -37,11 +37,11 @@ def export_trial(
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}")
     from search_spaces import get_space
 
-    study = open_study(storage, study_name, create=False, resume=True)
+    study = TrialStore.open(storage, study_name)
     rec = find_record(study, trial)
     if rec.state != "COMPLETE":
         raise StorageError(f"trial {rec.number} of {study_name!r} is {rec.state}, not COMPLETE")
-    settings = study.user_attrs.get("settings", {})
+    settings = study.settings()
     space = get_space(rec.space)
     genotype = space.parse(rec.arch)
     dataset = settings.get("dataset")
@@ -59,7 +59,7 @@ def export_trial(
         "provenance": {
             "platform_version": __version__,
             "study": study_name,
-            "storage": storage,
+            "storage": mask_url(storage),
             "trial": rec.number,
             "dataset": dataset,
             "seed": settings.get("seed"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -95,6 +96,10 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         if value in args:
             return value
         raise ConfigError(f"{name}: {_show(value)} is not one of {list(args)}")
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: expected a table of options, got {_show(value)}")
+        return dict(value)
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -117,6 +122,8 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
         raise ConfigError(f"{name}: expected text, got {_show(value)}")
     if isinstance(hint, type) and isinstance(value, hint):
         return value

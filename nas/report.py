@@ -9,17 +9,13 @@ import json
 import math
 from pathlib import Path
 
-import optuna
-
-from nas.storage import records
+from nas.objectives import best_records, objectives_of
+from nas.storage import TrialStore, mask_url
 
 
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -27,55 +23,65 @@ def _file_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def trajectory_figure(study: optuna.Study):
-    """Best-so-far accuracy against trials and against time."""
-    import matplotlib
+def trajectory_figure(store: TrialStore):
+    """The first objective's best-so-far value against trials and against time.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on its own figure (never through pyplot), so a caller's matplotlib backend and
+    open figures are left alone.
+    """
+    from nas.figures import new_figure
 
-    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
-    trials.sort(key=lambda t: t.datetime_complete)
-    t0 = min((t.datetime_start for t in trials if t.datetime_start), default=None)
+    first = objectives_of(store)[0]
+    trials = [r for r in store.records() if r.completed is not None]
+    trials.sort(key=lambda r: r.completed)
+    t0 = min((r.started for r in trials if r.started), default=None)
     xs, ts, best, cur = [], [], [], -math.inf
-    for i, t in enumerate(trials, 1):
-        acc = t.user_attrs.get("metrics", {}).get("accuracy")
-        if t.state == optuna.trial.TrialState.COMPLETE and acc is not None and math.isfinite(acc):
-            cur = max(cur, acc)
+    for i, r in enumerate(trials, 1):
+        v = first.value(r) if r.state == "COMPLETE" else None
+        if v is not None:
+            cur = max(cur, first.sign * v)
         xs.append(i)
-        ts.append((t.datetime_complete - t0).total_seconds() if t0 else 0.0)
-        best.append(cur if math.isfinite(cur) else float("nan"))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        ts.append((r.completed - t0).total_seconds() if t0 else 0.0)
+        best.append(first.sign * cur if math.isfinite(cur) else float("nan"))
+    fig = new_figure((9, 3.2))
+    axes = fig.subplots(1, 2)
     axes[0].step(xs, best, where="post")
     axes[0].set_xlabel("trials finished")
     axes[1].step(ts, best, where="post", color="tab:orange")
     axes[1].set_xlabel("seconds since start")
     for ax in axes:
-        ax.set_ylabel("best accuracy so far (%)")
+        ax.set_ylabel(f"best {first.name} so far")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def write_report(study: optuna.Study, out_dir: str | Path, top: int = 3) -> Path:
-    """Write ``report.html`` into ``out_dir`` and return its path."""
+def write_report(study: TrialStore, out_dir: str | Path, top: int = 3) -> Path:
+    """Write ``report.html`` into ``out_dir`` and return its path.
+
+    "Best" is :func:`nas.objectives.best_records` (the first objective; the Pareto set for
+    several), the same definition the summary and ``nas export --trial best`` use.
+    """
     from nas.draw import draw
     from search_spaces import get_space
 
     out = Path(out_dir)
-    recs = records(study)
-    settings = study.user_attrs.get("settings", {})
-    done = [r for r in recs if r.state == "COMPLETE"]
+    recs = study.records()
+    settings = study.settings()
+    objectives = objectives_of(study)
+    first = objectives[0]
+    best = best_records(recs, objectives)
+    ranked = best_records(recs, objectives[:1])
+    done = [*best[:1], *(r for r in ranked if not best or r.number != best[0].number)]
     failed = [r for r in recs if r.state == "FAIL" and not r.interrupted]
     interrupted = [r for r in recs if r.interrupted]
-    done.sort(key=lambda r: (-r.accuracy, r.number))
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>nas report: {html.escape(study.study_name)}</title>",
+        f"<title>nas report: {html.escape(study.name)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
         "font-size:13px;text-align:left}code{font-size:12px}img{max-width:100%}</style></head><body>",
-        f"<h1>Search report: {html.escape(study.study_name)}</h1>",
+        f"<h1>Search report: {html.escape(study.name)}</h1>",
         "<h2 id='summary'>Summary</h2><table>",
     ]
     summary = {
@@ -88,7 +94,9 @@ def write_report(study: optuna.Study, out_dir: str | Path, top: int = 3) -> Path
         "completed trials": len(done),
         "failed trials": len(failed),
         "interrupted (re-run) trials": len(interrupted),
-        "best accuracy (%)": f"{done[0].accuracy:.3f}" if done else "-",
+        "objectives": ", ".join(f"{o.name} ({o.direction})" for o in objectives),
+        f"best {first.name}": f"{first.value(done[0]):.6g}" if done else "-",
+        "storage": study.display_url,
     }
     for k, v in summary.items():
         parts.append(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>")
@@ -100,7 +108,9 @@ def write_report(study: optuna.Study, out_dir: str | Path, top: int = 3) -> Path
     space = get_space(settings["space"]) if settings.get("space") else None
     for rank, r in enumerate(done[:top], 1):
         parts.append(
-            f"<h3>#{rank}: trial {r.number}, accuracy {r.accuracy:.3f}%</h3>"
+            f"<h3>#{rank}: trial {r.number}, "
+            + ", ".join(f"{o.name} {o.value(r):.6g}" for o in objectives if o.value(r) is not None)
+            + "</h3>"
             f"<p><code>{html.escape(r.arch)}</code><br>params {int(r.cost.get('params', 0)):,},"
             f" FLOPs {int(r.cost.get('flops', 0)):,}</p>"
         )
@@ -132,7 +142,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, top: int = 3) -> Path
         parts.append("<p>No trial failed.</p>")
     parts.append(
         "<h2>Settings</h2><pre>"
-        + html.escape(json.dumps(settings, indent=1, default=str))
+        + html.escape(mask_url(json.dumps(settings, indent=1, default=str)) or "")
         + "</pre>"
     )
     parts.append("</body></html>")

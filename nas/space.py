@@ -82,6 +82,12 @@ class SearchSpace(ABC):
         """Published or reference architectures by name."""
         return {}
 
+    def smallest(self) -> Genotype | None:
+        """The architecture whose every cost (params, FLOPs, latency) is the space's minimum,
+        where the space knows one; ``None`` otherwise. A hard limit below its cost is
+        refused before a search starts."""
+        return None
+
     @property
     def size(self) -> int:
         """Number of genotypes (the product of the choice cardinalities)."""

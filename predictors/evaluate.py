@@ -189,10 +189,7 @@ def plot_predictions(
     scale, and a perfect ranking lies on the diagonal. The title names the predictor, Kendall
     tau, Spearman rho and the test-set size.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from nas.figures import new_figure
 
     out = _plot_path(out)
     pred = np.asarray(pred, dtype=float).ravel()
@@ -204,7 +201,8 @@ def plot_predictions(
     m = rank_metrics(pred, y)
     n = len(y)
     size, alpha = (12, 0.7) if n <= 500 else (3, 0.35)
-    fig, (ax, axr) = plt.subplots(1, 2, figsize=(9.5, 4.2))
+    fig = new_figure((9.5, 4.2))
+    ax, axr = fig.subplots(1, 2)
     ax.scatter(pred, y, s=size, alpha=alpha, color="#1f77b4", edgecolors="none")
     finite = pred[np.isfinite(pred)]
     if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 100:
@@ -229,5 +227,4 @@ def plot_predictions(
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

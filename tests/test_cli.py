@@ -89,7 +89,7 @@ def test_inspect_json_keys():
                 "--budget",
                 "0",
             ],
-            "--budget must be at least 1",
+            "--budget must be between 1 and 10,000,000, got 0",
         ),
         (
             [
@@ -340,5 +340,6 @@ def test_hard_constraints_filter_proposals_and_impossible_ones_fail_cleanly(tmp_
         str(tmp_path / "bad"),
         "--no-progress",
     )
-    assert bad.returncode == 2 and "impossible constraint" in bad.stderr
-    assert "smallest flops seen 7,783,050" in bad.stderr
+    assert bad.returncode == 2 and "impossible limit --max-flops 1,000,000" in bad.stderr
+    assert "smallest architecture of 'nb201' has flops 7,783,050" in bad.stderr
+    assert not (tmp_path / "bad" / "study.db").exists()  # refused before anything is stored

@@ -215,10 +215,12 @@ def test_nb301_network_convention():
         ("NASNet-A", {}, "cifar10", 3_346_538, 544_333_312, (3.3, None)),
         # NASNet-A Mobile 4 @ 1056 (N=4, F=44, 224x224): 5.3M params, 564M mult-adds.
         ("NASNet-A", {}, "imagenet", 5_289_978, 563_638_816, (5.3, 564)),
-        # AmoebaNet-A (N=6, F=36) on CIFAR-10: 3.2M.
-        ("AmoebaNet-A", {"F": 36}, "cifar10", 3_218_266, 509_668_992, (3.2, None)),
-        # AmoebaNet-A mobile (N=4, F=50): 5.1M params, 555M mult-adds.
-        ("AmoebaNet-A", {"N": 4, "F": 50}, "imagenet", 5_086_930, 554_687_204, (5.1, 555)),
+        # AmoebaNet-A (N=6, F=36) on CIFAR-10: 3.2M -- by name, its own skeleton.
+        ("AmoebaNet-A", {}, "cifar10", 3_218_266, 509_668_992, (3.2, None)),
+        # AmoebaNet-A mobile (N=4, F=50): 5.1M params, 555M mult-adds -- by name.
+        ("AmoebaNet-A", {}, "imagenet", 5_086_930, 554_687_204, (5.1, 555)),
+        # Its cells on NASNet-A's CIFAR skeleton (F=32) are another network.
+        ("AmoebaNet-A", {"F": 32}, "cifar10", 2_567_754, 407_671_808, (2.6, None)),
         # AmoebaNet-A (N=6, F=190) at 331x331: 86.7M params, 23.1B mult-adds.
         (
             "AmoebaNet-A",
@@ -254,6 +256,20 @@ def test_nasnet_a_large_matches_keras():
     assert mobile.params() + stats == 5_326_716  # Keras NASNetMobile total
 
 
+def test_published_name_builds_the_published_network_from_the_cli():
+    from tests.conftest import run_cli
+
+    out = run_cli("inspect", "--space", "nasnet", "--arch", "AmoebaNet-A", "--json")
+    doc = json.loads(out.stdout)
+    assert out.returncode == 0 and doc["params"] == 3_218_266  # not NASNet's F=32: 2,567,754
+    # The tag travels with the genotype (an exported arch.json builds the same network), and
+    # the same cells without it are a search result on the space's default skeleton.
+    g = NASNET.parse(doc["arch"])
+    assert g.published == "AmoebaNet-A" and NASNET.to_graph(g, "cifar10").params() == 3_218_266
+    plain = NASNET.from_indices(NASNET.to_indices(g))
+    assert plain.published is None and NASNET.to_graph(plain, "cifar10").params() != 3_218_266
+
+
 def test_nasnet_notation_and_choices():
     for name, geno in NASNET.known().items():
         assert NASNET.parse(geno.to_str()) == geno, name
@@ -281,6 +297,7 @@ def test_nasnet_notation_and_choices():
         },
         "reduce": [[op, i] for op, i in a.reduce],
         "reduce_concat": list(a.reduce_concat),
+        "published": a.published,
     }
     assert parse_nasnet(json.dumps(spec)) == a
 

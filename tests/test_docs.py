@@ -32,6 +32,7 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     ns: dict = {}
     exec(compile(block, "README.md", "exec"), ns)
     assert ns["result"].n_trials == 100 and ns["result"].best_metrics["accuracy"] > 93
+    assert len(ns["best"]) == 100  # the callback saw every trial
 
 
 def test_guide_custom_space_example_passes_the_space_contract():

@@ -13,7 +13,7 @@ from flax import nnx
 
 from nas.data import load_digits
 from nas.export import export_trial
-from nas.storage import find_record, open_study
+from nas.storage import TrialStore, find_record
 from nas.weights import load_model
 from tests.conftest import run_cli
 
@@ -100,9 +100,9 @@ def test_elastic_supernet_trial_exports_its_child_with_inherited_weights(tmp_pat
     step of the whole supernet takes minutes on a CPU, and training is tested elsewhere
     (test_bignas, the slow OFA CLI test). BN recalibration, scoring and extraction are real.
     """
+    from nas.config import SearchConfig
     from nas.evaluators import get_evaluator
     from nas.search import run_search
-    from nas.searchers import get_searcher
     from nas.weights import save_weights
     from search_spaces import get_space
     from search_spaces.ofa.train import _predict, calibrate_bn, restore_bn
@@ -111,12 +111,13 @@ def test_elastic_supernet_trial_exports_its_child_with_inherited_weights(tmp_pat
     supernet_file = tmp_path / "run" / "supernet" / "supernet.safetensors"
     save_weights(space.build_supernet("digits", seed=0), supernet_file)
     ev = get_evaluator("supernet", space, "digits", steps=1, batch_size=32, calib_batches=2)
-    res = run_search(
-        space, get_searcher("random", space, seed=0), ev, 1, out_dir=tmp_path / "run",
-        progress=False,
+    config = SearchConfig.build(
+        dict(space="bignas", strategy="random", evaluator="supernet", budget=1,
+             dataset="digits", out=tmp_path / "run", progress=False)
     )  # fmt: skip
+    res = run_search(config, evaluator=ev)
     assert res.n_failed == 0
-    study = open_study(res.storage, res.study, create=False, resume=True)
+    study = TrialStore.open(res.storage, res.study)
     rec = find_record(study, "best")
     assert rec.artifacts["supernet"] == str(supernet_file)
     assert Path(rec.artifacts["weights"]).exists()

@@ -8,14 +8,16 @@ import sqlite3
 import numpy as np
 import pytest
 
-from nas.errors import ConfigError, NasError, StorageError, UnknownName
+from nas import api
+from nas.errors import ConfigError, StorageError, UnknownName
 from nas.evaluators.base import EvalResult
 from nas.evaluators.synthetic import synthetic_accuracy
-from nas.objectives import dominates, non_dominated, parse_objectives
-from nas.searchers import get_searcher
+from nas.objectives import dominates, non_dominated, orient, parse_objectives
+from nas.searchers import build_strategy
 from search_spaces import get_space
 from tests.conftest import require_data, run_cli
 
+TWO = parse_objectives("accuracy,flops")
 TABLE = "nasbench/nb201_natsbench_tss_test_acc_200ep.csv"
 
 
@@ -57,7 +59,7 @@ def _tell_table(searcher, space, n):
         idx = space.to_indices(g)
         acc = 5.0 * sum(idx) + synthetic_accuracy(g.to_str()) / 10
         flops = 1.0 + sum(i * i for i in idx)
-        searcher.tell(g, EvalResult(metrics={"accuracy": acc}, cost={"flops": flops}))
+        searcher.tell(g, orient(EvalResult(metrics={"accuracy": acc}, cost={"flops": flops}), TWO))
         seen.append(g.to_str())
     return seen
 
@@ -65,29 +67,21 @@ def _tell_table(searcher, space, n):
 @pytest.mark.parametrize("strategy", ["nsga2", "evolution", "tpe"])
 def test_multi_objective_searchers_restore_exactly(strategy):
     space = get_space("nb201")
-    opts = {"objectives": ["accuracy", "flops"]}
-    if strategy == "evolution":
-        opts.update(population_size=8, sample_size=4)
-    if strategy == "nsga2":
-        opts["population_size"] = 8
-    a = get_searcher(strategy, space, seed=4, **opts)
-    _tell_table(a, space, 30)
-    state = json.loads(json.dumps(a.state_dict()))
-    b = get_searcher(strategy, space, seed=4, **opts)
-    b.load_state_dict(state)
+    opts = {"evolution": {"population": 8, "tournament": 4}, "nsga2": {"population": 8}}
+    a = build_strategy(strategy, space, TWO, seed=4, options=opts.get(strategy))
+    asked = _tell_table(a, space, 30)
+    b = build_strategy(strategy, space, TWO, seed=4, options=opts.get(strategy))
+    if a.snapshots:
+        b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    else:
+        assert _tell_table(b, space, 30) == asked  # replaying the same tells
     assert _tell_table(a, space, 12) == _tell_table(b, space, 12)
 
 
 def test_pareto_evolution_breeds_from_the_front():
     space = get_space("nb201")
-    s = get_searcher(
-        "evolution",
-        space,
-        seed=0,
-        dedup=False,
-        objectives=["accuracy", "flops"],
-        population_size=6,
-        sample_size=6,
+    s = build_strategy(
+        "evolution", space, TWO, seed=0, dedup=False, options={"population": 6, "tournament": 6}
     )
     _tell_table(s, space, 6)
     front = {s.population[i][0] for i in non_dominated([m[1] for m in s.population])}
@@ -107,7 +101,7 @@ def test_pareto_evolution_breeds_from_the_front():
 
 def test_unknown_strategy_with_objectives_is_still_unknown():
     with pytest.raises(UnknownName, match="unknown strategy 'annealing'"):
-        get_searcher("annealing", get_space("nb201"), objectives=["accuracy", "flops"])
+        build_strategy("annealing", get_space("nb201"), TWO)
 
 
 def _search(tmp_path, strategy, *extra, budget=30, name="run"):
@@ -144,19 +138,10 @@ def test_two_objective_search_returns_pareto_front_json_and_plot(tmp_path, strat
         assert "Pareto front (accuracy max, flops min)" in out.stdout
         res = json.loads((run / "result.json").read_text())
     else:  # through the Python API (same loop, no process start)
-        from nas.evaluators import get_evaluator
-        from nas.search import run_search
-
-        space = get_space("nb201")
-        res = run_search(
-            space,
-            get_searcher(strategy, space, seed=2, objectives=["accuracy", "flops"]),
-            get_evaluator("benchmark", space, "cifar10"),
-            30,
-            out_dir=run,
-            objectives=["accuracy", "flops"],
-            progress=False,
-        ).to_json()
+        res = api.search(
+            "nb201", strategy, "benchmark", 30, dataset="cifar10", seed=2, out=run,
+            objectives=["accuracy", "flops"], progress=False,
+        ).to_json()  # fmt: skip
     assert res["objectives"] == [
         {"name": "accuracy", "direction": "maximize"},
         {"name": "flops", "direction": "minimize"},
@@ -188,54 +173,20 @@ def test_two_objective_search_returns_pareto_front_json_and_plot(tmp_path, strat
 
 def test_constraints_objective_mismatch_and_missing_objective(tmp_path):
     require_data(TABLE)
-    from nas.evaluators import get_evaluator
-    from nas.search import run_search
-    from nas.searchers import Constrained
-
-    space = get_space("nb201")
-    evaluator = get_evaluator("benchmark", space, "cifar10")
-    searcher = Constrained(
-        get_searcher("nsga2", space, seed=1, objectives=["accuracy", "flops"]),
-        evaluator.cost,
-        {"flops": 60e6},
-    )
-    res = run_search(
-        space,
-        searcher,
-        evaluator,
-        12,
-        out_dir=tmp_path / "run",
-        objectives="accuracy,flops",
-        progress=False,
+    common = dict(dataset="cifar10", seed=1, progress=False, out=tmp_path / "run")
+    res = api.search(
+        "nb201", "nsga2", "benchmark", 12, objectives="accuracy,flops", max_flops=60e6, **common
     )
     assert res.pareto and all(f["values"]["flops"] <= 60e6 for f in res.pareto)
     assert (tmp_path / "run" / "pareto.png").exists()
     # Resuming a two-objective study with one objective is refused.
     with pytest.raises(StorageError, match=r"optimises \['maximize', 'minimize'\]"):
-        run_search(
-            space,
-            get_searcher("nsga2", space, seed=1),
-            evaluator,
-            20,
-            out_dir=tmp_path / "run",
-            resume=True,
-            progress=False,
-        )
-    # An objective the evaluator does not measure fails every trial, with the reason stored.
-    with pytest.raises(NasError, match="every trial"):
-        run_search(
-            space,
-            get_searcher("random", space),
-            evaluator,
-            2,
-            out_dir=tmp_path / "lat",
-            objectives="accuracy,latency",
-            progress=False,
-        )
-    errors = [
-        json.loads(v)
-        for (v,) in sqlite3.connect(tmp_path / "lat" / "study.db").execute(
-            "select value_json from trial_user_attributes where key='error'"
-        )
-    ]
-    assert errors == ["objective(s) ['latency'] not measured by the evaluator"] * 2
+        api.search("nb201", "nsga2", "benchmark", 20, resume=True, max_flops=60e6, **common)
+    # An objective the evaluator does not measure is refused before any trial.
+    with pytest.raises(ConfigError, match="objective 'latency' is not measured by the benchmark"):
+        api.search("nb201", "random", "benchmark", 2, objectives="accuracy,latency",
+                   **{**common, "out": tmp_path / "lat"})  # fmt: skip
+    assert not (tmp_path / "lat" / "study.db").exists()
+    with pytest.raises(ConfigError, match="objective 'speed' is not measured"):
+        api.search("nb201", "random", "benchmark", 2, objectives="speed",
+                   **{**common, "out": tmp_path / "lat"})  # fmt: skip

@@ -163,26 +163,14 @@ def _search(tmp_path: Path, url: str, study: str, *extra: str, budget: int = 6, 
 
 
 def test_search_resume_and_export_on_postgresql(pg_url, tmp_path):
-    from nas.evaluators.synthetic import SyntheticEvaluator
+    from nas import api
     from nas.export import export_trial
-    from nas.search import run_search
-    from nas.searchers import get_searcher
-    from search_spaces import get_space
-
-    space = get_space("nb201")
 
     def search(budget, resume):
-        return run_search(
-            space,
-            get_searcher("evolution", space, seed=0),
-            SyntheticEvaluator(space),
-            budget,
-            out_dir=tmp_path / "solo",
-            storage=pg_url,
-            study_name="solo",
-            resume=resume,
-            progress=False,
-        )
+        return api.search(
+            "nb201", "evolution", "synthetic", budget, seed=0, out=tmp_path / "solo",
+            storage=pg_url, study="solo", resume=resume, progress=False,
+        )  # fmt: skip
 
     assert search(5, False).n_trials == 5
     with pytest.raises(StorageError, match="already exists"):
@@ -197,6 +185,46 @@ def test_search_resume_and_export_on_postgresql(pg_url, tmp_path):
     assert rows[0][0] == 8
     doc = export_trial(pg_url, "solo", "best", "json", tmp_path / "exp")
     assert doc["genotype"]["arch"] == res.best_arch
+
+
+def test_a_storage_password_is_never_written_anywhere(pg_url, tmp_path):
+    """The password of a --storage URL reaches no file a run or an export writes, no output,
+    and nothing stored in the database (the study's settings and command line included)."""
+    secret = "S3cretPassw0rd"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@")
+    run = tmp_path / "pw"
+    out = subprocess.run(
+        [*_search(tmp_path, url, "pw", budget=3), "--out", str(run)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    exported = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "export", "--storage", url, "--study", "pw",
+         "--trial", "best", "--format", "json", "--out", str(tmp_path / "exp"), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    leaks = [secret in t for t in (out.stdout, out.stderr, exported.stdout, exported.stderr)]
+    assert not any(leaks), leaks
+    files = [p for p in (*run.rglob("*"), *(tmp_path / "exp").rglob("*")) if p.is_file()]
+    assert {"result.json", "report.html", "arch.json"} <= {p.name for p in files}
+    assert [p for p in files if secret.encode() in p.read_bytes()] == []
+    assert "postgres:***@" in (run / "result.json").read_text()
+    stored = _query(
+        pg_url,
+        "select value_json from study_user_attributes union all "
+        "select value_json from study_system_attributes union all "
+        "select value_json from trial_user_attributes union all "
+        "select value_json from trial_system_attributes",
+    )
+    assert stored and not [v for (v,) in stored if secret in v]
+    # Resuming with the password (as a user would) works and still writes none.
+    again = subprocess.run(
+        [*_search(tmp_path, url, "pw", budget=4), "--out", str(run), "--resume"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert [p for p in run.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()] == []
 
 
 def test_two_drivers_share_one_study_and_lose_no_trial(pg_url, tmp_path):
@@ -240,21 +268,10 @@ def test_two_drivers_share_one_study_and_lose_no_trial(pg_url, tmp_path):
     )
     assert results[0][0] == len(rows)
     # A driver with other settings cannot join.
-    from nas.evaluators.synthetic import SyntheticEvaluator
-    from nas.search import run_search
-    from nas.searchers import get_searcher
-    from search_spaces import get_space
+    from nas import api
 
-    space = get_space("nb201")
     with pytest.raises(StorageError, match="cannot join study 'shared'"):
-        run_search(
-            space,
-            get_searcher("random", space, seed=3),
-            SyntheticEvaluator(space),
-            4,
-            out_dir=tmp_path / "other",
-            storage=pg_url,
-            study_name="shared",
-            join=True,
-            progress=False,
-        )
+        api.search(
+            "nb201", "random", "synthetic", 4, seed=3, out=tmp_path / "other",
+            storage=pg_url, study="shared", join=True, progress=False,
+        )  # fmt: skip

@@ -7,19 +7,22 @@ import json
 import numpy as np
 import pytest
 
-from nas.errors import ConfigError
-from nas.evaluators.base import EvalResult
-from nas.searchers import get_searcher
+from nas.errors import ConfigError, UnknownName
+from nas.objectives import parse_objectives
+from nas.searchers import SearchContext, build_strategy
 from nas.searchers.predictor_guided import (
-    Bananas,
     MLPEnsemble,
-    NeuralPredictor,
     acquire,
     nb201_path_encoding,
     transform_targets,
 )
 from tests.conftest import require_data, run_cli
 
+ACC = parse_objectives("accuracy")
+
+
+def get_searcher(strategy, space, seed=0, budget=0, **options):
+    return build_strategy(strategy, space, ACC, seed, options, SearchContext(budget=budget))
 TABLE = "nasbench/nb201_natsbench_tss_test_acc_200ep.csv"
 
 
@@ -38,7 +41,7 @@ def search(searcher, acc, budget):
     for _ in range(budget):
         g = searcher.ask()
         out.append(acc[g.to_str()])
-        searcher.tell(g, EvalResult(metrics={"accuracy": out[-1]}))
+        searcher.tell(g, (out[-1],))
     return out
 
 
@@ -91,14 +94,18 @@ def _space():
 
 def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="acquisition"):
-        Bananas(_space(), acquisition="pi")
+        get_searcher("bananas", _space(), acquisition="pi")
     with pytest.raises(ConfigError, match="n_train"):
-        NeuralPredictor(_space(), n_train=1)
+        get_searcher("neural-predictor", _space(), n_train=1)
     with pytest.raises(ConfigError, match="path encoding exists for nb201 only"):
         from search_spaces import get_space
 
-        Bananas(get_space("nbmacro"), encoding="path")
-    assert NeuralPredictor(_space(), budget=60, train_fraction=0.25).n_train == 15
+        get_searcher("bananas", get_space("nbmacro"), encoding="path")
+    # A predictor name is checked when the strategy is built, not after n_init trials.
+    with pytest.raises(UnknownName, match="unknown predictor 'nope'"):
+        get_searcher("bananas", _space(), predictor="nope")
+    np = get_searcher("neural-predictor", _space(), budget=60, train_fraction=0.25)
+    assert np.innermost.n_train == 15
 
 
 @pytest.mark.parametrize("strategy", ["neural-predictor", "bananas"])
@@ -128,7 +135,7 @@ def test_asynchronous_asks_and_restore_with_outstanding_results(nb201):
     b.load_state_dict(state)
     for s in (a, b):
         for g in pending:
-            s.tell(g, EvalResult(metrics={"accuracy": acc[g.to_str()]}))
+            s.tell(g, (acc[g.to_str()],))
     assert search(a, acc, 6) == search(b, acc, 6)
 
 

@@ -21,9 +21,11 @@ import pytest
 
 pytest.importorskip("ray")
 
+from nas.config import SearchConfig  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
 from nas.evaluators.synthetic import SyntheticEvaluator, synthetic_accuracy  # noqa: E402
 from nas.execution import Job, RayExecutor  # noqa: E402
+from nas.objectives import parse_objectives  # noqa: E402
 from nas.search import run_search  # noqa: E402
 from nas.searchers.base import Searcher  # noqa: E402
 from search_spaces import get_space  # noqa: E402
@@ -40,22 +42,23 @@ class Scripted(Searcher):
     name = "scripted"
 
     def __init__(self, archs):
-        super().__init__(SPACE, 0)
+        super().__init__(SPACE, parse_objectives("accuracy"), 0)
         self.archs = list(archs)
         self.told = {}
 
     def ask(self):
         return SPACE.parse(self.archs.pop(0))
 
-    def tell(self, genotype, result):
-        super().tell(genotype, result)
-        self.told[genotype.to_str()] = result
+    def tell(self, genotype, values):
+        super().tell(genotype, values)
+        self.told[genotype.to_str()] = values
 
 
 def test_ray_executor_pins_retries_dead_workers_and_runs_an_async_search(tmp_path):
     """One Ray instance (started here, stopped at the end) for three checks in a row."""
     evaluator = SyntheticEvaluator(
-        SPACE, steps=30, step_seconds=0.02, fail={FAIL}, nan={NAN}, crash={CRASH}
+        SPACE,
+        options=dict(steps=30, step_seconds=0.02, fail=[FAIL], nan=[NAN], crash=[CRASH]),
     )
     ex = RayExecutor(evaluator, workers=2, max_retries=1)
     try:
@@ -111,14 +114,15 @@ def check_worker_killed_mid_evaluation_is_retried_and_faults_fail(executor, tmp_
 def check_asynchronous_search_records_faults_and_keeps_going(executor, tmp_path):
     archs = [FAIL, NAN, CRASH] + ARCHS[4:12]
     searcher = Scripted(archs)
+    config = SearchConfig.build(
+        dict(space="nb201", strategy="random", evaluator="synthetic", budget=len(archs),
+             out=tmp_path / "run", progress=False)
+    )  # fmt: skip
     res = run_search(
-        SPACE,
-        searcher,
+        config,
+        strategy=searcher,
         executor=executor,
         evaluator=SyntheticEvaluator(SPACE),  # recorded in the settings; the actors have theirs
-        budget=len(archs),
-        out_dir=tmp_path / "run",
-        progress=False,
     )
     assert res.n_trials == 11 and res.n_failed == 3
     assert set(searcher.told) == set(archs)
@@ -210,6 +214,7 @@ def test_driver_kill_9_with_two_workers_resumes_without_losing_trials(tmp_path):
             pass
     before = _complete(db)
     con = sqlite3.connect(db)
+    existing = {n for (n,) in con.execute("select number from trials")}
     running = [
         a
         for (a,) in con.execute(
@@ -232,12 +237,14 @@ def test_driver_kill_9_with_two_workers_resumes_without_losing_trials(tmp_path):
     ).fetchone()[0]
     assert len(running) <= marked <= 2
     assert {a for a in running} <= {a for _, a in after}
-    # The searcher continued from its stored state: what it had seen before the kill is
-    # still in its memory (a fresh searcher would only know the trials after the resume).
-    state = json.loads(
-        con.execute(
-            "select value_json from study_user_attributes where key='searcher_state'"
-        ).fetchone()[0]
-    )
-    assert {json.loads(a) for _, a in before} <= set(state["seen"])
-    assert state["inner"]["n_told"] >= 6
+    # The searcher was rebuilt by replaying the stored asks and tells: the resumed driver's
+    # events continue the sequence (a fresh searcher would number them from 0 again).
+    seqs = {}
+    for number, _key, value in con.execute(
+        "select t.number, a.key, a.value_json from trials t join trial_user_attributes a "
+        "using(trial_id) where a.key in ('ask_seq', 'tell_seq')"
+    ):
+        seqs.setdefault(number, []).append(json.loads(value))
+    old = [v for n, vs in seqs.items() if n in existing for v in vs]
+    new = [v for n, vs in seqs.items() if n not in existing for v in vs]
+    assert old and new and min(new) > max(old)

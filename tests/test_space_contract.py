@@ -86,4 +86,19 @@ def test_size_and_garbage(space):
 def test_known_architectures_resolve(space):
     for name, g in space.known().items():
         assert space.resolve(name) == g
-        assert space.contains(g) or name  # known nets may sit outside the elastic space
+        assert space.contains(g), f"known architecture {name!r} is not in {space.name}"
+
+
+def test_smallest_is_a_lower_bound_of_every_cost(space):
+    """Hard limits below the smallest architecture's cost are refused before a search: that
+    is only right if no architecture of the space costs less."""
+    small = space.smallest()
+    if small is None:
+        pytest.skip(f"{space.name} declares no smallest architecture")
+    assert space.contains(small)
+    d = space.default_dataset
+    g = space.to_graph(small, d)
+    floor = (g.params(), g.flops())
+    for other in samples(space, 12, seed=7) + list(space.known().values()):
+        h = space.to_graph(other, d)
+        assert h.params() >= floor[0] and h.flops() >= floor[1], other.to_str()[:80]

@@ -16,6 +16,7 @@ from nas.errors import InvalidGenotype
 from nas.evaluators import get_evaluator
 from nas.evaluators.base import EvalResult
 from nas.export import export_trial
+from nas.objectives import parse_objectives
 from nas.oneshot import (
     BN,
     Mode,
@@ -25,7 +26,7 @@ from nas.oneshot import (
     calibration_batches,
     extract_model,
 )
-from nas.searchers import Constrained, get_searcher
+from nas.searchers import Constrained, build_strategy
 from search_spaces import get_space
 from search_spaces.nbmacro import NBMacroSpace
 from search_spaces.spos import SPOSSpace
@@ -147,14 +148,12 @@ def _onemax_result(space, g) -> EvalResult:
 
 def test_spos_evolution_climbs_and_respects_a_flops_limit():
     space = NBMacroSpace()
-    inner = get_searcher(
+    inner = build_strategy(
         "spos-evolution",
         space,
+        parse_objectives("accuracy"),
         seed=0,
-        population_size=20,
-        select_num=5,
-        mutation_num=8,
-        crossover_num=8,
+        options=dict(population=20, select_num=5, mutation_num=8, crossover_num=8),
     )
     limit = 1_000_000
 
@@ -168,7 +167,7 @@ def test_spos_evolution_climbs_and_respects_a_flops_limit():
         g = s.ask()
         assert cost(g)["flops"] <= limit
         r = _onemax_result(space, g)
-        s.tell(g, r)
+        s.tell(g, (r.accuracy,))
         scores.append(r.accuracy)
     # selection pressure: later generations score higher than the random first one
     assert np.mean(scores[80:]) > np.mean(scores[:20]) + 1.5

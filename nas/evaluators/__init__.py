@@ -1,39 +1,33 @@
-"""Evaluators: train-from-scratch, tabular benchmark (supernet and predictor ones plug in here)."""
+"""Evaluators: train-from-scratch, tabular benchmark, weight-sharing supernet, synthetic.
+
+They are registered in :mod:`nas.registry` (kind ``evaluators``) and built as
+``cls(space, dataset, seed=..., data_dir=..., run_dir=..., options=...)``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from nas.errors import UnknownName
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.space import SearchSpace
 
-EVALUATORS = ("train", "benchmark", "synthetic", "supernet")
-
 
 def get_evaluator(
-    name: str, space: SearchSpace, dataset: str | None = None, **options: Any
+    name: str,
+    space: SearchSpace,
+    dataset: str | None = None,
+    *,
+    seed: int = 0,
+    data_dir: str | None = None,
+    run_dir: str | Path | None = None,
+    **options: Any,
 ) -> Evaluator:
-    """An evaluator by name."""
-    if name == "train":
-        from nas.evaluators.train import TrainConfig, TrainEvaluator
+    """The evaluator registered as ``name``; ``options`` are its own (checked)."""
+    from nas import registry
 
-        cfg = TrainConfig(
-            **{k: v for k, v in options.items() if k in TrainConfig.__dataclass_fields__}
-        )
-        return TrainEvaluator(space, dataset, cfg, data_dir=options.get("data_dir"))
-    if name == "benchmark":
-        from nas.evaluators.benchmark import BenchmarkEvaluator
-
-        return BenchmarkEvaluator(space, dataset)
-    if name == "synthetic":  # hashed scores, --steps x 10 ms each: tests and overhead runs
-        from nas.evaluators.synthetic import SyntheticEvaluator
-
-        return SyntheticEvaluator(space, dataset, steps=options.get("steps", 0))
-    if name == "supernet" and hasattr(space, "supernet_evaluator"):
-        # weight sharing is per family: the space builds its own (OFA/BigNAS: elastic)
-        return space.supernet_evaluator(dataset, **options)
-    raise UnknownName(f"unknown evaluator {name!r}; choose one of {list(EVALUATORS)}")
+    cls = registry.load("evaluators", name)
+    return cls(space, dataset, seed=seed, data_dir=data_dir, run_dir=run_dir, options=options)
 
 
-__all__ = ["EVALUATORS", "EvalResult", "Evaluator", "get_evaluator"]
+__all__ = ["EvalResult", "Evaluator", "get_evaluator"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult, Evaluator
@@ -15,10 +16,10 @@ class BenchmarkEvaluator(Evaluator):
 
     name = "benchmark"
 
-    def __init__(self, space: SearchSpace, dataset: str | None = None) -> None:
+    def __init__(self, space: SearchSpace, dataset: str | None = None, **kwargs: Any) -> None:
         if not space.has_table():
             raise ConfigError(f"space {space.name!r} has no benchmark table; use --evaluator train")
-        super().__init__(space, dataset)
+        super().__init__(space, dataset, **kwargs)
         # Fail early (missing file, unknown dataset), not on the first trial.
         space.check_table(self.dataset)
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult, Evaluator
+from nas.options import positive
 from nas.space import Genotype, SearchSpace
 
 
@@ -25,41 +27,49 @@ def synthetic_accuracy(arch: str) -> float:
     return 50.0 + 45.0 * h / 2**64
 
 
-class SyntheticEvaluator(Evaluator):
-    """Scores by hashing the architecture; optional delay and injected faults.
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """The ``synthetic`` evaluator's options.
 
-    Args:
-        space: the search space.
-        dataset: the network variant used for the cost.
+    Attributes:
         steps: simulated training steps (each sleeps ``step_seconds``).
         step_seconds: seconds per simulated step.
-        cost: count params and FLOPs on the IR (set False for the cheapest possible evaluation).
+        cost: count params and FLOPs on the IR (False: the cheapest possible evaluation).
         fail: architectures whose evaluation raises.
         nan: architectures whose accuracy is NaN.
         crash: architectures whose evaluation kills its process (``os._exit``); use only
             where evaluations run in worker processes.
     """
 
-    name = "synthetic"
+    steps: int = 0
+    step_seconds: float = 0.01
+    cost: bool = True
+    fail: tuple[str, ...] = ()
+    nan: tuple[str, ...] = ()
+    crash: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        dataset: str | None = None,
-        steps: int = 0,
-        step_seconds: float = 0.01,
-        cost: bool = True,
-        fail: Collection[str] = (),
-        nan: Collection[str] = (),
-        crash: Collection[str] = (),
-    ) -> None:
-        super().__init__(space, dataset)
-        self.steps = int(steps)
-        self.step_seconds = float(step_seconds)
-        self.with_cost = cost
-        self.fail = frozenset(fail)
-        self.nan = frozenset(nan)
-        self.crash = frozenset(crash)
+    def __post_init__(self) -> None:
+        if not 0 <= self.steps <= 1_000_000:
+            raise ConfigError(f"--steps must be between 0 and 1,000,000, got {self.steps}")
+        positive("step_seconds", self.step_seconds, allow_zero=True)
+
+
+class SyntheticEvaluator(Evaluator):
+    """Scores by hashing the architecture; optional delay and injected faults. Options:
+    :class:`SyntheticOptions`."""
+
+    name = "synthetic"
+    Options: ClassVar[type] = SyntheticOptions
+
+    def __init__(self, space: SearchSpace, dataset: str | None = None, **kwargs: Any) -> None:
+        super().__init__(space, dataset, **kwargs)
+        o = self.options
+        self.steps = o.steps
+        self.step_seconds = o.step_seconds
+        self.with_cost = o.cost
+        self.fail = frozenset(o.fail)
+        self.nan = frozenset(o.nan)
+        self.crash = frozenset(o.crash)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "steps": self.steps}

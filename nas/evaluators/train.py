@@ -9,10 +9,11 @@ training step once; the step count does not change that.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.graph import ArchGraph
 from nas.model import build_model
+from nas.options import positive
 from nas.space import Genotype, SearchSpace
 from nas.weights import save_weights
 
@@ -53,6 +55,34 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The ``train`` evaluator's options (``[evaluator_options]``; ``--steps`` sets ``steps``).
+
+    Attributes:
+        steps: optimiser steps per candidate (1 to 10,000,000).
+        batch_size: global batch, split over the devices.
+        lr: peak learning rate of a cosine schedule with linear warm-up (AdamW).
+        weight_decay: decoupled weight decay.
+        warmup: warm-up steps.
+    """
+
+    steps: int = 100
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup: int = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= 10_000_000:
+            raise ConfigError(f"--steps must be between 1 and 10,000,000, got {self.steps}")
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise ConfigError(f"batch_size must be between 1 and 1,000,000, got {self.batch_size}")
+        positive("lr", self.lr)
+        positive("weight_decay", self.weight_decay, allow_zero=True)
+        positive("warmup", self.warmup, allow_zero=True)
 
 
 def make_mesh() -> Mesh:
@@ -177,24 +207,36 @@ class TrainEvaluator(Evaluator):
     Args:
         space: the search space.
         dataset: ``digits`` (built in) or ``cifar10`` (a local folder).
-        config: the training settings.
+        seed: initialisation and data order.
         data_dir: the CIFAR-10 folder (else ``$NAS_CIFAR10_DIR``).
+        run_dir: unused (trial files go to each evaluation's workdir).
+        options: :class:`TrainOptions`.
         data: in-memory arrays (``nas.data.Dataset``) instead of a named dataset.
     """
 
     name = "train"
+    Options: ClassVar[type] = TrainOptions
 
     def __init__(
         self,
         space: SearchSpace,
         dataset: str | None = None,
-        config: TrainConfig | None = None,
+        *,
+        seed: int = 0,
         data_dir: str | None = None,
+        run_dir: str | Path | None = None,
+        options: Any = None,
         data: Dataset | None = None,
     ) -> None:
-        super().__init__(space, dataset or (data.name if data is not None else "digits"))
-        self.config = config or TrainConfig()
-        self.data_dir = data_dir
+        super().__init__(
+            space,
+            dataset or (data.name if data is not None else "digits"),
+            seed=seed,
+            data_dir=data_dir,
+            run_dir=run_dir,
+            options=options,
+        )
+        self.config = TrainConfig(**dataclasses.asdict(self.options), seed=seed)
         # Your own arrays: a Dataset whose name selects the space's network variant
         # (``digits`` for 8x8x1, ``cifar10`` for 32x32x3).
         self.data = (

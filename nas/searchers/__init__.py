@@ -1,92 +1,96 @@
-"""Searchers: ask/tell objects with saveable state."""
+"""Search strategies: sample-based (ask/tell) and one-shot, found through :mod:`nas.registry`.
+
+:func:`build_strategy` is the one place a strategy is made for a run: it loads the class
+registered under the name, refuses objectives it cannot optimise (naming the strategies
+that can), builds it with its typed options, and wraps a sample-based one in the
+cross-cutting wrappers (:class:`Deduplicated`, :class:`Constrained` for hard limits).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nas.errors import ConfigError, UnknownName
-from nas.searchers.base import Searcher
+from nas import registry
+from nas.errors import ConfigError
+from nas.objectives import Objective
+from nas.searchers.base import OneShotStrategy, SearchContext, Searcher, Strategy
 from nas.searchers.wrappers import Constrained, Deduplicated, parse_quantity
 from nas.space import SearchSpace
 
-STRATEGIES = (
-    "random",
-    "evolution",
-    "tpe",
-    "nsga2",
-    "neural-predictor",
-    "bananas",
-    "spos-evolution",
-)
-# Gradient-based strategies (one search, one proposal); not part of the ask/tell contract suite.
-GRADIENT_STRATEGIES = ("darts",)
-# Strategies that take several objectives (``objectives=["accuracy", "flops"]``).
-MULTI_OBJECTIVE = ("random", "evolution", "tpe", "nsga2")
 
-
-def get_searcher(
-    name: str, space: SearchSpace, seed: int = 0, dedup: bool = True, **options: Any
-) -> Searcher:
-    """A searcher by strategy name, wrapped in :class:`Deduplicated` unless ``dedup=False``.
-
-    ``objectives`` (a list of names, see :mod:`nas.objectives`) goes to the strategies that
-    optimise several objectives; random search ignores it.
-    """
-    objectives = options.pop("objectives", None)
-    if (
-        objectives is not None
-        and len(objectives) > 1
-        and name in STRATEGIES
-        and name not in MULTI_OBJECTIVE
-    ):
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered as strategy ``name`` (checked to be a strategy)."""
+    cls = registry.load("strategies", name)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(
-            f"strategy {name!r} optimises one objective; for {','.join(objectives)} use one "
-            f"of {list(MULTI_OBJECTIVE)}"
+            f"strategy {name!r} ({registry.entry('strategies', name).target}) is not a "
+            "nas.searchers.base.Searcher or OneShotStrategy subclass"
         )
-    if objectives is not None and name in ("evolution", "tpe", "nsga2"):
-        options["objectives"] = list(objectives)
-    if name == "random":
-        from nas.searchers.random_search import RandomSearch
+    return cls
 
-        s: Searcher = RandomSearch(space, seed)
-    elif name == "evolution":
-        from nas.searchers.evolution import RegularizedEvolution
 
-        s = RegularizedEvolution(space, seed, **options)
-    elif name == "tpe":
-        from nas.searchers.tpe import OptunaSearcher
+def strategies_for(n_objectives: int) -> list[str]:
+    """The registered strategies that optimise ``n_objectives`` objectives."""
+    out = []
+    for name in registry.names("strategies"):
+        limit = strategy_class(name).max_objectives
+        if limit is None or n_objectives <= limit:
+            out.append(name)
+    return out
 
-        s = OptunaSearcher(space, seed, **options)
-    elif name == "nsga2":
-        from nas.searchers.tpe import NSGA2Searcher
 
-        s = NSGA2Searcher(space, seed, **options)
-    elif name in ("neural-predictor", "bananas"):
-        from nas.searchers.predictor_guided import Bananas, NeuralPredictor
-
-        cls = NeuralPredictor if name == "neural-predictor" else Bananas
-        s = cls(space, seed, **options)
-    elif name == "spos-evolution":
-        from nas.searchers.spos_evolution import SPOSEvolution
-
-        s = SPOSEvolution(space, seed, **options)
-    elif name == "darts":
-        from nas.searchers.darts import DartsSearcher
-
-        s = DartsSearcher(space, seed, **options)
-    else:
-        raise UnknownName(
-            f"unknown strategy {name!r}; choose one of {list(STRATEGIES + GRADIENT_STRATEGIES)}"
+def check_objectives(name: str, objectives: Sequence[Objective]) -> type[Strategy]:
+    """The strategy's class, or a :class:`ConfigError` if it cannot take ``objectives``."""
+    cls = strategy_class(name)
+    limit = cls.max_objectives
+    if limit is not None and len(objectives) > limit:
+        names = ",".join(o.name for o in objectives)
+        raise ConfigError(
+            f"strategy {name!r} optimises {limit} objective{'s' if limit > 1 else ''}; for "
+            f"{names} use one of {strategies_for(len(objectives))}"
         )
-    return Deduplicated(s) if dedup else s
+    return cls
+
+
+def build_strategy(
+    name: str,
+    space: SearchSpace,
+    objectives: Sequence[Objective],
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    context: SearchContext | None = None,
+    dedup: bool = True,
+) -> Strategy:
+    """The strategy ``name`` for a run, ready to use.
+
+    A sample-based strategy comes wrapped: :class:`Deduplicated` (unless ``dedup=False``)
+    and, when ``context.limits`` is set, :class:`Constrained` on ``context.cost``. A one-shot
+    strategy gets the limits through its context and enforces them itself.
+    """
+    cls = check_objectives(name, objectives)
+    context = context or SearchContext()
+    strategy = cls(space, objectives, seed=seed, options=options, context=context)
+    if isinstance(strategy, Searcher):
+        if dedup:
+            strategy = Deduplicated(strategy)
+        if context.limits:
+            if context.cost is None:
+                raise ConfigError("hard limits need a cost function")
+            strategy = Constrained(strategy, context.cost, dict(context.limits))
+    return strategy
 
 
 __all__ = [
-    "MULTI_OBJECTIVE",
-    "STRATEGIES",
     "Constrained",
     "Deduplicated",
+    "OneShotStrategy",
+    "SearchContext",
     "Searcher",
-    "get_searcher",
+    "Strategy",
+    "build_strategy",
+    "check_objectives",
     "parse_quantity",
+    "strategies_for",
+    "strategy_class",
 ]

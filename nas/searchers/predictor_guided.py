@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
 
 from nas.errors import ConfigError
-from nas.evaluators.base import EvalResult
-from nas.searchers.base import Searcher
+from nas.options import positive
+from nas.searchers.base import Searcher, Values
 from nas.space import Genotype, SearchSpace
 
 ACQUISITIONS = ("ei", "ucb", "ts", "mean")
@@ -262,33 +263,67 @@ def transform_targets(y: np.ndarray, kind: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- searchers
 
 
-class _PredictorSearcher(Searcher):
-    """Shared bookkeeping: told history, proposals made, random initial samples, the fit."""
+@dataclass(frozen=True)
+class PredictorOptions:
+    """Settings shared by the predictor-guided strategies.
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        objective: str = "accuracy",
-        encoding: str = "auto",
-        target: str = "rank",
-        predictor: str | None = None,
-        predictor_options: dict[str, Any] | None = None,
-        members: int = 5,
-        hidden: Sequence[int] = (32, 32),
-        epochs: int = 200,
-        lr: float = 0.01,
-    ) -> None:
-        super().__init__(space, seed)
-        self.objective = objective
-        self.encoding = encoding
-        self.encode = make_encoder(space, encoding)
-        if target not in TARGETS:
-            raise ConfigError(f"unknown target transform {target!r}; choose one of {list(TARGETS)}")
-        self.target = target
-        self.predictor = predictor
-        self.predictor_options = dict(predictor_options or {})
-        self.ensemble = dict(members=members, hidden=tuple(hidden), epochs=epochs, lr=lr)
+    Attributes:
+        encoding: ``auto``, ``onehot``, ``path`` or ``path+onehot`` (NB201); ``auto`` is
+            ``path+onehot`` on NB201, else ``onehot``.
+        target: what the surrogate fits: ``rank`` (normal scores of the ranks), ``raw`` or
+            ``log-error`` (see :func:`transform_targets`).
+        predictor: a registered predictor (``gbm``, ``mlp``, ...) instead of the MLP
+            ensemble; ``predictor_options`` are its options.
+        members, hidden, epochs, lr: the MLP ensemble.
+    """
+
+    encoding: str = "auto"
+    target: str = "rank"
+    predictor: str | None = None
+    predictor_options: dict[str, Any] = field(default_factory=dict)
+    members: int = 5
+    hidden: tuple[int, ...] = (32, 32)
+    epochs: int = 200
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(
+                f"unknown encoding {self.encoding!r}; choose one of {list(ENCODINGS)}"
+            )
+        if self.target not in TARGETS:
+            raise ConfigError(
+                f"unknown target transform {self.target!r}; choose one of {list(TARGETS)}"
+            )
+        if self.predictor is not None:
+            from nas import registry
+
+            registry.entry("predictors", self.predictor)  # unknown: an error naming the valid ones
+        if self.members < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(
+                f"the MLP ensemble needs members >= 1 and hidden widths >= 1, got "
+                f"{self.members}, {list(self.hidden)}"
+            )
+        positive("epochs", self.epochs)
+        positive("lr", self.lr)
+
+
+class _PredictorSearcher(Searcher):
+    """Shared bookkeeping: told history, proposals made, random initial samples, the fit.
+
+    The surrogate fits the first objective's oriented value (larger is better): accuracy as
+    it is, a cost such as FLOPs negated. One objective only.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        o = self.options
+        self.encode = make_encoder(self.space, o.encoding)
+        if o.predictor is not None:
+            from predictors.base import get_predictor
+
+            get_predictor(o.predictor, seed=0, **o.predictor_options)  # bad options: now
+        self.ensemble = dict(members=o.members, hidden=tuple(o.hidden), epochs=o.epochs, lr=o.lr)
         self.n_asked = 0
         self.history: list[tuple[str, float | None]] = []  # told, in order (None: failed)
         self.proposed: set[str] = set()  # every architecture asked (told or outstanding)
@@ -323,8 +358,8 @@ class _PredictorSearcher(Searcher):
 
     def _fit(self, genotypes: list[Genotype], y: np.ndarray, seed: int) -> Surrogate:
         """A function from genotypes to the predicted (transformed) objective and its spread."""
-        t = transform_targets(y, self.target)
-        if self.predictor is not None:
+        t = transform_targets(y, self.options.target)
+        if self.options.predictor is not None:
             return self._fit_external(genotypes, t, seed)
         x = np.stack([self._feature(g) for g in genotypes])
         model = MLPEnsemble(**self.ensemble).fit(x, t, seed=seed)  # type: ignore[arg-type]
@@ -343,7 +378,7 @@ class _PredictorSearcher(Searcher):
         def refs(gs: Sequence[Genotype]) -> list[ArchRef]:
             return [ArchRef(self.space.name, g.to_str(), dataset) for g in gs]
 
-        model = get_predictor(self.predictor, seed=seed, **self.predictor_options)
+        model = get_predictor(self.options.predictor, seed=seed, **self.options.predictor_options)
         model.fit(refs(genotypes), t)
 
         def predict(cands: Sequence[Genotype]) -> tuple[np.ndarray, np.ndarray]:
@@ -358,13 +393,13 @@ class _PredictorSearcher(Searcher):
 
     # -- protocol
 
-    def tell(self, genotype: Genotype, result: EvalResult) -> None:
-        super().tell(genotype, result)
-        value = result.metrics.get(self.objective) if result.ok else None
-        if value is not None and not math.isfinite(float(value)):
+    def tell(self, genotype: Genotype, values: Values | None) -> None:
+        super().tell(genotype, values)
+        value = None if values is None else float(values[0])
+        if value is not None and not math.isfinite(value):
             value = None
         self.proposed.add(genotype.to_str())
-        self.history.append((genotype.to_str(), None if value is None else float(value)))
+        self.history.append((genotype.to_str(), value))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -381,6 +416,46 @@ class _PredictorSearcher(Searcher):
         self.proposed = set(state["proposed"])
 
 
+@dataclass(frozen=True)
+class BananasOptions(PredictorOptions):
+    """BANANAS' settings (and those of :class:`PredictorOptions`).
+
+    Attributes:
+        n_init: uniform samples before the first fit (at least 2 results are needed).
+        batch_size: proposals per fit.
+        acquisition: ``ei`` (expected improvement), ``ucb``, ``ts`` (Thompson) or ``mean``.
+        ucb_beta: the spread's weight for ``ucb``.
+        n_parents: best architectures mutated into candidates.
+        n_mutations: mutations of each parent.
+        max_edits: the most decisions one candidate changes from its parent.
+        n_random: uniform samples added to the candidates.
+    """
+
+    n_init: int = 10
+    batch_size: int = 2
+    acquisition: str = "ei"
+    ucb_beta: float = 1.0
+    n_parents: int = 10
+    n_mutations: int = 30
+    max_edits: int = 2
+    n_random: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.acquisition not in ACQUISITIONS:
+            raise ConfigError(
+                f"unknown acquisition {self.acquisition!r}; choose one of {list(ACQUISITIONS)}"
+            )
+        if self.batch_size < 1 or self.n_init < 0:
+            raise ConfigError(
+                f"bananas: batch_size must be >= 1 and n_init >= 0, got {self.batch_size}, "
+                f"{self.n_init}"
+            )
+        for name in ("n_parents", "n_mutations", "max_edits"):
+            positive(f"bananas {name}", getattr(self, name))
+        positive("bananas n_random", self.n_random, allow_zero=True)
+
+
 class Bananas(_PredictorSearcher):
     """BANANAS: an ensemble predictor and an acquisition function over mutated candidates.
 
@@ -390,75 +465,27 @@ class Bananas(_PredictorSearcher):
     with one to ``max_edits`` decisions changed, plus ``n_random`` uniform samples), scores
     them with the acquisition function and queues the ``batch_size`` best not yet proposed.
     It never waits for outstanding results, so several workers can ask at once; with
-    ``batch_size`` 1 it refits after every result.
-
-    Args:
-        space: the search space.
-        seed: random seed.
-        n_init: uniform samples before the first fit (at least 2 results are needed).
-        batch_size: proposals per fit.
-        acquisition: ``ei`` (expected improvement), ``ucb``, ``ts`` (Thompson) or ``mean``.
-        ucb_beta: the spread's weight for ``ucb``.
-        n_parents: best architectures mutated into candidates.
-        n_mutations: mutations of each parent.
-        max_edits: the most decisions one candidate changes from its parent.
-        n_random: uniform samples added to the candidates.
-        objective: the metric to maximise.
-        encoding: ``auto``, ``onehot``, ``path`` or ``path+onehot`` (NB201); ``auto`` is
-            ``path+onehot`` on NB201, else ``onehot``.
-        target: what the surrogate fits: ``rank`` (normal scores of the ranks, the
-            default), ``raw`` or ``log-error`` (see :func:`transform_targets`).
-        predictor: a ``predictors`` package name (``gbm``, ``mlp``, ...) to use instead of
-            the MLP ensemble; ``predictor_options`` are its options.
-        members, hidden, epochs, lr: the MLP ensemble.
+    ``batch_size`` 1 it refits after every result. Options: :class:`BananasOptions`.
     """
 
     name = "bananas"
+    Options: ClassVar[type] = BananasOptions
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        n_init: int = 10,
-        batch_size: int = 2,
-        acquisition: str = "ei",
-        ucb_beta: float = 1.0,
-        n_parents: int = 10,
-        n_mutations: int = 30,
-        max_edits: int = 2,
-        n_random: int = 100,
-        **ensemble: Any,
-    ) -> None:
-        super().__init__(space, seed, **ensemble)
-        if acquisition not in ACQUISITIONS:
-            raise ConfigError(
-                f"unknown acquisition {acquisition!r}; choose one of {list(ACQUISITIONS)}"
-            )
-        if batch_size < 1 or n_init < 0:
-            raise ConfigError(
-                f"bananas: batch_size must be >= 1 and n_init >= 0, got {batch_size}, {n_init}"
-            )
-        self.n_init = n_init
-        self.batch_size = batch_size
-        self.acquisition = acquisition
-        self.ucb_beta = ucb_beta
-        self.n_parents = n_parents
-        self.n_mutations = n_mutations
-        self.max_edits = max_edits
-        self.n_random = n_random
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.queue: list[str] = []
         self.n_fits = 0
 
     def _candidates(self, data: list[tuple[Genotype, float]]) -> list[Genotype]:
-        parents = [g for g, _ in sorted(data, key=lambda gv: -gv[1])[: self.n_parents]]
+        parents = [g for g, _ in sorted(data, key=lambda gv: -gv[1])[: self.options.n_parents]]
         out: dict[str, Genotype] = {}
         for p in parents:
-            for _ in range(self.n_mutations):
+            for _ in range(self.options.n_mutations):
                 c = p
-                for _ in range(int(self.rng.integers(1, self.max_edits + 1))):
+                for _ in range(int(self.rng.integers(1, self.options.max_edits + 1))):
                     c = self.space.mutate(c, self.rng)
                 out.setdefault(c.to_str(), c)
-        for _ in range(self.n_random):
+        for _ in range(self.options.n_random):
             c = self.space.sample(self.rng)
             out.setdefault(c.to_str(), c)
         return [g for a, g in out.items() if a not in self.proposed]
@@ -471,13 +498,13 @@ class Bananas(_PredictorSearcher):
         if not cands:
             return
         score = acquire(
-            self.acquisition,
+            self.options.acquisition,
             *predict(cands),
-            float(transform_targets(y, self.target).max()),
+            float(transform_targets(y, self.options.target).max()),
             self.rng,
-            self.ucb_beta,
+            self.options.ucb_beta,
         )
-        order = np.argsort(-score, kind="stable")[: self.batch_size]
+        order = np.argsort(-score, kind="stable")[: self.options.batch_size]
         self.queue = [cands[int(i)].to_str() for i in order]
 
     def ask(self) -> Genotype:
@@ -486,7 +513,7 @@ class Bananas(_PredictorSearcher):
             a = self.queue.pop(0)
             if a not in self.proposed:
                 return self._propose(self.space.parse(a))
-        if self.n_asked <= self.n_init or self.n_ok < 2:
+        if self.n_asked <= self.options.n_init or self.n_ok < 2:
             return self._propose(self._fresh_random())
         self._refill()
         if not self.queue:
@@ -502,51 +529,55 @@ class Bananas(_PredictorSearcher):
         self.n_fits = int(state["n_fits"])
 
 
+@dataclass(frozen=True)
+class NeuralPredictorOptions(PredictorOptions):
+    """The Neural Predictor's settings (and those of :class:`PredictorOptions`).
+
+    Attributes:
+        n_train: uniform samples to train on (default: ``train_fraction`` of the budget).
+        train_fraction: ``n_train`` as a fraction of the search's budget.
+        pool_size: candidates ranked.
+        refit_every: results between refits after the first (0: never, as in the paper).
+    """
+
+    n_train: int | None = None
+    train_fraction: float = 0.3
+    pool_size: int = 10_000
+    refit_every: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_train is not None and self.n_train < 2:
+            raise ConfigError(f"neural-predictor: n_train must be at least 2, got {self.n_train}")
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(
+                f"neural-predictor: train_fraction must be in (0, 1], got {self.train_fraction}"
+            )
+        positive("neural-predictor pool_size", self.pool_size)
+        positive("neural-predictor refit_every", self.refit_every, allow_zero=True)
+
+
 class NeuralPredictor(_PredictorSearcher):
     """The Neural Predictor: fit on ``n_train`` random architectures, rank a pool, go down it.
 
     The first ``n_train`` proposals are uniform samples (``n_train`` defaults to
-    ``train_fraction`` of ``budget`` when a budget is given). Once they are proposed, the
-    ensemble is fitted on the results told so far (all ``n_train`` of them when evaluations
-    run one at a time), it ranks a pool of candidates (the whole space when it has at most
-    ``pool_size`` architectures, else ``pool_size`` uniform samples) and every later proposal
-    is the next best-ranked architecture not yet proposed. With ``refit_every`` > 0 the
-    ensemble is refitted and the pool re-ranked after that many further results.
-
-    Args:
-        space: the search space.
-        seed: random seed.
-        n_train: uniform samples to train on.
-        train_fraction: ``n_train`` as a fraction of ``budget`` (used when ``n_train`` is None).
-        budget: the search's total number of evaluations.
-        pool_size: candidates ranked.
-        refit_every: results between refits after the first (0: never, as in the paper).
-        objective: the metric to maximise.
-        encoding, target, predictor, predictor_options, members, hidden, epochs, lr: as for
-            :class:`Bananas`.
+    ``train_fraction`` of the search's budget). Once they are proposed, the ensemble is
+    fitted on the results told so far (all ``n_train`` of them when evaluations run one at a
+    time), it ranks a pool of candidates (the whole space when it has at most ``pool_size``
+    architectures, else ``pool_size`` uniform samples) and every later proposal is the next
+    best-ranked architecture not yet proposed. With ``refit_every`` > 0 the ensemble is
+    refitted and the pool re-ranked after that many further results. Options:
+    :class:`NeuralPredictorOptions`.
     """
 
     name = "neural-predictor"
+    Options: ClassVar[type] = NeuralPredictorOptions
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        n_train: int | None = None,
-        train_fraction: float = 0.3,
-        budget: int | None = None,
-        pool_size: int = 10_000,
-        refit_every: int = 0,
-        **ensemble: Any,
-    ) -> None:
-        super().__init__(space, seed, **ensemble)
-        if n_train is None:
-            n_train = max(2, round(train_fraction * budget)) if budget else 20
-        if n_train < 2:
-            raise ConfigError(f"neural-predictor: n_train must be at least 2, got {n_train}")
-        self.n_train = int(n_train)
-        self.pool_size = pool_size
-        self.refit_every = refit_every
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        o = self.options
+        budget = self.context.budget
+        self.n_train = o.n_train or (max(2, round(o.train_fraction * budget)) if budget else 20)
         self.fit_at: int | None = None  # results told when the ranking was made
         self.fit_seed = 0
         self.pool_seed = 0
@@ -554,14 +585,14 @@ class NeuralPredictor(_PredictorSearcher):
         self._ranking: list[str] | None = None
 
     def _pool(self, seed: int) -> list[Genotype]:
-        if self.space.size <= self.pool_size:
+        if self.space.size <= self.options.pool_size:
             return [
                 self.space.from_indices(idx)
                 for idx in np.ndindex(*(n for _, n in self.space.choices()))
             ]
         rng = np.random.default_rng(seed)
         out: dict[str, Genotype] = {}
-        for _ in range(self.pool_size):
+        for _ in range(self.options.pool_size):
             g = self.space.sample(rng)
             out.setdefault(g.to_str(), g)
         return list(out.values())
@@ -591,7 +622,8 @@ class NeuralPredictor(_PredictorSearcher):
         if self.n_asked <= self.n_train or self.n_ok < 2:
             return self._propose(self._fresh_random())
         if self.fit_at is None or (
-            self.refit_every > 0 and len(self.history) - self.fit_at >= self.refit_every
+            self.options.refit_every > 0
+            and len(self.history) - self.fit_at >= self.options.refit_every
         ):
             self._start_ranking()
         if self._ranking is None:

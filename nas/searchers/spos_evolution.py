@@ -12,65 +12,80 @@ another of the same kind; after ``10 x`` a kind's quota of failures (SPOS's ``ma
 the rest of that kind's quota is filled with random candidates.
 
 Works with any space whose genotypes are a fixed list of categorical decisions
-(``choices()``). Scores come from ``tell`` (``objective``, maximised): with the
-``supernet`` evaluator, the one-shot accuracy of each path with inherited weights.
+(``choices()``). Scores come from ``tell``: the study's (single) objective, oriented so that
+larger is better -- with the ``supernet`` evaluator and the default objective, the one-shot
+accuracy of each path with inherited weights.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from nas.errors import ConfigError
-from nas.evaluators.base import EvalResult
-from nas.searchers.base import Searcher
-from nas.space import Genotype, SearchSpace
+from nas.options import positive
+from nas.searchers.base import Searcher, Values
+from nas.space import Genotype
 
 KINDS = ("mutation", "crossover", "random")
+
+
+@dataclass(frozen=True)
+class SPOSEvolutionOptions:
+    """SPOS evolution's settings (SPOS's own values as defaults).
+
+    Attributes:
+        population: candidates per generation (SPOS: 50).
+        select_num: parents: the best evaluated candidates (SPOS: top-10).
+        mutation_num: mutants per generation (SPOS: 25).
+        crossover_num: crossovers per generation (SPOS: 25).
+        mutation_prob: per-decision resampling probability of a mutation (SPOS: 0.1).
+        max_tries: proposals per ask before giving up on finding an unseen architecture.
+    """
+
+    population: int = 50
+    select_num: int = 10
+    mutation_num: int = 25
+    crossover_num: int = 25
+    mutation_prob: float = 0.1
+    max_tries: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("population", "select_num", "max_tries"):
+            positive(f"spos-evolution {name}", getattr(self, name))
+        for name in ("mutation_num", "crossover_num"):
+            positive(f"spos-evolution {name}", getattr(self, name), allow_zero=True)
+        if self.mutation_num + self.crossover_num > self.population:
+            raise ConfigError(
+                f"spos-evolution: mutation_num + crossover_num ({self.mutation_num} + "
+                f"{self.crossover_num}) must not exceed population ({self.population})"
+            )
+        if not 0 <= self.mutation_prob <= 1:
+            raise ConfigError(
+                f"spos-evolution: mutation_prob must be in [0, 1], got {self.mutation_prob}"
+            )
 
 
 class SPOSEvolution(Searcher):
     """SPOS evolution as an ask/tell searcher with JSON-serialisable state.
 
-    Args:
-        space: the search space (fixed categorical decisions).
-        seed: random seed.
-        population_size: candidates per generation (SPOS: 50).
-        select_num: parents: the best evaluated candidates (SPOS: top-10).
-        mutation_num: mutants per generation (SPOS: 25).
-        crossover_num: crossovers per generation (SPOS: 25).
-        mutation_prob: per-decision resampling probability of a mutation (SPOS: 0.1).
-        objective: the metric to maximise.
-        max_tries: proposals per ask before giving up on finding an unseen architecture.
+    Scores are the first objective's oriented values (larger is better). Options:
+    :class:`SPOSEvolutionOptions`.
     """
 
     name = "spos-evolution"
+    Options: ClassVar[type] = SPOSEvolutionOptions
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int = 0,
-        population_size: int = 50,
-        select_num: int = 10,
-        mutation_num: int = 25,
-        crossover_num: int = 25,
-        mutation_prob: float = 0.1,
-        objective: str = "accuracy",
-        max_tries: int = 1000,
-    ) -> None:
-        super().__init__(space, seed)
-        if mutation_num + crossover_num > population_size:
-            raise ConfigError(
-                f"spos-evolution: mutation_num + crossover_num ({mutation_num} + {crossover_num}) "
-                f"must not exceed population_size ({population_size})"
-            )
-        self.population_size = population_size
-        self.select_num = select_num
-        self.mutation_num = mutation_num
-        self.crossover_num = crossover_num
-        self.mutation_prob = mutation_prob
-        self.objective = objective
-        self.max_tries = max_tries
-        self.sizes = [n for _, n in space.choices()]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        o = self.options
+        self.population_size = o.population
+        self.select_num = o.select_num
+        self.mutation_num = o.mutation_num
+        self.crossover_num = o.crossover_num
+        self.mutation_prob = o.mutation_prob
+        self.max_tries = o.max_tries
+        self.sizes = [n for _, n in self.space.choices()]
         self.generation = 0
         self.scores: dict[str, float] = {}  # every successfully evaluated architecture
         self.seen: set[str] = set()  # every architecture ever proposed
@@ -165,12 +180,12 @@ class SPOSEvolution(Searcher):
         self.issued[kind] += 1
         return g
 
-    def tell(self, genotype: Genotype, result: EvalResult) -> None:
-        super().tell(genotype, result)
+    def tell(self, genotype: Genotype, values: Values | None) -> None:
+        super().tell(genotype, values)
         arch = genotype.to_str()
         kind = self.kind_of.pop(arch, None)
-        if result.ok and self.objective in result.metrics:
-            self.scores[arch] = float(result.metrics[self.objective])
+        if values is not None:
+            self.scores[arch] = float(values[0])
         elif kind is not None:
             self.failed[kind] += 1  # not a member: another candidate of its kind replaces it
 

@@ -299,6 +299,10 @@ class BigNASSpace(SearchSpace):
             )
         return BigNASGenotype(**data)
 
+    def smallest(self) -> Genotype:
+        """The minimal subnet: smallest kernel, expand ratio, depth and resolution."""
+        return self.known()["min"]
+
     def known(self) -> Mapping[str, Genotype]:
         """The largest and smallest children (``max`` at 320, ``min`` at 192)."""
         st = _layer_stage()

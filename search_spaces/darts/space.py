@@ -119,6 +119,12 @@ class DartsSpace(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_darts(v, self.genotype_cls) for k, v in KNOWN.items()}
 
+    def smallest(self) -> Genotype:
+        """Max pooling on every edge, each node reading the two cell inputs: no parameters
+        and no multiply-adds inside the cells."""
+        cell = tuple(("max_pool_3x3", i % 2) for i in range(8))
+        return self.genotype_cls(cell, cell)
+
     def skeleton(self, dataset: str) -> network.Skeleton:
         """The network skeleton for ``dataset`` with this space's C / layers overrides."""
         sk = network.DATASETS[dataset]

@@ -109,15 +109,23 @@ class NasnetGenotype(Genotype):
         normal_concat: the hidden states concatenated into the cell output; ``None`` means
             the paper's rule (every state no block reads).
         reduce_concat: likewise.
+        published: the name of a published network these cells come from (``AmoebaNet-A``);
+            its skeleton (:data:`PUBLISHED_SKELETONS`: cells per stack ``N``, filters ``F``)
+            is then the default on each dataset, so the name builds the published network.
     """
 
     normal: tuple[tuple[str, int], ...]
     reduce: tuple[tuple[str, int], ...]
     normal_concat: tuple[int, ...] | None = None
     reduce_concat: tuple[int, ...] | None = None
+    published: str | None = None
     space_name: ClassVar[str] = "nasnet"
 
     def __post_init__(self) -> None:
+        if self.published is not None and self.published not in PUBLISHED_SKELETONS:
+            raise InvalidGenotype(
+                f"nasnet: published={self.published!r} is not one of {sorted(PUBLISHED_SKELETONS)}"
+            )
         _check_cell("normal", self.normal)
         _check_cell("reduce", self.reduce)
         for field, cell in (("normal_concat", self.normal), ("reduce_concat", self.reduce)):
@@ -132,9 +140,10 @@ class NasnetGenotype(Genotype):
         def cell(pairs):
             return "[" + ", ".join(f"({op!r}, {i})" for op, i in pairs) + "]"
 
+        tail = f", published={self.published!r}" if self.published else ""
         return (
             f"NASNet(normal={cell(self.normal)}, normal_concat={list(self.normal_concat)}, "
-            f"reduce={cell(self.reduce)}, reduce_concat={list(self.reduce_concat)})"
+            f"reduce={cell(self.reduce)}, reduce_concat={list(self.reduce_concat)}{tail})"
         )
 
     def to_compact(self) -> dict[str, Any]:
@@ -143,6 +152,7 @@ class NasnetGenotype(Genotype):
             "normal_concat": list(self.normal_concat),
             "reduce": [[op, i] for op, i in self.reduce],
             "reduce_concat": list(self.reduce_concat),
+            **({"published": self.published} if self.published else {}),
         }
 
 
@@ -178,7 +188,7 @@ def _from_tf_spec(field: str, spec: Any) -> tuple[tuple[tuple[str, int], ...], t
 
 
 def _from_fields(fields: dict[str, Any]) -> NasnetGenotype:
-    extra = sorted(set(fields) - {"normal", "reduce", "normal_concat", "reduce_concat"})
+    extra = sorted(set(fields) - {"normal", "reduce", "normal_concat", "reduce_concat", "published"})
     if extra:
         raise InvalidGenotype(f"nasnet: unknown genotype field(s) {extra}")
     cells: dict[str, Any] = {}
@@ -198,6 +208,10 @@ def _from_fields(fields: dict[str, Any]) -> NasnetGenotype:
             concat = tuple(concat)
         cells[name] = pairs
         cells[f"{name}_concat"] = concat
+    if fields.get("published") is not None:
+        if not isinstance(fields["published"], str):
+            raise InvalidGenotype("nasnet: published must be a network's name")
+        cells["published"] = fields["published"]
     return NasnetGenotype(**cells)
 
 
@@ -297,6 +311,27 @@ TF_SPECS: dict[str, dict[str, dict[str, list]]] = {
 }
 
 
+# The published networks' skeletons: NASNet-A CIFAR (N=6, F=32: 3.3M parameters) and mobile
+# ImageNet (N=4, F=44: 5.3M, 564M multiply-adds), Zoph et al. 2018 Tables 1-2; AmoebaNet-A
+# CIFAR (N=6, F=36: 3.2M) and mobile ImageNet (N=4, F=50: 5.1M, 555M), Real et al. 2019
+# Tables 2-3.
+PUBLISHED_SKELETONS: dict[str, dict[str, dict[str, int]]] = {
+    "NASNet-A": {
+        "cifar10": {"N": 6, "F": 32},
+        "cifar100": {"N": 6, "F": 32},
+        "imagenet": {"N": 4, "F": 44},
+    },
+    "AmoebaNet-A": {
+        "cifar10": {"N": 6, "F": 36},
+        "cifar100": {"N": 6, "F": 36},
+        "imagenet": {"N": 4, "F": 50},
+    },
+}
+
+
 def known_genotypes() -> dict[str, NasnetGenotype]:
-    """The published cells by name."""
-    return {name: parse_nasnet(json.dumps(spec)) for name, spec in TF_SPECS.items()}
+    """The published cells by name, each tagged with its network (and so its skeleton)."""
+    out = {}
+    for name, spec in TF_SPECS.items():
+        out[name] = parse_nasnet(json.dumps({**spec, "published": name}))
+    return out

@@ -21,6 +21,7 @@ from search_spaces.nasnet import network
 from search_spaces.nasnet.genotypes import (
     BLOCKS,
     OPS,
+    PUBLISHED_SKELETONS,
     NasnetGenotype,
     known_genotypes,
     parse_nasnet,
@@ -128,11 +129,15 @@ class NasnetSpace(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return known_genotypes()
 
-    def skeleton(self, dataset: str) -> network.Skeleton:
-        """The network skeleton for ``dataset`` with this space's overrides."""
+    def skeleton(self, dataset: str, published: str | None = None) -> network.Skeleton:
+        """The network skeleton for ``dataset``: a published network's own (``published``,
+        e.g. AmoebaNet-A: N=6, F=36 on CIFAR), else the dataset's; the space's ``N``/``F``
+        override both."""
         sk = network.DATASETS[dataset]
         if self.large and dataset == "imagenet":
             sk = network.LARGE_IMAGENET
+        elif published is not None and dataset in PUBLISHED_SKELETONS[published]:
+            sk = sk.replace(**PUBLISHED_SKELETONS[published][dataset])
         sk = sk.replace(N=self.N, F=self.F)
         if sk.stem == "imagenet":
             size = self.image_size
@@ -145,7 +150,7 @@ class NasnetSpace(SearchSpace):
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)
         g_ = self._check(genotype)
-        sk = self.skeleton(dataset)
+        sk = self.skeleton(dataset, g_.published)
         graph = network.build(g_, sk)
         graph.meta.update(
             space=self.name,

@@ -141,6 +141,10 @@ class NB201Space(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_nb201(v) for k, v in KNOWN.items()}
 
+    def smallest(self) -> Genotype:
+        """Every edge ``none``: no cell operation costs anything (7.78M FLOPs on CIFAR-10)."""
+        return self.from_indices([OPS.index("none")] * len(network.EDGES))
+
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)
         if not isinstance(genotype, NB201Genotype):

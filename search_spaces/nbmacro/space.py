@@ -160,6 +160,10 @@ class NBMacroSpace(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_nbmacro(v) for k, v in KNOWN.items()}
 
+    def smallest(self) -> Genotype:
+        """Identity in every searchable layer (a 1x1 conv where the layer downsamples)."""
+        return self.from_indices([0] * LAYERS)
+
     def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
         """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
         from search_spaces.nbmacro.supernet import supernet_evaluator

@@ -337,6 +337,13 @@ class _OFASpace(SearchSpace):
             )
         return g
 
+    def smallest(self) -> Genotype:
+        """The minimal subnet (OFA's ``min``: smallest kernel, expand ratio and depth) at the
+        smallest resolution of the grid."""
+        idx = self.to_indices(self.known()["min"])
+        idx[-1] = 0  # resolution 128
+        return self.from_indices(idx)
+
     def known(self) -> Mapping[str, Genotype]:
         """The largest and smallest subnets at 224 (``max``, ``min``)."""
         n = self.genotype_cls.n_layers

@@ -215,6 +215,10 @@ class SPOSSpace(SearchSpace):
     def known(self) -> Mapping[str, Genotype]:
         return {k: parse_spos(v, self.genotype_cls) for k, v in KNOWN.items()}
 
+    def smallest(self) -> Genotype:
+        """The 3x3 ShuffleNet block everywhere (at the narrowest width with channel search)."""
+        return self.from_indices([0] * len(self.choices()))
+
     def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
         """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
         from search_spaces.spos.supernet import supernet_evaluator

@@ -1,0 +1,192 @@
+"""A prepared search run: every setting of a configuration resolved and checked.
+
+:func:`prepare` turns a :class:`~nas.config.SearchConfig` into a :class:`Run` -- space,
+evaluator, objectives, strategy class, limits, run folder and storage -- before anything is
+written or evaluated, so bad input is one line and exit code 2 before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nas.config import SearchConfig
+from nas.errors import ConfigError
+from nas.evaluators.base import Evaluator
+from nas.objectives import COST_KEYS, Objective, parse_objectives
+from nas.options import build_options
+from nas.searchers import check_objectives
+from nas.searchers.base import OneShotStrategy, SearchContext, Strategy
+from nas.space import Genotype, SearchSpace
+from nas.storage import default_storage, mask_url, sqlite_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """A checked run: everything :func:`run_search` needs, nothing written yet."""
+
+    config: SearchConfig
+    space: SearchSpace
+    evaluator: Evaluator
+    objectives: tuple[Objective, ...]
+    strategy_cls: type[Strategy]
+    context: SearchContext
+    out: Path
+    storage: str
+    study: str
+
+
+def prepare(
+    config: SearchConfig,
+    evaluator: Evaluator | None = None,
+    strategy_cls: type[Strategy] | None = None,
+) -> Run:
+    """Resolve and check every setting of ``config``; raise before any work on bad input.
+
+    ``evaluator`` replaces the registered one (a caller's own, e.g. on in-memory data);
+    ``strategy_cls`` is the class of a caller's own strategy object (not registered).
+    """
+    from nas import registry
+    from search_spaces import get_space
+
+    space = get_space(config.space)
+    if strategy_cls is None:
+        registry.entry("strategies", config.strategy)  # an unknown name fails first
+    out = config.run_dir
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)[:80]} is a file, not a folder")
+    storage = config.storage or default_storage(out)
+    study = config.study or out.resolve().name
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        raise ConfigError(f"--data-dir {config.data_dir[:80]}: no such folder")
+    if evaluator is None:
+        evaluator = build_evaluator(config, space, out)
+    objectives = parse_objectives(config.objectives or None, evaluator.metrics)
+    if strategy_cls is None:
+        strategy_cls = check_objectives(config.strategy, objectives)
+        where = f"{config.strategy} strategy options"
+        build_options(strategy_cls.Options, config.strategy_options, where)
+    elif strategy_cls.max_objectives is not None and len(objectives) > strategy_cls.max_objectives:
+        raise ConfigError(
+            f"strategy {strategy_cls.name!r} optimises {strategy_cls.max_objectives} objective(s)"
+        )
+    _check_cost_objectives(space, evaluator, objectives)
+    limits = config.limits
+    context = SearchContext(
+        budget=config.budget,
+        limits=limits,
+        cost=evaluator.cost,
+        run_dir=out,
+        dataset=evaluator.dataset,
+        data_dir=config.data_dir,
+        progress=config.progress,
+    )
+    if limits and not issubclass(strategy_cls, OneShotStrategy):
+        check_limits(space, evaluator, limits)
+    _check_out(out)  # the first thing written: the run folder, once every check has passed
+    _check_storage_url(storage, out)
+    return Run(config, space, evaluator, objectives, strategy_cls, context, out, storage, study)
+
+
+def build_evaluator(config: SearchConfig, space: SearchSpace, out: Path) -> Evaluator:
+    """The registered evaluator of ``config``, built with its typed options."""
+    from nas import registry
+
+    cls = registry.load("evaluators", config.evaluator)
+    if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
+        raise ConfigError(f"evaluator {config.evaluator!r} is not a nas Evaluator subclass")
+    options = dict(config.evaluator_options)
+    if config.latency_table is not None:
+        options["latency_table"] = config.latency_table
+    return cls(
+        space,
+        config.dataset,
+        seed=config.seed,
+        data_dir=config.data_dir,
+        run_dir=out,
+        options=options,
+    )
+
+
+def check_limits(space: SearchSpace, evaluator: Evaluator, limits: dict[str, float]) -> None:
+    """Refuse at once a limit the evaluator cannot measure or no architecture can meet."""
+    cost = evaluator.cost(_probe(space))
+    for key, limit in limits.items():
+        if key not in cost:
+            raise ConfigError(
+                f"--max-{key} needs a {key} model: the {evaluator.name} evaluator on space "
+                f"{space.name!r} measures {sorted(cost)}"
+                + (" (pass --latency-table)" if key == "latency" else "")
+            )
+        if space.smallest() is not None and cost[key] > limit:
+            raise ConfigError(
+                f"impossible limit --max-{key} {limit:,.6g}: the smallest architecture of "
+                f"{space.name!r} has {key} {cost[key]:,.6g}"
+            )
+
+
+def _probe(space: SearchSpace) -> Genotype:
+    return space.smallest() or space.sample(np.random.default_rng(0))
+
+
+def _check_cost_objectives(
+    space: SearchSpace, evaluator: Evaluator, objectives: tuple[Objective, ...]
+) -> None:
+    """A cost objective (``latency`` & co.) the evaluator cannot count is refused at start."""
+    costs = [o.name for o in objectives if o.name in COST_KEYS]
+    if not costs:
+        return
+    measured = evaluator.cost(_probe(space))
+    missing = [c for c in costs if c not in measured]
+    if missing:
+        raise ConfigError(
+            f"objective {missing[0]!r} is not measured by the {evaluator.name} evaluator on "
+            f"space {space.name!r} (it counts {sorted(measured)})"
+            + ("; pass --latency-table" if missing[0] == "latency" else "")
+        )
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)[:80]} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".nas-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot write to the run folder {str(out)[:80]}: {e.strerror or e}"
+        ) from None
+
+
+def _check_storage_url(url: str, out: Path) -> None:
+    """A URL SQLAlchemy can parse; a SQLite file's missing folder only inside the run folder
+    or the working directory (created there, and said so)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        make_url(url)
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError & co.
+        raise ConfigError(f"--storage {mask_url(url)[:80]!r} is not a SQLAlchemy URL") from None
+    path = sqlite_path(url)
+    if path is None or path.parent.exists():
+        return
+    parent = path.parent.resolve()
+    allowed = [out.resolve(), Path.cwd().resolve()]
+    if not any(parent == a or a in parent.parents for a in allowed):
+        raise ConfigError(
+            f"--storage: the folder {path.parent} does not exist; create it first (nas creates "
+            "missing folders only inside the run folder or the working directory)"
+        )
+    parent.mkdir(parents=True, exist_ok=True)
+    log.warning("created folder %s for the study's SQLite file", path.parent)
+
+
+__all__ = ["Run", "build_evaluator", "check_limits", "prepare"]
