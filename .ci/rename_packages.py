@@ -10,12 +10,16 @@ Run from the repository root: ``python3 .ci/rename_packages.py``. It rewrites
 - ``pyproject.toml``'s packages block (between its ``# --- packages`` markers) into the
   explicit package list with ``package-dir``, listing every package folder found.
 
-It is idempotent (``nas.search_spaces`` is never rewritten again) and prints what it changed.
+Then the rewritten Python files get ruff's import sorting and formatting (``.venv/bin/ruff``,
+else ``ruff`` on the PATH), since ``nas.search_spaces`` sorts elsewhere than
+``search_spaces``. It is idempotent (``nas.search_spaces`` is never rewritten again) and
+prints what it changed.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -73,6 +77,18 @@ def rewrite_pyproject() -> bool:
     return new != text
 
 
+def tidy(files: list[str]) -> None:
+    """ruff: sort the imports the rename moved, then format."""
+    venv = ROOT / ".venv" / "bin" / "ruff"
+    ruff = str(venv) if venv.exists() else shutil.which("ruff")
+    if not files:
+        return
+    if ruff is None:
+        raise SystemExit("ruff not found: run `ruff check --fix --select I` and `ruff format`")
+    subprocess.run([ruff, "check", "--fix", "--select", "I", "-q", *files], cwd=ROOT, check=False)
+    subprocess.run([ruff, "format", "-q", *files], cwd=ROOT, check=True)
+
+
 def main() -> None:
     files = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -87,6 +103,7 @@ def main() -> None:
         if new != text:
             p.write_text(new)
             changed.append(name)
+    tidy([n for n in changed if n.endswith(".py")])
     if rewrite_pyproject():
         changed.append("pyproject.toml (packages)")
     print(f"rewrote {len(changed)} files")
