@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes (CPU, seconds)")
     p.add_argument("--steps", type=int, default=10, help="timed steps after the first")
-    p.add_argument("--timeout", type=float, default=240, help="seconds per part")
+    p.add_argument("--timeout", type=float, default=240, help="seconds per part of ours")
+    p.add_argument("--peer-timeout", type=float, default=120, help="seconds per peer part")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu_steps.json"))
     p.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
@@ -302,7 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
     size = "smoke" if args.smoke else "full"
     res: dict = {"sizes": SIZES[size], "mode": size, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     for part in args.parts:
-        res[part] = run_part(part, size, args.steps, args.timeout)
+        limit = args.peer_timeout if part in PEER_MODULES else args.timeout
+        res[part] = run_part(part, size, args.steps, limit)
         print(part, json.dumps({k: res[part].get(k) for k in ("step_s", "skipped", "error")}))
     for family in ("darts", "ofa", "spos"):
         ours = res.get(f"{family}-ours", {}).get("step_s")
