@@ -59,7 +59,9 @@ if [ $SMOKE = 1 ]; then
   TESTS=(tests/test_compat.py tests/test_refdata.py::test_lookup_order)
 else
   TEST_BUDGET=150 PART_BUDGET=80 PEER_BUDGET=30 WORKERS=${TEST_WORKERS:-8} STEPS=10
-  TESTS=(-m "not slow" --ignore=tests/test_ray.py --ignore=tests/test_postgres.py)
+  # Not on the GPU: Ray and PostgreSQL (not on the image), this script's own smoke run.
+  TESTS=(-m "not slow" --ignore=tests/test_ray.py --ignore=tests/test_postgres.py
+    --ignore=tests/test_gpu_script.py)
 fi
 
 # 2. The fast test subset on this machine's default JAX backend (the GPU there).
