@@ -233,7 +233,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         import optuna_dashboard
     except ImportError:
         raise ConfigError(
-            "optuna-dashboard is not installed: pip install 'nas[dashboard]'"
+            "optuna-dashboard is not installed: pip install 'nasjax[dashboard]'"
         ) from None
     from nas.storage import open_storage
 
@@ -373,6 +373,62 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from nas import refdata
+
+    rows = refdata.listing()
+    if args.json:
+        _emit(rows)
+        return 0
+    for r in rows:
+        where = ", ".join(r["folders"]) or "not present (nas data fetch " + r["table"] + ")"
+        n = f"{r['files']} file{'s' if r['files'] > 1 else ''}"
+        print(f"{r['table']}: {n}, {_size(r['bytes'])}; here {r['present']}/{r['files']}: {where}")
+        print(f"    {r['description']}")
+        for key in ("used_by", "source", "url", "licence"):
+            print(f"    {key.replace('_', ' '):8s} {r[key]}")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nas import refdata
+
+    rows = refdata.verify(args.tables, Path(args.dir) if args.dir else None)
+    problems = sum(len(r["missing"]) + len(r["bad"]) for r in rows)
+    if args.json:
+        _emit(rows)
+    else:
+        for r in rows:
+            state = "ok" if r["ok"] == r["files"] else "INCOMPLETE"
+            where = ", ".join(r["folders"]) or "-"
+            print(f"{r['table']:16s} {r['ok']:3d}/{r['files']:<3d} {state:10s} {where}")
+            for b in r["bad"]:
+                print(f"    {b['problem']}: {b['folder']}/{b['path']}")
+            if r["missing"]:
+                print(f"    missing: {len(r['missing'])} files (nas data fetch {r['table']})")
+    return 1 if problems else 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from nas import refdata
+
+    out = refdata.fetch(args.tables, mirror=args.mirror, progress=not args.no_progress)
+    if args.json:
+        _emit(out)
+    else:
+        print(
+            f"fetched {len(out['fetched'])} files ({_size(out['bytes'])}), "
+            f"{len(out['present'])} already there, into {out['folder']}"
+        )
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 # The flags of ``nas search`` that are keys of the run configuration (nas.config).
@@ -449,7 +505,9 @@ def _search_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search on JAX.")
-    p.add_argument("--version", action="version", version="nas 0.1.0")
+    from nas import __version__
+
+    p.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("spaces", help="list search spaces and their sizes")
@@ -538,6 +596,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--option", action="append", metavar="KEY=VALUE", help=OPTION_HELP)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_predictor_fit)
+
+    s = sub.add_parser("data", help="reference tables: list, verify, fetch (into $NAS_DATA_DIR)")
+    dsub = s.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    d = dsub.add_parser("list", help="every reference table: size, source, licence, presence")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data_list)
+    d = dsub.add_parser("verify", help="check sizes and SHA-256 of the tables present")
+    d.add_argument("tables", nargs="*", help="table names (default: all)")
+    d.add_argument("--dir", help="check this folder only (default: where the spaces read)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data_verify)
+    d = dsub.add_parser("fetch", help="download and verify tables into $NAS_DATA_DIR")
+    d.add_argument("tables", nargs="*", help="table names (default: all)")
+    d.add_argument("--mirror", help="base URL holding the files in shared/data's layout")
+    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data_fetch)
 
     s = sub.add_parser("predict", help="predict an architecture's accuracy with a saved predictor")
     s.add_argument("--predictor", required=True, help="folder written by nas predictor fit")

@@ -224,7 +224,9 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--workers > 1 and --address need Ray: pip install 'nas[ray]'") from None
+        raise ConfigError(
+            "--workers > 1 and --address need Ray: pip install 'nasjax[ray]'"
+        ) from None
     return ray
 
 

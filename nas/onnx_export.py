@@ -49,7 +49,9 @@ def _onnx():
     try:
         import onnx
     except ModuleNotFoundError:  # pragma: no cover - depends on the install
-        raise ConfigError("ONNX export needs the onnx package: pip install 'nas[export]'") from None
+        raise ConfigError(
+            "ONNX export needs the onnx package: pip install 'nasjax[export]'"
+        ) from None
     return onnx
 
 

@@ -16,21 +16,14 @@ import jax
 import numpy as np
 from flax import nnx
 
+from nas.compat import state_key
 from nas.errors import DataError, GraphError
 from nas.graph import ArchGraph
 from nas.inputs import read_safetensors
 
-
-def _key(path) -> str:
-    parts = []
-    for p in path:
-        name = getattr(p, "key", None)
-        if name is None:
-            name = getattr(p, "name", None)
-        if name is None:
-            name = getattr(p, "idx", p)
-        parts.append(str(name))
-    return ".".join(parts)
+# Weights files are keyed by compat.state_key (stable across flax releases); the gennape
+# predictor's files too (it imports this name).
+_key = state_key
 
 
 def flat_state(model: nnx.Module) -> dict[str, np.ndarray]:

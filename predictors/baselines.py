@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nas import compat
 from nas.errors import ConfigError
 from predictors.base import Predictor
 from predictors.features import (
@@ -397,7 +398,7 @@ class SynflowProxy(_ModelProxy):
 
         model = build_model(graph, seed=self.seed)
         model.eval()
-        for _, v in nnx.iter_graph(model):
+        for _, v in compat.iter_graph(model):
             if isinstance(v, nnx.Param):
                 v[...] = jnp.abs(v[...])
         x = jnp.ones((1, *graph.shape(graph.input)), jnp.float32)

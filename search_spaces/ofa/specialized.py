@@ -26,7 +26,7 @@ from typing import Any
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.inputs import parse_json, read_json
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype
 from search_spaces.ofa.network import (
     FAMILIES,
@@ -351,7 +351,7 @@ def parse_net(text: str) -> OFANetGenotype:
 
 
 def specialized_root() -> Path:
-    return shared_data_dir() / SPECIALIZED_DIR
+    return data_path(SPECIALIZED_DIR)
 
 
 def specialized_ids() -> list[str]:
@@ -359,7 +359,7 @@ def specialized_ids() -> list[str]:
     root = specialized_root()
     if not root.is_dir():
         raise DataError(
-            f"OFA specialised networks not found at {root} (set {DATA_ENV} to the data folder)"
+            f"OFA specialised networks not found at {root} (run `nas data fetch ofa-specialized` or set {DATA_ENV})"
         )
     return sorted(p.name for p in root.iterdir() if (p / "net.config").is_file())
 
