@@ -3,7 +3,7 @@
 ``nas.api.search(..., callbacks=[...])`` takes :class:`Callback` objects or plain functions
 (called as ``on_trial_complete(record)``). The one built in,
 :class:`TensorBoardCallback`, writes every trial's objectives, metrics and cost, and the best
-value so far, as TensorBoard scalars (``tensorboardX``: ``pip install 'nas[tensorboard]'``);
+value so far, as TensorBoard scalars (``tensorboardX``: ``pip install 'nasjax[tensorboard]'``);
 ``nas search --tensorboard`` turns it on (event files in ``<out>/tensorboard``).
 """
 
@@ -52,7 +52,7 @@ class TensorBoardCallback(Callback):
             from tensorboardX import SummaryWriter
         except ImportError:
             raise ConfigError(
-                "--tensorboard needs tensorboardX: pip install 'nas[tensorboard]'"
+                "--tensorboard needs tensorboardX: pip install 'nasjax[tensorboard]'"
             ) from None
         self.writer = SummaryWriter(str(logdir))
         self.first = first  # (name, direction) of the first objective

@@ -67,6 +67,9 @@ BUILTIN: dict[str, dict[str, str]] = {
         "ofa": "search_spaces.ofa.space:OFASpace",
         "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",
         "bignas": "search_spaces.bignas.space:BigNASSpace",
+        "transformer": "search_spaces.transformer.space:TransformerSpace",
+        "gpt": "search_spaces.gpt.space:GPTSpace",
+        "gpt-base": "search_spaces.gpt.space:GPTBaseSpace",
     },
     "strategies": {
         "random": "nas.searchers.random_search:RandomSearch",
@@ -102,6 +105,8 @@ BUILTIN: dict[str, dict[str, str]] = {
     "datasets": {
         "digits": "nas.data:DIGITS",
         "cifar10": "nas.data:CIFAR10",
+        "stdlib": "nas.data:STDLIB",
+        "text": "nas.data:TEXT",
     },
 }
 

@@ -8,7 +8,6 @@ written or evaluated, so bad input is one line and exit code 2 before any work s
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +95,9 @@ def prepare(
         strategy.check(evaluator)
     elif limits:
         check_limits(space, evaluator, limits)
+    _check_storage_url(storage, out, create=False)
     _check_out(out)  # the first thing written: the run folder, once every check has passed
-    _check_storage_url(storage, out)
+    _check_storage_url(storage, out, create=True)
     return Run(config, space, evaluator, objectives, strategy, context, out, storage, study)
 
 
@@ -163,22 +163,19 @@ def _check_cost_objectives(
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)[:80]} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".nas-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(
-            f"cannot write to the run folder {str(out)[:80]}: {e.strerror or e}"
-        ) from None
+    """The run folder (and, on resume, its trials folder), created and writable: the path
+    policy of :mod:`nas.files` (missing parents only inside the working directory)."""
+    from nas.files import output_dir
+
+    output_dir(out, "--out")
+    trials = out / "trials"
+    if trials.exists() or trials.is_symlink():
+        output_dir(trials, "--out (its trials folder)")
 
 
-def _check_storage_url(url: str, out: Path) -> None:
+def _check_storage_url(url: str, out: Path, create: bool) -> None:
     """A URL SQLAlchemy can parse; a SQLite file's missing folder only inside the run folder
-    or the working directory (created there, and said so)."""
+    or the working directory (created there when ``create``, and said so)."""
     try:
         from sqlalchemy.engine import make_url
 
@@ -195,8 +192,9 @@ def _check_storage_url(url: str, out: Path) -> None:
             f"--storage: the folder {path.parent} does not exist; create it first (nas creates "
             "missing folders only inside the run folder or the working directory)"
         )
-    parent.mkdir(parents=True, exist_ok=True)
-    log.warning("created folder %s for the study's SQLite file", path.parent)
+    if create:
+        parent.mkdir(parents=True, exist_ok=True)
+        log.warning("created folder %s for the study's SQLite file", path.parent)
 
 
 __all__ = ["Run", "build_evaluator", "check_limits", "prepare"]

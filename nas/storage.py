@@ -443,6 +443,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _one_line(e: BaseException) -> str:
+    if e.__cause__ is not None and "exception is raised during the commit" in str(e):
+        e = e.__cause__  # Optuna's wrapper hides what SQLite said ("disk image is malformed")
     text = str(e).strip().splitlines()
     return mask_url(f"{type(e).__name__}: {text[0] if text else ''}")[:300] or ""
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nas import compat
 from nas.errors import ConfigError
 from predictors.base import Predictor
 from predictors.features import (
@@ -397,7 +398,7 @@ class SynflowProxy(_ModelProxy):
 
         model = build_model(graph, seed=self.seed)
         model.eval()
-        for _, v in nnx.iter_graph(model):
+        for _, v in compat.iter_graph(model):
             if isinstance(v, nnx.Param):
                 v[...] = jnp.abs(v[...])
         x = jnp.ones((1, *graph.shape(graph.input)), jnp.float32)
@@ -441,23 +442,13 @@ class NaswotProxy(_ModelProxy):
     def score(self, graph) -> float:
         import jax.numpy as jnp
 
-        import nas.model as nm
-
         model, x, _ = self._setup(graph)
-        codes: list[np.ndarray] = []
-        original = nm._act
-
-        def recording(op, v):
-            out = original(op, v)
-            if op in ("relu", "relu6"):
-                codes.append(np.asarray(v > 0, np.float64).reshape(v.shape[0], -1))
-            return out
-
-        nm._act = recording  # record ReLU inputs during one forward pass
-        try:
-            model(jnp.asarray(x))
-        finally:
-            nm._act = original
+        values = model.values(jnp.asarray(x))  # the ReLU inputs of one forward pass
+        codes = [
+            np.asarray(values[graph.inputs(n)[0]] > 0, np.float64).reshape(len(x), -1)
+            for n in graph.topological()
+            if graph.op(n) in ("relu", "relu6")
+        ]
         if not codes:
             return 0.0
         c = np.concatenate(codes, 1)

@@ -42,6 +42,7 @@ import numpy as np
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
+from nas.inputs import excerpt, parse_json
 from nas.space import Genotype, SearchSpace
 from search_spaces.ofa.network import build
 from search_spaces.ofa.supernet import NetLayout, StageLayout, SubnetChoice, choice_spec
@@ -285,13 +286,12 @@ class BigNASSpace(SearchSpace):
         if isinstance(text, Mapping):
             data: Any = dict(text)
         else:
-            try:
-                data = json.loads(str(text))
-            except json.JSONDecodeError:
-                raise InvalidGenotype(
-                    f"bignas: {str(text)[:60]!r} is not a genotype like "
-                    '{"stem":32,"w":[...],"d":[...],"ks":[...],"e":[...],"head":1280,"r":224}'
-                ) from None
+            data = parse_json(
+                str(text),
+                f"bignas: {excerpt(str(text), 60)} (expected a genotype like "
+                '{"stem":32,"w":[...],"d":[...],"ks":[...],"e":[...],"head":1280,"r":224})',
+                InvalidGenotype,
+            )
         if not isinstance(data, dict):
             raise InvalidGenotype("bignas: a genotype is a JSON object")
         keys = {"stem", "w", "d", "ks", "e", "head", "r"}

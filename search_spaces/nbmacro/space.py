@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
 from search_spaces.nbmacro import network
 from search_spaces.nbmacro.ops import OPS
@@ -91,10 +91,10 @@ TABLE_FILE = "nasbench/nas-bench-macro_cifar10.json"
 @functools.cache
 def load_table(path: str | None = None) -> Mapping[str, Mapping[str, Any]]:
     """The benchmark file: 8-character code -> {test_acc, mean_acc, std, params, flops}."""
-    p = Path(path) if path else shared_data_dir() / TABLE_FILE
+    p = Path(path) if path else data_path(TABLE_FILE)
     if not p.exists():
         raise DataError(
-            f"NAS-Bench-Macro table not found at {p} (set {DATA_ENV} to the data folder)"
+            f"NAS-Bench-Macro table not found at {p} (run `nas data fetch nbmacro` or set {DATA_ENV})"
         )
     try:
         data = json.loads(p.read_text())

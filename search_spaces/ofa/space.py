@@ -39,6 +39,7 @@ import numpy as np
 
 from nas.errors import ConfigError, DataError, InvalidGenotype
 from nas.graph import ArchGraph
+from nas.inputs import kind, parse_json
 from nas.space import Genotype, SearchSpace
 from search_spaces.ofa import network, specialized
 from search_spaces.ofa.network import D_CHOICES, E_CHOICES, KS_CHOICES, MAX_DEPTH, N_UNITS
@@ -199,9 +200,9 @@ def _broadcast(v: Any, n: int) -> Any:
 def _load_dict(text: str, sn: str) -> Any:
     text = text.strip()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
+        return parse_json(text, f"{sn}: the genotype", InvalidGenotype)
+    except InvalidGenotype:
+        pass  # Python literal syntax, e.g. {'ks': [3, 5], ...}
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -385,7 +386,7 @@ class _OFASpace(SearchSpace):
             return self._check_family(specialized.mobilenet_v3_large())
         if not a.startswith(("{", "[")):
             p = Path(a)
-            if p.name == "net.config" or (p.is_dir() and (p / "net.config").is_file()):
+            if p.name == "net.config" or (kind(p) == "dir" and kind(p / "net.config") == "file"):
                 return self._check_family(specialized.load(p))
             if re.fullmatch(r"[\w.@-]+", a) and not a.endswith(".json"):
                 try:

@@ -39,6 +39,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from nas import compat
 from nas.training import TrainingOptions
 from nas.training import optimizer as training_optimizer
 from search_spaces.ofa.supernet import ElasticMBNet, FixedSubnet, stack_archs
@@ -195,7 +196,7 @@ class ElasticTrainer:
         model.train()
         graphdef, state = nnx.split((model, self.optimizer))
         treedef = jax.tree.structure(state)
-        where = dict(nnx.iter_graph((model, self.optimizer)))
+        where = dict(compat.iter_graph((model, self.optimizer)))
         self._vars = [where[path] for path, _ in nnx.to_flat_state(state)]
 
         @partial(jax.jit, static_argnames=("t_def", "mode", "fixed"), donate_argnums=0)
@@ -259,7 +260,7 @@ class ElasticTrainer:
 
 @nnx.jit
 def _calib_step(model, x, arch, momentum):
-    for _, m in nnx.iter_modules(model):
+    for _, m in compat.iter_modules(model):
         if hasattr(m, "momentum") and isinstance(m.momentum, nnx.Variable):
             m.momentum[...] = momentum
     model(x, arch)
