@@ -58,11 +58,40 @@ def _timed(fn, steps: int) -> tuple[float, list[float]]:
 # ------------------------------------------------------------------------------ ours
 
 
+def weight_step(graphdef, alphas):
+    """DARTS' weight update with the alphas held fixed: ``(tx, jitted step, trace count)``;
+    ``step(weights, opt_state, x, y) -> (weights, opt_state, loss)``: forward, cross-entropy,
+    backward, clip at norm 5, SGD momentum 0.9, weight decay 3e-4."""
+    import jax
+    import optax
+    from flax import nnx
+
+    tx = optax.chain(
+        optax.clip_by_global_norm(5.0),
+        optax.add_decayed_weights(3e-4),
+        optax.sgd(0.025, momentum=0.9),
+    )
+    traces = [0]
+
+    @jax.jit
+    def step(weights, opt, x, y):
+        traces[0] += 1
+
+        def loss_fn(w):
+            logits = nnx.merge(graphdef, w, alphas)(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, g = jax.value_and_grad(loss_fn)(weights)
+        upd, opt = tx.update(g, opt, weights)
+        return optax.apply_updates(weights, upd), opt, loss
+
+    return tx, step, traces
+
+
 def part_jax(steps: int, impl: str, bilevel: bool) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import optax
     from flax import nnx
 
     sys.path.insert(0, str(ROOT))
@@ -74,28 +103,8 @@ def part_jax(steps: int, impl: str, bilevel: bool) -> dict:
     x = jnp.asarray(rng.standard_normal((BATCH, 32, 32, 3), np.float32))
     y = jnp.asarray(rng.integers(0, CLASSES, BATCH).astype(np.int32))
     graphdef, weights, alphas = nnx.split(model, nnx.Param, Alpha)
-    tx = optax.chain(
-        optax.clip_by_global_norm(5.0),
-        optax.add_decayed_weights(3e-4),
-        optax.sgd(0.025, momentum=0.9),
-    )
-    opt = tx.init(weights)
-    traces = 0
-
-    @jax.jit
-    def step(weights, opt, x, y):
-        nonlocal traces
-        traces += 1
-
-        def loss_fn(w):
-            logits = nnx.merge(graphdef, w, alphas)(x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        loss, g = jax.value_and_grad(loss_fn)(weights)
-        upd, opt = tx.update(g, opt, weights)
-        return optax.apply_updates(weights, upd), opt, loss
-
-    state = {"w": weights, "opt": opt}
+    tx, step, traces = weight_step(graphdef, alphas)
+    state = {"w": weights, "opt": tx.init(weights)}
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -115,7 +124,7 @@ def part_jax(steps: int, impl: str, bilevel: bool) -> dict:
         "compile_s": compile_s,
         "step_s": statistics.median(times),
         "step_times_s": times,
-        "traces": traces,
+        "traces": traces[0],
         "peak_rss_mb": _rss_mb(),
         "load_before": load0,
         "load_after": os.getloadavg(),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -167,10 +168,27 @@ def run_ours(dw: str, subnets: dict) -> dict:
     def sandwich(pair):
         return [sn.arch(known["max"]), sn.arch(known["min"])] + [sn.arch(g) for g in pair]
 
-    def timed(archs, mode):
+    counters: dict[str, list] = {}
+
+    def timed(archs, mode, key=None):
+        """Seconds of one step; with ``key``, also its minor page faults, involuntary context
+        switches (another process took the core) and the subnets' middle widths (its work),
+        to tell an allocator or a neighbour from the workload when steps are bimodal."""
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t = time.perf_counter()
         tr.step(x, y, archs, mode=mode)
-        return time.perf_counter() - t
+        dt = time.perf_counter() - t
+        if key is not None:
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            counters.setdefault(key, []).append(
+                {
+                    "s": dt,
+                    "minor_faults": r1.ru_minflt - r0.ru_minflt,
+                    "involuntary_switches": r1.ru_nivcsw - r0.ru_nivcsw,
+                    "mid_channels": int(sum(int(np.sum(a["mid"])) for a in archs)),
+                }
+            )
+        return dt
 
     for name, archs, mode, key in (
         ("random_subnet_step", one, "plain", "random"),
@@ -179,11 +197,12 @@ def run_ours(dw: str, subnets: dict) -> dict:
         first, *rest = subnets["warmup_" + key]
         out[name + "_first_s"] = timed(archs(first), mode)  # compile + one step
         out[name + "_warmup_s"] = [timed(archs(a), mode) for a in rest]
-        times = [timed(archs(a), mode) for a in subnets[key]]
+        times = [timed(archs(a), mode, name) for a in subnets[key]]
         out[name + "_s"] = float(np.median(times))
         out[name + "_s_all"] = times
         out[name + "_s_load"] = os.getloadavg()[0]
     out["traces"] = tr.traces
+    out["per_step"] = counters
     ts = []
     for _ in range(3):
         g = space.sample(rng)

@@ -5,6 +5,7 @@ function API of the commands in :mod:`nas.api`, loaded on first use). Heavy
 dependencies (ray, onnx, matplotlib) are imported lazily where they are used.
 """
 
+from nas import _layout
 from nas.errors import (
     ConfigError,
     DataError,
@@ -18,7 +19,9 @@ from nas.errors import (
 from nas.graph import OPS, ArchGraph, CostConvention
 from nas.space import Genotype, SearchSpace
 
-__version__ = "0.1.0"
+_layout.install()
+
+__version__ = "0.1.0"  # the one version source (pyproject.toml reads it)
 
 # The Python API (nas/api.py), loaded on first use. ``search``, ``export`` and ``draw`` are
 # submodule names, so those three are reached as ``nas.api.search`` & co.

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas import registry
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, DataError, NasError, StorageError
 
 if TYPE_CHECKING:
     from nas.callbacks import Callback
@@ -214,23 +214,29 @@ def resolve_arch(
     if space is None:
         if not arch.endswith(".json"):
             raise ConfigError("--space is required unless --arch is an exported JSON file")
-        p = Path(arch)
-        if not p.exists():
+        from nas.inputs import kind, read_json
+
+        if kind(arch) is None:
             raise ConfigError(f"architecture file {arch} does not exist")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{arch} is not valid JSON: {e}") from None
-        geno = data.get("genotype", data) if isinstance(data, dict) else {}
-        if "space" not in geno:
+        data = read_json(arch, "architecture file", ConfigError)
+        geno = data.get("genotype", data) if isinstance(data, dict) else None
+        if not isinstance(geno, dict) or not isinstance(geno.get("space"), str):
             raise ConfigError(f"{arch} names no space; pass --space")
-        dataset = (data.get("provenance") or {}).get("dataset") or (
-            data.get("graph", {}).get("meta", {}).get("dataset")
-        )
         s = get_space(geno["space"])
-        return s, s.resolve(arch), dataset
+        return s, s.resolve(arch), _file_dataset(data)
     s = get_space(space)
     return s, s.resolve(arch), None
+
+
+def _file_dataset(doc: dict) -> str | None:
+    """The dataset an exported document names (its provenance, else its graph's meta)."""
+    for section, key in (("provenance", None), ("graph", "meta")):
+        part = doc.get(section)
+        if key is not None and isinstance(part, dict):
+            part = part.get(key)
+        if isinstance(part, dict) and isinstance(part.get("dataset"), str):
+            return part["dataset"]
+    return None
 
 
 def inspect(arch: str | Path, space: str | None = None, dataset: str | None = None) -> dict:
@@ -374,6 +380,8 @@ def draw(
 ) -> Path:
     """Draw a cell or network diagram (``.png`` or ``.svg``): ``nas draw``.
 
+    Missing folders above ``out`` are created only inside the working directory.
+
     Returns:
         The path written.
 
@@ -386,10 +394,17 @@ def draw(
         ('.svg', True)
     """
     from nas.draw import draw as draw_graph
+    from nas.files import output_file
 
     s, genotype, file_dataset = resolve_arch(arch, space)
     graph = s.to_graph(genotype, dataset or file_dataset)
-    return draw_graph(graph, out, view=view, scope=scope, depth=depth)
+    if Path(out).suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"diagram file must end in .png or .svg, got {Path(out).name!r}")
+    out, _ = output_file(out, "--out")
+    try:
+        return draw_graph(graph, out, view=view, scope=scope, depth=depth)
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror or e}") from None
 
 
 def export(
@@ -399,8 +414,12 @@ def export(
     format: str = "json",  # noqa: A002 - the command's flag
     out: str | Path = "export",
     data_dir: str | None = None,
+    run_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Export a stored trial (``json``, ``flax``, ``python`` or ``onnx``): ``nas export``.
+
+    The trial's files (weights, supernet) are read from its run folder and nowhere else:
+    ``run_dir``, else the SQLite file's folder (see :mod:`nas.export`).
 
     Returns:
         The exported document (the content of ``out/arch.json``: genotype, IR graph,
@@ -426,7 +445,7 @@ def export(
     """
     from nas.export import export_trial
 
-    return export_trial(storage, study, str(trial), format, out, data_dir=data_dir)
+    return export_trial(storage, study, str(trial), format, out, data_dir=data_dir, run_dir=run_dir)
 
 
 def _train_specs(train: str | Sequence[str] | None) -> list[str]:
@@ -476,6 +495,12 @@ def evaluate_predictor(
     """
     from predictors.evaluate import evaluate_specs
 
+    if plot is not None:
+        from nas.files import output_file
+
+        if Path(plot).suffix.lower() not in (".png", ".svg"):
+            raise ConfigError(f"--plot must end in .png or .svg, got {Path(plot).name!r}")
+        output_file(plot, "--plot")
     return evaluate_specs(
         predictor,
         _train_specs(train),
@@ -508,9 +533,11 @@ def fit_predictor(
         >>> api.fit_predictor("params", "nb201:cifar10:10", folder)["n_train"]
         10
     """
+    from nas.files import output_dir
     from predictors.base import get_predictor
     from predictors.data import LabelledSet, load_spec
 
+    output_dir(out, "--out")  # before any work: an existing file there, a folder not writable
     sets = [load_spec(t, seed=seed) for t in _train_specs(train)]
     data = LabelledSet.concat(sets)
     p = get_predictor(predictor, seed=seed, **(options or {}))
@@ -576,13 +603,24 @@ def predict(
         graph = s.to_graph(genotype, dataset or file_dataset)
         where = {"space": s.name, "arch": genotype.to_str()}
     model = load_predictor(predictor) if isinstance(predictor, str | Path) else predictor
-    mean, std = model.predict([graph])
+    what = where.get("space") or "ONNX"
+    try:
+        mean, std = model.predict([graph])
+        far = bool(model.ood([graph])[0])
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        if not isinstance(predictor, str | Path) or isinstance(e, NasError):
+            raise
+        # arrays of a saved folder that load but do not fit together (an edited file)
+        raise DataError(
+            f"the saved predictor {predictor} cannot score {what} architectures: its arrays "
+            f"do not fit together (damaged or edited?): {type(e).__name__}"
+        ) from None
     out = {
         **where,
         "predictor": f"pretrained:{model.from_pretrained}" if model.from_pretrained else model.name,
         "mean": float(mean[0]),
         "std": float(std[0]),
-        "ood": bool(model.ood([graph])[0]),
+        "ood": far,
         "basis": model.basis,
     }
     dec = model.decompose([graph])

@@ -3,7 +3,7 @@
 ``nas.api.search(..., callbacks=[...])`` takes :class:`Callback` objects or plain functions
 (called as ``on_trial_complete(record)``). The one built in,
 :class:`TensorBoardCallback`, writes every trial's objectives, metrics and cost, and the best
-value so far, as TensorBoard scalars (``tensorboardX``: ``pip install 'nas[tensorboard]'``);
+value so far, as TensorBoard scalars (``tensorboardX``: ``pip install 'nasjax[tensorboard]'``);
 ``nas search --tensorboard`` turns it on (event files in ``<out>/tensorboard``).
 """
 
@@ -52,7 +52,7 @@ class TensorBoardCallback(Callback):
             from tensorboardX import SummaryWriter
         except ImportError:
             raise ConfigError(
-                "--tensorboard needs tensorboardX: pip install 'nas[tensorboard]'"
+                "--tensorboard needs tensorboardX: pip install 'nasjax[tensorboard]'"
             ) from None
         self.writer = SummaryWriter(str(logdir))
         self.first = first  # (name, direction) of the first objective
@@ -88,11 +88,12 @@ def as_callbacks(
     callbacks: Sequence[Callback | Callable[[TrialRecord], Any]],
     config: SearchConfig | None = None,
     out: Path | None = None,
+    first: tuple[str, str] | None = None,
 ) -> list[Callback]:
     """The run's callbacks: the caller's (functions wrapped) plus the configured built-ins."""
     out_list = [cb if isinstance(cb, Callback) else _FunctionCallback(cb) for cb in callbacks]
     if config is not None and config.tensorboard and out is not None:
-        out_list.append(TensorBoardCallback(out / "tensorboard"))
+        out_list.append(TensorBoardCallback(out / "tensorboard", first))
     return out_list
 
 

@@ -19,6 +19,22 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+ERROR_CHARS = 400
+
+
+def error_line(e: BaseException, limit: int = ERROR_CHARS) -> str:
+    """An error as one line of at most about ``limit`` characters: the first line of its
+    message, cut where it quotes a long input (a 1 MB architecture stays out of the line),
+    with any password in a URL masked."""
+    from nas.storage import mask_url
+
+    text = mask_url(str(e).strip()) or ""
+    line = text.splitlines()[0] if text else type(e).__name__
+    if len(line) > limit:
+        line = f"{line[:limit]}... ({len(line):,} characters)"
+    return line
+
+
 def _emit(obj: Any) -> None:
     print(json.dumps(obj, indent=None, default=str))
 
@@ -84,6 +100,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         print_summary(result)
     return 0
+
+
+def _created(folders: list) -> None:
+    """Say which output folders a command created (only inside the working directory)."""
+    for folder in folders:
+        if folder.is_dir():
+            print(f"created folder {folder}")
 
 
 def _file_log_level(path: str | None) -> str:
@@ -163,7 +186,9 @@ def cmd_predictors(args: argparse.Namespace) -> int:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     from nas import api
+    from nas.files import missing_folders
 
+    missing = missing_folders(os.path.dirname(args.out) or ".")
     path = api.draw(
         args.arch,
         args.out,
@@ -173,8 +198,32 @@ def cmd_draw(args: argparse.Namespace) -> int:
         scope=args.scope,
         depth=args.depth,
     )
+    _created(missing)
     print(f"wrote {path}")
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port out of range or already taken before anything is served."""
+    import socket
+
+    from nas.errors import ConfigError
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise ConfigError(f"--host {host!r} cannot be resolved: {e.strerror or e}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port"
+            ) from None
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -184,10 +233,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         import optuna_dashboard
     except ImportError:
         raise ConfigError(
-            "optuna-dashboard is not installed: pip install 'nas[dashboard]'"
+            "optuna-dashboard is not installed: pip install 'nasjax[dashboard]'"
         ) from None
     from nas.storage import open_storage
 
+    _check_port(args.host, args.port)
     storage = open_storage(args.storage, create=False)
     print(
         f"serving optuna-dashboard for {args.storage} on http://{args.host}:{args.port}/",
@@ -202,6 +252,18 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     from search_spaces.ofa.latency import measure_table
 
     space = get_space(args.space)
+    from search_spaces.gpt.space import GPTSpace
+
+    if isinstance(space, GPTSpace):
+        from search_spaces.gpt.latency import measure_table as measure_gpt
+
+        table = measure_gpt(space, batch=args.batch, repeats=args.repeats)
+        path = table.save(args.out)
+        if args.json:
+            _emit({"out": str(path), "entries": len(table.entries)})
+        else:
+            print(f"measured {len(table.entries)} parts here; table written to {path}")
+        return 0
     if not hasattr(space, "net_spec"):
         from nas.errors import ConfigError
 
@@ -218,16 +280,26 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from nas import api
+    from nas.files import missing_folders
 
+    missing = missing_folders(args.out)
     doc = api.export(
-        args.storage, args.study, args.trial, args.format, args.out, data_dir=args.data_dir
+        args.storage,
+        args.study,
+        args.trial,
+        args.format,
+        args.out,
+        data_dir=args.data_dir,
+        run_dir=args.run_dir,
     )
     if args.json:
         _emit({"out": str(args.out), "arch": doc["genotype"]["arch"], "hash": doc["hash"]})
-    else:
-        print(
-            f"exported trial {doc['provenance']['trial']} ({doc['genotype']['arch']}) to {args.out}"
-        )
+        return 0
+    _created(missing)
+    print(f"exported trial {doc['provenance']['trial']} ({doc['genotype']['arch']}) to {args.out}")
+    files = doc.get("weights") or doc.get("onnx") or {}
+    if files.get("trained") is False:
+        print("note: the trial has no trained weights; the export holds the initial weights")
     return 0
 
 
@@ -310,6 +382,62 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from nas import refdata
+
+    rows = refdata.listing()
+    if args.json:
+        _emit(rows)
+        return 0
+    for r in rows:
+        where = ", ".join(r["folders"]) or "not present (nas data fetch " + r["table"] + ")"
+        n = f"{r['files']} file{'s' if r['files'] > 1 else ''}"
+        print(f"{r['table']}: {n}, {_size(r['bytes'])}; here {r['present']}/{r['files']}: {where}")
+        print(f"    {r['description']}")
+        for key in ("used_by", "source", "url", "licence"):
+            print(f"    {key.replace('_', ' '):8s} {r[key]}")
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nas import refdata
+
+    rows = refdata.verify(args.tables, Path(args.dir) if args.dir else None)
+    problems = sum(len(r["missing"]) + len(r["bad"]) for r in rows)
+    if args.json:
+        _emit(rows)
+    else:
+        for r in rows:
+            state = "ok" if r["ok"] == r["files"] else "INCOMPLETE"
+            where = ", ".join(r["folders"]) or "-"
+            print(f"{r['table']:16s} {r['ok']:3d}/{r['files']:<3d} {state:10s} {where}")
+            for b in r["bad"]:
+                print(f"    {b['problem']}: {b['folder']}/{b['path']}")
+            if r["missing"]:
+                print(f"    missing: {len(r['missing'])} files (nas data fetch {r['table']})")
+    return 1 if problems else 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from nas import refdata
+
+    out = refdata.fetch(args.tables, mirror=args.mirror, progress=not args.no_progress)
+    if args.json:
+        _emit(out)
+    else:
+        print(
+            f"fetched {len(out['fetched'])} files ({_size(out['bytes'])}), "
+            f"{len(out['present'])} already there, into {out['folder']}"
+        )
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 # The flags of ``nas search`` that are keys of the run configuration (nas.config).
@@ -386,7 +514,9 @@ def _search_parser(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nas", description="Neural architecture search on JAX.")
-    p.add_argument("--version", action="version", version="nas 0.1.0")
+    from nas import __version__
+
+    p.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("spaces", help="list search spaces and their sizes")
@@ -412,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
 
     s = sub.add_parser("latency-table", help="measure a per-layer latency table on this machine")
-    s.add_argument("--space", required=True, help="ofa or ofa-proxyless")
+    s.add_argument("--space", required=True, help="ofa, ofa-proxyless, gpt or gpt-base")
     s.add_argument("--out", required=True, help="JSON file to write")
     s.add_argument("--resolutions", type=int, nargs="+", default=[224])
     s.add_argument("--batch", type=int, default=1)
@@ -444,6 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument(
         "--data-dir", help="local CIFAR-10 (a supernet trial's BN recalibration needs its data)"
+    )
+    s.add_argument(
+        "--run-dir",
+        help="the folder the search wrote (default: the SQLite file's folder); its trial "
+        "files are read from there and nowhere else",
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_export)
@@ -478,6 +613,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_predictor_fit)
 
+    s = sub.add_parser("data", help="reference tables: list, verify, fetch (into $NAS_DATA_DIR)")
+    dsub = s.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    d = dsub.add_parser("list", help="every reference table: size, source, licence, presence")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data_list)
+    d = dsub.add_parser("verify", help="check sizes and SHA-256 of the tables present")
+    d.add_argument("tables", nargs="*", help="table names (default: all)")
+    d.add_argument("--dir", help="check this folder only (default: where the spaces read)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data_verify)
+    d = dsub.add_parser("fetch", help="download and verify tables into $NAS_DATA_DIR")
+    d.add_argument("tables", nargs="*", help="table names (default: all)")
+    d.add_argument("--mirror", help="base URL holding the files in shared/data's layout")
+    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data_fetch)
+
     s = sub.add_parser("predict", help="predict an architecture's accuracy with a saved predictor")
     s.add_argument(
         "--predictor",
@@ -506,8 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NasError as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"nas: error: {msg}", file=sys.stderr)
+        print(f"nas: error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)

@@ -265,18 +265,14 @@ class SearchConfig:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A run configuration file as plain values; unreadable or invalid TOML is one line."""
-    p = Path(path)
+    """A run configuration file as plain values; an unreadable, oversized (1 MiB), non-regular
+    or invalid file is one line."""
+    from nas.inputs import read_text
+
+    text = read_text(path, "--config", ConfigError, limit=2**20)
     try:
-        with p.open("rb") as f:
-            if p.stat().st_size > 1_000_000:
-                raise ConfigError(f"--config {path}: larger than 1 MB; not a run configuration")
-            return tomllib.load(f)
-    except ConfigError:
-        raise
-    except OSError as e:
-        raise ConfigError(f"--config {path}: {e.strerror or e}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"--config {path} is not valid TOML: {str(e).splitlines()[0]}") from None
 
 

@@ -3,7 +3,7 @@
 Three views: ``ops`` draws every atomic op; ``network`` collapses nodes into their blocks
 (the first ``depth`` levels of each node's ``scope``); ``cell`` draws one repeated block (the
 first scope containing ``cell``, or a ``scope`` prefix you name) op by op, with the block's
-inputs as grey boxes.
+inputs as grey boxes. Labels and colours are the ops' own (:mod:`nas.ops`).
 """
 
 from __future__ import annotations
@@ -14,41 +14,17 @@ import networkx as nx
 
 from nas.errors import ConfigError
 from nas.graph import ArchGraph
+from nas.ops import OPS
 
-_COLOURS = {
-    "conv": "#8ecae6",
-    "dense": "#8ecae6",
-    "batch_norm": "#e9edc9",
-    "add": "#ffb703",
-    "concat": "#ffb703",
-    "mul": "#ffb703",
-    "max_pool": "#cdb4db",
-    "avg_pool": "#cdb4db",
-    "global_pool": "#cdb4db",
-    "zero": "#eeeeee",
-    "identity": "#eeeeee",
-    "input": "#bbbbbb",
-    "output": "#bbbbbb",
-    "block": "#a8dadc",
-}
+_BLOCK_COLOUR = "#a8dadc"
 
 
 def _label(graph: ArchGraph, n: int) -> str:
-    op, a = graph.op(n), graph.attrs(n)
-    if op == "conv":
-        k = a["kernel"] if isinstance(a["kernel"], int) else "x".join(map(str, a["kernel"]))
-        extra = (
-            " dw" if a["groups"] > 1 and a["groups"] == graph.shape(graph.inputs(n)[0])[-1] else ""
-        )
-        s = f" s{a['stride']}" if a["stride"] not in (1, [1, 1]) else ""
-        return f"conv{k}{extra}{s}\n{a['out_channels']}ch"
-    if op in ("max_pool", "avg_pool"):
-        return f"{op.split('_')[0]}pool{a['kernel']}"
-    if op == "dense":
-        return f"dense {a['out_features']}"
-    if op == "batch_norm":
-        return "BN"
-    return op
+    return OPS[graph.op(n)].describe(graph.node(n))
+
+
+def _colour(kind: str) -> str:
+    return _BLOCK_COLOUR if kind == "block" else OPS[kind].colour
 
 
 def _view_graph(graph: ArchGraph, view: str, scope: str | None, depth: int) -> nx.DiGraph:
@@ -147,7 +123,7 @@ def draw(
             fontsize=7,
             bbox={
                 "boxstyle": "round,pad=0.3",
-                "fc": _COLOURS.get(d["kind"], "#ffffff"),
+                "fc": _colour(d["kind"]),
                 "ec": "#333333",
             },
         )

@@ -36,19 +36,40 @@ from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.space import Genotype
 
+log = logging.getLogger(__name__)
+
 
 def evaluate_safely(evaluator: Evaluator, genotype: Genotype, workdir: Path) -> EvalResult:
-    """A failed candidate fails its trial, never the search (exceptions and NaN alike)."""
+    """A failed candidate fails its trial, never the search (exceptions and NaN alike); a
+    failed trial's folder always holds ``error.txt`` saying why."""
     t0 = time.perf_counter()
     try:
-        return evaluator.evaluate(genotype, workdir).checked()
+        result = evaluator.evaluate(genotype, workdir).checked()
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of a candidate is recorded
         line = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        with contextlib.suppress(OSError):
-            (workdir / "error.txt").write_text(traceback.format_exc())
-        return EvalResult.failure(line, time.perf_counter() - t0)
+        result = EvalResult.failure(line, time.perf_counter() - t0)
+        write_error(workdir, result, traceback.format_exc())
+        return result
+    if not result.ok:  # NaN metrics, or a failure the evaluator returned itself
+        write_error(workdir, result)
+    return result
+
+
+def write_error(workdir: Path | None, result: EvalResult, details: str = "") -> None:
+    """Write a failed trial's ``error.txt`` (its error line, metrics and ``details``), so that
+    "see trials/N/error.txt" is always true; a folder that cannot be written is left alone."""
+    if workdir is None:
+        return
+    text = f"{result.error}\n"
+    if result.metrics:
+        text += f"metrics: {result.metrics}\n"
+    if details:
+        text += f"\n{details}"
+    with contextlib.suppress(OSError):
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        (Path(workdir) / "error.txt").write_text(text)
 
 
 @dataclass
@@ -192,6 +213,7 @@ class _Worker:
         (path / "worker.pid").write_text(str(os.getpid()))
         if self.evaluator is None:
             result = EvalResult.failure(self.init_error.splitlines()[0][:500])
+            write_error(path, result, self.init_error)
         else:
             genotype = self.evaluator.space.parse(arch)
             result = evaluate_safely(self.evaluator, genotype, path)
@@ -202,7 +224,9 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--workers > 1 and --address need Ray: pip install 'nas[ray]'") from None
+        raise ConfigError(
+            "--workers > 1 and --address need Ray: pip install 'nasjax[ray]'"
+        ) from None
     return ray
 
 
@@ -219,18 +243,109 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def short_temp_dir() -> str:
-    """A fresh directory with a short path (Ray's unix sockets must stay under 107 bytes).
+def _driver_gone(folder: Path, session_pid: int | None = None) -> bool:
+    """Whether the driver of a Ray temp folder is dead: the pid in its ``driver.pid``, else
+    (the folder already removed) the pid that ends Ray's session folder name. Unknown: no."""
+    try:
+        pid: int | None = int((folder / "driver.pid").read_text())
+    except (OSError, ValueError):  # removed, or a driver starting right now
+        pid = session_pid
+    return pid is not None and not _pid_alive(pid)
 
-    Directories that drivers killed earlier (kill -9) left behind are removed first: each
-    holds its driver's pid in ``driver.pid``.
+
+def _instance_refs(pid: int, base: Path) -> set[tuple[Path, int | None]]:
+    """The Ray temp folders (with their session's pid where named) that a process names in
+    its command line or holds files of."""
+    proc = Path("/proc", str(pid))
+    refs = [proc.joinpath("cmdline").read_bytes().decode(errors="replace").replace("\0", " ")]
+    refs += [os.readlink(fd) for fd in proc.joinpath("fd").iterdir()]
+    prefix = f"{base}/{_TMP_PREFIX}"
+    out = set()
+    for ref in refs:
+        start = ref.find(prefix)
+        while start >= 0:
+            parts = ref[start + len(str(base)) + 1 :].split()[0].split("/")
+            session = parts[1].rsplit("_", 1)[-1] if len(parts) > 1 else ""
+            out.add((base / parts[0], int(session) if session.isdigit() else None))
+            start = ref.find(prefix, start + 1)
+    return out
+
+
+def orphan_ray_processes(base: Path) -> list[int]:
+    """This user's processes left by a Ray instance whose driver was killed (kill -9).
+
+    Ray's agents (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) outlive such a driver
+    and ignore SIGTERM. They are found by their open files (logs) or command line under the
+    instance's temp folder (``nasray-*`` in ``base``), whose driver is known to be dead;
+    nothing else is touched.
     """
-    base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+    if not Path("/proc").is_dir():
+        return []
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if proc.stat().st_uid != os.getuid():
+                continue
+            refs = _instance_refs(int(proc.name), base)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if refs and all(_driver_gone(folder, pid) for folder, pid in refs):
+            found.append(int(proc.name))
+    return found
+
+
+def _stop(pids: list[int], grace: float = 1.0) -> None:
+    """SIGTERM, then SIGKILL for whatever still runs after ``grace`` seconds; returns when
+    they are gone (or another ``grace`` seconds passed)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            if _running(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_running(p) for p in pids):
+            time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan stays a zombie until its parent reaps it)."""
+    try:
+        return Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+TMP_ENV = "NAS_RAY_TMPDIR"
+
+
+def ray_temp_base() -> Path:
+    """Where local Ray instances keep their folders: ``$NAS_RAY_TMPDIR``, else ``/tmp``
+    (short: Ray's unix socket paths must stay under 107 bytes)."""
+    if os.environ.get(TMP_ENV):
+        return Path(os.environ[TMP_ENV])
+    return Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir())
+
+
+def short_temp_dir(base: Path | None = None) -> str:
+    """A fresh directory with a short path under ``base`` (default :func:`ray_temp_base`).
+
+    What drivers killed earlier (kill -9) left behind there goes first: the processes of
+    their Ray instances (:func:`orphan_ray_processes`) and their directories (each holds its
+    driver's pid in ``driver.pid``).
+    """
+    base = base or ray_temp_base()
+    base.mkdir(parents=True, exist_ok=True)
+    orphans = orphan_ray_processes(base)
+    if orphans:
+        log.warning("stopping %d Ray process(es) left by a killed driver", len(orphans))
+        _stop(orphans)
     for old in base.glob(f"{_TMP_PREFIX}*"):
-        with contextlib.suppress(OSError, ValueError):
-            if old.stat().st_uid == os.getuid() and not _pid_alive(
-                int((old / "driver.pid").read_text())
-            ):
+        with contextlib.suppress(OSError):
+            if old.stat().st_uid == os.getuid() and _driver_gone(old):
                 shutil.rmtree(old, ignore_errors=True)
     path = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base)
     Path(path, "driver.pid").write_text(str(os.getpid()))
@@ -276,8 +391,11 @@ class RayExecutor(Executor):
             quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
             try:
                 if address:
-                    ray.init(address=address, **quiet)
+                    probe_address(address)
+                    with _bounded_join():
+                        ray.init(address=address, **quiet)
                 else:
+                    _warn_oversubscribed(workers)
                     workers = workers or len(os.sched_getaffinity(0))
                     self._tmp = short_temp_dir()
                     ray.init(
@@ -380,8 +498,10 @@ class RayExecutor(Executor):
                 result = EvalResult.failure(
                     f"worker died {job.attempts} time(s) evaluating it: {job.errors[-1]}"
                 )
+                write_error(job.workdir, result, "\n".join(job.errors))
             except ray.exceptions.RayError as e:
                 result = EvalResult.failure(_one_line(e))
+                write_error(job.workdir, result)
             self._slots[slot] = None
             out.append(Completion(job, result, worker))
         return out
@@ -408,6 +528,69 @@ class RayExecutor(Executor):
                     break
                 time.sleep(0.1)
             self._tmp = None
+
+
+PROBE_SECONDS = 3.0
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def probe_address(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Refuse a cluster address where no Ray head answers, within about ``timeout`` seconds.
+
+    ``ray.init(address=...)`` retries an unreachable address for many minutes. Here a TCP
+    connect must succeed, and the peer must speak HTTP/2 (Ray's GCS is a gRPC server: it
+    answers the client preface with a SETTINGS frame). ``auto`` is left to Ray, which looks
+    for a local cluster and fails at once when there is none.
+
+    Raises:
+        ConfigError: a malformed address, or nothing (or not Ray) listening there.
+    """
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port_text = hostport.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"--address {address!r} is not auto or host:port")
+    where = f"a Ray cluster at {host}:{port_text}"
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(_HTTP2_PREFACE)
+            reply = sock.recv(9)  # a frame header: length (3), type (1), flags, stream id
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise ConfigError(f"cannot reach {where}: {reason}") from None
+    if len(reply) < 4 or reply[3] != 0x4:  # a SETTINGS frame
+        raise ConfigError(f"cannot reach {where}: the service there is not a Ray head node")
+
+
+@contextlib.contextmanager
+def _bounded_join():
+    """While joining a cluster, Ray tries its head once (~40 s at most) instead of its
+    default 20 times; a user's own ``RAY_gcs_server_port_wait_time_s`` is kept."""
+    key = "RAY_gcs_server_port_wait_time_s"
+    before = os.environ.get(key)
+    os.environ.setdefault(key, "1")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+
+
+def _warn_oversubscribed(workers: int | None) -> None:
+    """One warning when more workers than this process's cores are asked for."""
+    cores = len(os.sched_getaffinity(0))
+    if workers is not None and workers > cores:
+        log.warning(
+            "--workers %d is more than the %d core(s) available here: workers will share "
+            "cores (and run unpinned), which is slower per evaluation",
+            workers,
+            cores,
+        )
 
 
 def _one_line(e: BaseException) -> str:

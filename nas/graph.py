@@ -1,7 +1,8 @@
 """The universal architecture graph (IR).
 
 Every search space expands its genotypes into an :class:`ArchGraph`: a networkx DAG whose
-nodes are atomic operations from one closed vocabulary (:data:`OPS`) and whose edges carry
+nodes are atomic operations from one closed vocabulary (:data:`OPS`, each op defined once in
+:mod:`nas.ops`: attributes, shapes, cost, zero semantics, lowerings) and whose edges carry
 data, with the position of each input (``index``) so that order-sensitive operations such as
 ``concat`` are unambiguous. Shapes are inferred per sample (no batch axis), feature maps as
 ``(H, W, C)`` and vectors as ``(F,)``.
@@ -26,19 +27,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
 from nas.errors import GraphError, UnknownOp
+from nas.inputs import parse_json
+from nas.ops import OPS, PARAMETRIC_OPS, REQUIRED, Node, OpDef, Shape, padding, pair
 
 SCHEMA_VERSION = 1
 SCHEMA_NAME = "nas.archgraph"
-
-Shape = tuple[int, ...]
 
 
 # --------------------------------------------------------------------------------------
@@ -54,323 +54,30 @@ class CostConvention:
         conv_bias: add one MAC per output element for a convolution bias.
         dense_bias: add one MAC per output feature for a dense-layer bias.
         dense: count dense layers at all (every known convention does).
+        attention: count attention's two matrix products (``Q K^T`` and the weighted sum of
+            the values) as the transformer literature does; see :mod:`nas.ops.sequence`.
     """
 
     conv_bias: bool = False
     dense_bias: bool = False
     dense: bool = True
+    attention: bool = True
 
     def to_json(self) -> dict[str, bool]:
-        return {"conv_bias": self.conv_bias, "dense_bias": self.dense_bias, "dense": self.dense}
+        return {
+            "conv_bias": self.conv_bias,
+            "dense_bias": self.dense_bias,
+            "dense": self.dense,
+            "attention": self.attention,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> CostConvention:
         return cls(**{k: bool(v) for k, v in d.items()})
 
 
-# --------------------------------------------------------------------------------------
-# The operation vocabulary
-# --------------------------------------------------------------------------------------
-
-
-def _pair(v: Any, name: str, node: Any) -> tuple[int, int]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v, v)
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v):
-        return (int(v[0]), int(v[1]))
-    raise GraphError(f"node {node!r}: {name} must be an int or a pair of ints, got {v!r}")
-
-
-def _padding(v: Any, node: Any) -> tuple[int, int, int, int]:
-    """Padding as (top, bottom, left, right)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v, v, v, v)
-    if isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v):
-        if len(v) == 2:
-            return (v[0], v[0], v[1], v[1])
-        if len(v) == 4:
-            return tuple(int(x) for x in v)  # type: ignore[return-value]
-    raise GraphError(f"node {node!r}: padding must be an int, [h, w] or [t, b, l, r], got {v!r}")
-
-
-def _need_map(shape: Shape, node: Any, op: str) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise GraphError(f"node {node!r}: {op} needs an (H, W, C) feature map, got shape {shape}")
-    return shape  # type: ignore[return-value]
-
-
-def _spatial_out(h: int, w: int, k, s, pad, dil, node) -> tuple[int, int]:
-    kh, kw = k
-    sh, sw = s
-    dh, dw = dil
-    t, b, left, r = pad
-    oh = (h + t + b - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + left + r - dw * (kw - 1) - 1) // sw + 1
-    if oh <= 0 or ow <= 0:
-        raise GraphError(
-            f"node {node!r}: a {kh}x{kw} window with stride {s} on a {h}x{w} map leaves no output"
-        )
-    return oh, ow
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    """One operation type of the IR.
-
-    Attributes:
-        name: the op type.
-        arity: number of inputs (``None`` for variadic, at least ``min_inputs``).
-        defaults: every accepted attribute with its default (``...`` for required).
-        infer: ``(attrs, input_shapes, node) -> output shape``.
-        params: ``(attrs, input_shapes, output_shape) -> trainable parameter count``.
-        macs: ``(attrs, input_shapes, output_shape, convention) -> multiply-accumulates``.
-        commutative: inputs may be reordered without changing the result.
-    """
-
-    name: str
-    arity: int | None
-    defaults: Mapping[str, Any]
-    infer: Callable[[dict, list[Shape], Any], Shape]
-    params: Callable[[dict, list[Shape], Shape], int] = lambda a, i, o: 0
-    macs: Callable[[dict, list[Shape], Shape, CostConvention], int] = lambda a, i, o, c: 0
-    commutative: bool = False
-    min_inputs: int = 1
-
-
-REQUIRED = ...
-
-
-def _same(attrs, ins, node):
-    return ins[0]
-
-
-def _infer_input(attrs, ins, node):
-    shape = attrs["shape"]
-    if not isinstance(shape, (list, tuple)) or not all(isinstance(x, int) and x > 0 for x in shape):
-        raise GraphError(f"node {node!r}: input shape must be positive ints, got {shape!r}")
-    return tuple(shape)
-
-
-def _infer_conv(attrs, ins, node):
-    h, w, c = _need_map(ins[0], node, "conv")
-    groups = attrs["groups"]
-    cout = attrs["out_channels"]
-    if not isinstance(cout, int) or cout <= 0:
-        raise GraphError(f"node {node!r}: out_channels must be a positive int, got {cout!r}")
-    if not isinstance(groups, int) or groups <= 0 or c % groups or cout % groups:
-        raise GraphError(
-            f"node {node!r}: groups={groups!r} must divide in_channels={c} and out_channels={cout}"
-        )
-    oh, ow = _spatial_out(
-        h,
-        w,
-        _pair(attrs["kernel"], "kernel", node),
-        _pair(attrs["stride"], "stride", node),
-        _padding(attrs["padding"], node),
-        _pair(attrs["dilation"], "dilation", node),
-        node,
-    )
-    return (oh, ow, cout)
-
-
-def _conv_params(attrs, ins, out):
-    kh, kw = _pair(attrs["kernel"], "kernel", None)
-    cin = ins[0][-1]
-    n = kh * kw * (cin // attrs["groups"]) * out[-1]
-    return n + (out[-1] if attrs["bias"] else 0)
-
-
-def _conv_macs(attrs, ins, out, conv: CostConvention):
-    kh, kw = _pair(attrs["kernel"], "kernel", None)
-    cin = ins[0][-1]
-    oh, ow, cout = out
-    n = oh * ow * kh * kw * (cin // attrs["groups"]) * cout
-    if attrs["bias"] and conv.conv_bias:
-        n += oh * ow * cout
-    return n
-
-
-def _infer_dense(attrs, ins, node):
-    fo = attrs["out_features"]
-    if not isinstance(fo, int) or fo <= 0:
-        raise GraphError(f"node {node!r}: out_features must be a positive int, got {fo!r}")
-    return tuple(ins[0][:-1]) + (fo,)
-
-
-def _dense_params(attrs, ins, out):
-    return ins[0][-1] * out[-1] + (out[-1] if attrs["bias"] else 0)
-
-
-def _dense_macs(attrs, ins, out, conv: CostConvention):
-    if not conv.dense:
-        return 0
-    lead = math.prod(out[:-1])
-    n = lead * ins[0][-1] * out[-1]
-    if attrs["bias"] and conv.dense_bias:
-        n += lead * out[-1]
-    return n
-
-
-def _bn_params(attrs, ins, out):
-    return 2 * out[-1] if attrs["affine"] else 0
-
-
-def _infer_elementwise_n(attrs, ins, node):
-    first = ins[0]
-    for s in ins[1:]:
-        if s != first:
-            raise GraphError(f"node {node!r}: inputs must have equal shapes, got {ins}")
-    return first
-
-
-def _infer_mul(attrs, ins, node):
-    # Broadcasting multiply (squeeze-and-excitation gates): (1,1,C) * (H,W,C).
-    a, b = ins
-    if len(a) != len(b):
-        raise GraphError(f"node {node!r}: cannot multiply shapes {a} and {b}")
-    out = []
-    for x, y in zip(a, b, strict=True):
-        if x != y and 1 not in (x, y):
-            raise GraphError(f"node {node!r}: cannot broadcast shapes {a} and {b}")
-        out.append(max(x, y))
-    return tuple(out)
-
-
-def _infer_concat(attrs, ins, node):
-    spatial = ins[0][:-1]
-    for s in ins[1:]:
-        if s[:-1] != spatial:
-            raise GraphError(f"node {node!r}: concat inputs differ outside channels: {ins}")
-    return tuple(spatial) + (sum(s[-1] for s in ins),)
-
-
-def _infer_pool(attrs, ins, node):
-    h, w, c = _need_map(ins[0], node, "pool")
-    oh, ow = _spatial_out(
-        h,
-        w,
-        _pair(attrs["kernel"], "kernel", node),
-        _pair(attrs["stride"], "stride", node),
-        _padding(attrs["padding"], node),
-        (1, 1),
-        node,
-    )
-    return (oh, ow, c)
-
-
-def _infer_global_pool(attrs, ins, node):
-    h, w, c = _need_map(ins[0], node, "global_pool")
-    if attrs["mode"] not in ("avg", "max"):
-        raise GraphError(f"node {node!r}: global_pool mode must be avg or max")
-    return (1, 1, c) if attrs["keepdims"] else (c,)
-
-
-def _infer_flatten(attrs, ins, node):
-    return (math.prod(ins[0]),)
-
-
-def _infer_zero(attrs, ins, node):
-    s = ins[0]
-    stride = attrs["stride"]
-    cout = attrs["out_channels"] or s[-1]
-    if len(s) == 3:
-        return (-(-s[0] // stride), -(-s[1] // stride), cout)
-    return s
-
-
-def _infer_shuffle(attrs, ins, node):
-    s = _need_map(ins[0], node, "channel_shuffle")
-    if s[-1] % attrs["groups"]:
-        raise GraphError(f"node {node!r}: {s[-1]} channels do not split into {attrs['groups']}")
-    return s
-
-
-def _infer_pad_crop(sign):
-    def infer(attrs, ins, node):
-        h, w, c = _need_map(ins[0], node, "pad/crop")
-        t, b, left, r = (attrs[k] for k in ("top", "bottom", "left", "right"))
-        if min(t, b, left, r) < 0:
-            raise GraphError(f"node {node!r}: pad/crop amounts must be >= 0")
-        oh, ow = h + sign * (t + b), w + sign * (left + r)
-        if oh <= 0 or ow <= 0:
-            raise GraphError(f"node {node!r}: cropping {h}x{w} by {(t, b, left, r)} leaves nothing")
-        return (oh, ow, c)
-
-    return infer
-
-
-def _infer_split(attrs, ins, node):
-    s = ins[0]
-    start, size = attrs["start"], attrs["size"]
-    if start < 0 or size <= 0 or start + size > s[-1]:
-        raise GraphError(
-            f"node {node!r}: channel slice [{start}, {start + size}) outside {s[-1]} channels"
-        )
-    return tuple(s[:-1]) + (size,)
-
-
-_ELEMENTWISE = ("relu", "relu6", "sigmoid", "hsigmoid", "hswish", "swish", "tanh", "gelu")
-
-OPS: dict[str, OpSpec] = {
-    "input": OpSpec("input", 0, {"shape": REQUIRED}, _infer_input, min_inputs=0),
-    "output": OpSpec("output", 1, {}, _same),
-    "conv": OpSpec(
-        "conv",
-        1,
-        {
-            "out_channels": REQUIRED,
-            "kernel": REQUIRED,
-            "stride": 1,
-            "padding": 0,
-            "dilation": 1,
-            "groups": 1,
-            "bias": False,
-        },
-        _infer_conv,
-        _conv_params,
-        _conv_macs,
-    ),
-    "dense": OpSpec(
-        "dense",
-        1,
-        {"out_features": REQUIRED, "bias": True},
-        _infer_dense,
-        _dense_params,
-        _dense_macs,
-    ),
-    "batch_norm": OpSpec(
-        "batch_norm",
-        1,
-        {"affine": True, "eps": 1e-5, "momentum": 0.1},
-        _same,
-        _bn_params,
-    ),
-    **{name: OpSpec(name, 1, {}, _same) for name in _ELEMENTWISE},
-    "add": OpSpec("add", None, {}, _infer_elementwise_n, commutative=True, min_inputs=1),
-    "mul": OpSpec("mul", 2, {}, _infer_mul, commutative=True),
-    "concat": OpSpec("concat", None, {}, _infer_concat, min_inputs=1),
-    "max_pool": OpSpec("max_pool", 1, {"kernel": REQUIRED, "stride": 1, "padding": 0}, _infer_pool),
-    "avg_pool": OpSpec(
-        "avg_pool",
-        1,
-        {"kernel": REQUIRED, "stride": 1, "padding": 0, "count_include_pad": True},
-        _infer_pool,
-    ),
-    "global_pool": OpSpec("global_pool", 1, {"mode": "avg", "keepdims": False}, _infer_global_pool),
-    "flatten": OpSpec("flatten", 1, {}, _infer_flatten),
-    "identity": OpSpec("identity", 1, {}, _same),
-    "zero": OpSpec("zero", 1, {"stride": 1, "out_channels": 0}, _infer_zero),
-    "dropout": OpSpec("dropout", 1, {"rate": 0.0}, _same),
-    "channel_shuffle": OpSpec("channel_shuffle", 1, {"groups": 2}, _infer_shuffle),
-    "split": OpSpec("split", 1, {"start": REQUIRED, "size": REQUIRED}, _infer_split),
-    # Zero padding / cropping of the spatial borders (DARTS' FactorizedReduce shifts by one
-    # pixel with a crop; TF-style asymmetric "SAME" padding is a pad).
-    "pad": OpSpec("pad", 1, {"top": 0, "bottom": 0, "left": 0, "right": 0}, _infer_pad_crop(1)),
-    "crop": OpSpec("crop", 1, {"top": 0, "bottom": 0, "left": 0, "right": 0}, _infer_pad_crop(-1)),
-}
-"""The closed vocabulary of atomic operations."""
-
-PARAMETRIC_OPS = frozenset({"conv", "dense", "batch_norm"})
+_pair = pair  # kept for modules that import the helpers from here
+_padding = padding
 
 
 def _canon_attr(v: Any) -> Any:
@@ -515,6 +222,7 @@ class ArchGraph:
             UnknownOp: a node whose op is outside :data:`OPS`.
         """
         g = self.g
+        self._final = False  # the accessors read the graph itself until it is done
         # Each node's inputs by index and a lexicographic topological order (Kahn's
         # algorithm on a heap), read from networkx's adjacency dicts once: its views, built
         # per call, were most of the time a space took to build a network.
@@ -569,7 +277,11 @@ class ArchGraph:
             in_shapes = [nodes[p]["shape"] for p in preds]
             attrs = {k: v for k, v in spec.defaults.items() if v is not REQUIRED}
             attrs.update(data["attrs"])
-            data["shape"] = tuple(int(x) for x in spec.infer(attrs, in_shapes, n))
+            if spec.refs:
+                shape = spec.infer(attrs, in_shapes, n, self._refs(n, spec))
+            else:
+                shape = spec.infer(attrs, in_shapes, n)
+            data["shape"] = tuple(int(x) for x in shape)
             merged[n] = attrs
         # Kept for the accessors (op, attrs, inputs, shape, topological): networkx's views
         # cost more than the work of most callers. Valid until the next add().
@@ -580,6 +292,30 @@ class ArchGraph:
         self._input, self._output = ins[0], outs[0]
         self._final = True
         return self
+
+    def _refs(self, n: int, spec: OpDef) -> dict[str, tuple[str, dict[str, Any], Shape]]:
+        """(op, attrs, shape) of the nodes ``n`` names in its reference attributes; each must
+        be an ancestor of ``n`` (so it is computed, and its weights exported, first)."""
+        out = {}
+        for key in spec.refs:
+            ref = self.g.nodes[n]["attrs"].get(key)
+            if ref not in self.g or ref == n or not nx.has_path(self.g, ref, n):
+                raise GraphError(
+                    f"node {n} ({spec.name}): {key}={ref!r} must name a node computed before it"
+                )
+            out[key] = (self.op(ref), self.attrs(ref), self.g.nodes[ref]["shape"])
+        return out
+
+    def node(self, n: int) -> Node:
+        """Node ``n`` as the op lowerings see it (attributes with defaults, shapes)."""
+        return Node(
+            n,
+            self.op(n),
+            self.attrs(n),
+            tuple(self.shape(p) for p in self.inputs(n)),
+            self.shape(n),
+            self.g.nodes[n].get("scope", ""),
+        )
 
     # ---------------- cost ----------------
 
@@ -596,12 +332,12 @@ class ArchGraph:
     def params(self) -> int:
         """Trainable parameters (BatchNorm scale/offset included, running statistics not)."""
         self._require_final()
-        return sum(self.node_params(n) for n in self.g if self.op(n) in PARAMETRIC_OPS)
+        return sum(self.node_params(n) for n in self.g)
 
     def flops(self) -> int:
         """Multiply-accumulates of one sample under the graph's :class:`CostConvention`."""
         self._require_final()
-        return sum(self.node_macs(n) for n in self.g if self.op(n) in PARAMETRIC_OPS)
+        return sum(self.node_macs(n) for n in self.g)
 
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -615,9 +351,11 @@ class ArchGraph:
         """A hash equal for isomorphic graphs and for graphs computing the same function.
 
         The graph is first reduced to its computation: ``zero`` values propagate through
-        operations that map zero to zero (a ``conv`` without bias, activations with
-        ``f(0) = 0``, pooling, ``batch_norm``, whose output is then a learned constant) and
-        are dropped from sums; ``identity`` and ``dropout`` forward their input; nested sums
+        operations that map zero to zero (each op's ``keeps_zero``: a ``conv`` without bias,
+        activations with ``f(0) = 0``, pooling, ``batch_norm``, whose output is then a
+        learned constant) and are dropped from sums; pass-through ops (``identity``,
+        ``dropout``) forward their input; a tied layer names its embedding by what that
+        embedding computes; nested sums
         are flattened; nodes that do not reach the output do not count. Every remaining node
         gets a Merkle hash of its op, attributes, output shape and its inputs' hashes (sorted
         for commutative ops, ordered otherwise). The result combines the output's hash with
@@ -630,10 +368,11 @@ class ArchGraph:
             op = self.op(n)
             ins = [memo[p] for p in self.inputs(n)]
             attrs = self.attrs(n)
+            spec = OPS[op]
             shape = list(self.shape(n))
             if op == "input":
                 memo[n] = _h(["input", shape])
-            elif op in ("identity", "dropout", "output"):
+            elif spec.passthrough:
                 memo[n] = ins[0]
             elif op == "zero":
                 memo[n] = _zero(shape)
@@ -651,13 +390,15 @@ class ArchGraph:
                 else:
                     memo[n] = ("sum", sorted(terms))
             elif any(_is_zero(x) for x in ins) and (
-                op == "mul" or (all(_is_zero(x) for x in ins) and _keeps_zero(op, attrs))
+                spec.zero_if_any or (all(_is_zero(x) for x in ins) and spec.zero_preserving(attrs))
             ):
                 memo[n] = _zero(shape)
             else:
                 resolved = [_resolve(x) for x in ins]
-                if OPS[op].commutative:
+                if spec.commutative:
                     resolved = sorted(resolved)
+                for key in spec.refs:  # a tied layer names its embedding by what it computes
+                    attrs[key] = _resolve(memo[attrs[key]])
                 memo[n] = _h([op, _canon_attr(attrs), shape, resolved])
         out = _resolve(memo[self._output])
         # Nodes whose value reaches the output: not through a zero, not from a dead branch.
@@ -706,7 +447,25 @@ class ArchGraph:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArchGraph:
-        """Rebuild a graph written by :meth:`to_json`; validates and re-infers shapes."""
+        """Rebuild a graph written by :meth:`to_json`; validates and re-infers shapes.
+
+        Raises:
+            GraphError: anything malformed (it may come from a file anyone wrote).
+        """
+        if not isinstance(data, Mapping):
+            raise GraphError("not an architecture graph: expected a JSON object")
+        try:
+            return cls._from_json(data)
+        except GraphError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            text = str(e).splitlines()[0][:120] if str(e) else ""
+            raise GraphError(
+                f"malformed architecture graph JSON: {type(e).__name__} {text}"
+            ) from None
+
+    @classmethod
+    def _from_json(cls, data: Mapping[str, Any]) -> ArchGraph:
         if data.get("schema") != SCHEMA_NAME:
             raise GraphError(f"not an architecture graph: schema is {data.get('schema')!r}")
         if data.get("version") != SCHEMA_VERSION:
@@ -751,11 +510,7 @@ class ArchGraph:
 
     @classmethod
     def loads(cls, text: str) -> ArchGraph:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GraphError(f"architecture graph is not valid JSON: {e}") from None
-        return cls.from_json(data)
+        return cls.from_json(parse_json(text, "architecture graph", GraphError))
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -767,26 +522,6 @@ class ArchGraph:
             "input_shape": list(self.shape(self.input)),
             "output_shape": list(self.shape(self.output)),
         }
-
-
-_ZERO_PRESERVING = frozenset(
-    {
-        "relu",
-        "relu6",
-        "tanh",
-        "gelu",
-        "swish",
-        "hswish",
-        "max_pool",
-        "avg_pool",
-        "global_pool",
-        "flatten",
-        "channel_shuffle",
-        "split",
-        "concat",
-        "batch_norm",
-    }
-)
 
 
 def _lexicographic_order(pred: Mapping, succ: Mapping) -> list | None:
@@ -806,12 +541,6 @@ def _lexicographic_order(pred: Mapping, succ: Mapping) -> list | None:
             if indegree[m] == 0:
                 heapq.heappush(heap, m)
     return order if len(order) == len(indegree) else None
-
-
-def _keeps_zero(op: str, attrs: Mapping[str, Any]) -> bool:
-    if op in ("conv", "dense"):
-        return not attrs["bias"]
-    return op in _ZERO_PRESERVING
 
 
 def _h(obj: Any) -> str:

@@ -15,12 +15,20 @@ import math
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nas.callbacks import Callback
 from nas.errors import StorageError
 from nas.evaluators.base import EvalResult
-from nas.execution import Completion, Executor, InProcessExecutor, Job, evaluate_safely
+from nas.execution import (
+    Completion,
+    Executor,
+    InProcessExecutor,
+    Job,
+    evaluate_safely,
+    write_error,
+)
 from nas.objectives import Objective, orient, oriented
 from nas.run import Run
 from nas.searchers.base import OneShotStrategy, Searcher
@@ -43,7 +51,7 @@ def run_one_shot(
     result = evaluate_safely(run.evaluator, derived.genotype, workdir)
     result.metrics = {**result.metrics, **derived.metrics}
     result.artifacts = {**result.artifacts, **derived.artifacts}
-    record = finish_trial(store, pending, result, run.objectives, None, {})
+    record = finish_trial(store, pending, result, run.objectives, None, {}, workdir)
     for cb in cbs:
         cb.on_trial_complete(record)
 
@@ -55,6 +63,7 @@ def finish_trial(
     objectives: tuple[Objective, ...],
     tell_seq: int | None,
     extra: dict[str, Any],
+    workdir: Path | None = None,
 ) -> TrialRecord:
     """Store a trial's outcome; an objective the result lacks fails it. Returns its record."""
     told = orient(result, objectives)
@@ -68,6 +77,7 @@ def finish_trial(
             error=f"objective(s) {missing} not measured by the evaluator",
             artifacts=result.artifacts,
         )
+        write_error(workdir, result)
     attrs: dict[str, Any] = {
         **result.to_json(),
         "told": None if told is None else list(told),
@@ -269,7 +279,7 @@ class SampleLoop:
             extra["worker_errors"] = c.job.errors
         seq = None if self.join else self.seq
         self.seq += 1
-        record = finish_trial(self.store, c.job.tag, c.result, self.objs, seq, extra)
+        record = finish_trial(self.store, c.job.tag, c.result, self.objs, seq, extra, c.job.workdir)
         self.searcher.tell(c.job.genotype, _values(record.told))
         if seq is not None:
             self._maybe_snapshot(seq)

@@ -1,8 +1,10 @@
 """A generic flax.nnx model built from any valid :class:`~nas.graph.ArchGraph`.
 
-The model interprets the graph in topological order; every parametric node owns a flax
+The model interprets the graph in topological order, each node through its op's flax
+lowering (:class:`nas.ops.OpDef` ``layer`` and ``apply``); every parametric node owns a flax
 layer named after its node id, so the weights of a model and its graph correspond one to one
-(which export, weight transfer and predictors rely on). Inputs are NHWC batches.
+(which export, weight transfer and predictors rely on). Inputs are NHWC batches of images,
+``[N, T]`` int32 token ids, or whatever the graph's input declares.
 
 Example:
     >>> from nas.graph import ArchGraph
@@ -21,12 +23,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from nas import kernels
 from nas.errors import GraphError
-from nas.graph import ArchGraph, _padding, _pair
+from nas.graph import ArchGraph
+from nas.ops import OPS, Node
 
 
 def conv_general_dilated(
@@ -80,60 +82,11 @@ def conv_general_dilated(
     )
 
 
-def _act(op: str, x: jax.Array) -> jax.Array:
-    if op == "relu":
-        return jax.nn.relu(x)
-    if op == "relu6":
-        return jax.nn.relu6(x)
-    if op == "sigmoid":
-        return jax.nn.sigmoid(x)
-    if op == "hsigmoid":
-        return jax.nn.relu6(x + 3.0) / 6.0
-    if op == "hswish":
-        return x * jax.nn.relu6(x + 3.0) / 6.0
-    if op == "swish":
-        return jax.nn.silu(x)
-    if op == "tanh":
-        return jnp.tanh(x)
-    if op == "gelu":
-        return jax.nn.gelu(x)
-    raise AssertionError(op)
-
-
-_ACTIVATIONS = frozenset(
-    {"relu", "relu6", "sigmoid", "hsigmoid", "hswish", "swish", "tanh", "gelu"}
-)
-
-
-def _pool(x: jax.Array, attrs: dict[str, Any], kind: str) -> jax.Array:
-    kh, kw = _pair(attrs["kernel"], "kernel", None)
-    sh, sw = _pair(attrs["stride"], "stride", None)
-    t, b, left, r = _padding(attrs["padding"], None)
-    window = (1, kh, kw, 1)
-    strides = (1, sh, sw, 1)
-    pads = ((0, 0), (t, b), (left, r), (0, 0))
-    if kind == "max":
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, pads)
-    summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pads)
-    if attrs.get("count_include_pad", True) or not any((t, b, left, r)):
-        return summed / (kh * kw)
-    # Valid-element counts depend only on static shapes: compute them in numpy.
-    rows = _window_counts(x.shape[1], kh, sh, t, b)
-    cols = _window_counts(x.shape[2], kw, sw, left, r)
-    counts = np.outer(rows, cols).astype(np.float32)[None, :, :, None]
-    return summed / counts
-
-
-def _window_counts(size: int, k: int, s: int, lo: int, hi: int) -> np.ndarray:
-    n_out = (size + lo + hi - k) // s + 1
-    starts = np.arange(n_out) * s - lo
-    return np.minimum(starts + k, size) - np.maximum(starts, 0)
-
-
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
     """PyTorch's NCHW ``view(B, g, C/g, H, W).transpose(1, 2)`` in NHWC."""
-    b, h, w, c = x.shape
-    return x.reshape(b, h, w, groups, c // groups).swapaxes(3, 4).reshape(b, h, w, c)
+    from nas.ops.spatial import channel_shuffle as shuffle
+
+    return shuffle(x, groups)
 
 
 class GraphModel(nnx.Module):
@@ -156,127 +109,39 @@ class GraphModel(nnx.Module):
         rngs: nnx.Rngs,
         weights: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> None:
-        order = graph.topological()
         self.graph_json = graph.dumps()  # static: the architecture travels with the model
         self._plan: list[tuple[int, str, tuple[int, ...], dict[str, Any]]] = []
         layers: dict[str, nnx.Module] = {}
-        for n in order:
-            op, attrs, ins = graph.op(n), graph.attrs(n), tuple(graph.inputs(n))
-            in_shape = graph.shape(ins[0]) if ins else None
-            init = _given_inits(graph, n, weights)
-            if op == "conv":
-                kh, kw = _pair(attrs["kernel"], "kernel", n)
-                t, b, left, r = _padding(attrs["padding"], n)
-                layers[str(n)] = nnx.Conv(
-                    in_shape[-1],
-                    attrs["out_channels"],
-                    kernel_size=(kh, kw),
-                    strides=_pair(attrs["stride"], "stride", n),
-                    padding=((t, b), (left, r)),
-                    kernel_dilation=_pair(attrs["dilation"], "dilation", n),
-                    feature_group_count=attrs["groups"],
-                    use_bias=attrs["bias"],
-                    conv_general_dilated=conv_general_dilated,
-                    rngs=rngs,
-                    **init,
-                )
-            elif op == "dense":
-                layers[str(n)] = nnx.Linear(
-                    in_shape[-1], attrs["out_features"], use_bias=attrs["bias"], rngs=rngs, **init
-                )
-            elif op == "batch_norm":
-                layers[str(n)] = nnx.BatchNorm(
-                    in_shape[-1],
-                    use_scale=attrs["affine"],
-                    use_bias=attrs["affine"],
-                    epsilon=attrs["eps"],
-                    momentum=1.0 - attrs["momentum"],
-                    rngs=rngs,
-                    **init,
-                )
+        for n in graph.topological():
+            node = graph.node(n)
+            spec = OPS[node.op]
+            layer = spec.layer(node, rngs, _given_inits(graph, n, weights))
+            if layer is not None:
+                layers[str(n)] = layer
                 if weights is not None:
-                    bn = layers[str(n)]
-                    for name in ("mean", "var"):
-                        var = getattr(bn, name)
+                    for name in spec.stats:  # batch-norm running statistics
+                        var = getattr(layer, name)
                         var[...] = _given_value(graph, n, weights, name, var[...].shape)
-            elif op == "dropout" and attrs["rate"] > 0:
-                layers[str(n)] = nnx.Dropout(attrs["rate"], rngs=rngs)
-            self._plan.append((n, op, ins, attrs))
+            shapes = (node.in_shapes, node.shape)
+            self._plan.append((n, node.op, tuple(graph.inputs(n)), dict(node.attrs), shapes))
         self.layers = nnx.Dict(layers)
         self.output_node = graph.output
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.values(x)[self.output_node]
+
+    def values(self, x: jax.Array) -> dict[int, jax.Array]:
+        """Every node's value for the batch ``x``, by node id (zero-cost proxies read the
+        activations)."""
         vals: dict[int, jax.Array] = {}
-        for n, op, ins, attrs in self._plan:
-            xs = [vals[i] for i in ins]
-            if op == "input":
-                y = x
-            elif op in ("conv", "dense", "batch_norm"):
-                y = self.layers[str(n)](xs[0])
-            elif op in _ACTIVATIONS:
-                y = _act(op, xs[0])
-            elif op == "add":
-                y = xs[0]
-                for other in xs[1:]:
-                    y = y + other
-            elif op == "mul":
-                y = xs[0] * xs[1]
-            elif op == "concat":
-                y = jnp.concatenate(xs, axis=-1)
-            elif op == "max_pool":
-                y = _pool(xs[0], attrs, "max")
-            elif op == "avg_pool":
-                y = _pool(xs[0], attrs, "avg")
-            elif op == "global_pool":
-                red = jnp.mean if attrs["mode"] == "avg" else jnp.max
-                y = red(xs[0], axis=(1, 2), keepdims=attrs["keepdims"])
-            elif op == "flatten":
-                y = xs[0].reshape(xs[0].shape[0], -1)
-            elif op in ("identity", "output"):
-                y = xs[0]
-            elif op == "dropout":
-                y = self.layers[str(n)](xs[0]) if attrs["rate"] > 0 else xs[0]
-            elif op == "zero":
-                s, src = attrs["stride"], xs[0]
-                if src.ndim == 4:
-                    src = src[:, ::s, ::s, :]
-                    c = attrs["out_channels"] or src.shape[-1]
-                    y = jnp.zeros(src.shape[:3] + (c,), src.dtype)
-                else:
-                    y = jnp.zeros_like(src)
-            elif op == "channel_shuffle":
-                y = channel_shuffle(xs[0], attrs["groups"])
-            elif op == "split":
-                y = xs[0][..., attrs["start"] : attrs["start"] + attrs["size"]]
-            elif op == "pad":
-                y = jnp.pad(
-                    xs[0],
-                    (
-                        (0, 0),
-                        (attrs["top"], attrs["bottom"]),
-                        (attrs["left"], attrs["right"]),
-                        (0, 0),
-                    ),
-                )
-            elif op == "crop":
-                h, w = xs[0].shape[1:3]
-                y = xs[0][
-                    :, attrs["top"] : h - attrs["bottom"], attrs["left"] : w - attrs["right"], :
-                ]
-            else:  # pragma: no cover - the graph was validated against OPS
-                raise AssertionError(f"op {op} has no implementation in GraphModel")
-            vals[n] = y
-        return vals[self.output_node]
+        for n, op, ins, attrs, (in_shapes, shape) in self._plan:
+            xs = [vals[i] for i in ins] if ins else [x]
+            node = Node(n, op, attrs, in_shapes, shape)
+            vals[n] = OPS[op].apply(node, xs, self.layers)
+        return vals
 
     def graph(self) -> ArchGraph:
         return ArchGraph.loads(self.graph_json)
-
-
-_INIT_ARGS = {
-    "conv": ("kernel", "bias"),
-    "dense": ("kernel", "bias"),
-    "batch_norm": ("scale", "bias"),
-}
 
 
 def _given_value(
@@ -304,13 +169,14 @@ def _given_inits(
 ) -> dict[str, Any]:
     """flax initialiser arguments that return node ``n``'s given weights (none without
     weights or for an op without parameters: flax's defaults)."""
-    if weights is None or graph.op(n) not in _INIT_ARGS:
+    names = OPS[graph.op(n)].weights
+    if weights is None or not names:
         return {}
 
     def given(name: str):
         return lambda _key, shape, dtype: _given_value(graph, n, weights, name, shape, dtype)
 
-    return {f"{name}_init": given(name) for name in _INIT_ARGS[graph.op(n)]}
+    return {f"{name}_init": given(name) for name in names}
 
 
 def build_model(graph: ArchGraph, seed: int = 0) -> GraphModel:

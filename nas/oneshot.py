@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -38,6 +37,8 @@ import optax
 from flax import nnx
 
 from nas.errors import ConfigError
+from nas.training import TrainingOptions, schedule
+from nas.training import optimizer as make_optimizer
 
 # --------------------------------------------------------------------------------------
 # Primitives
@@ -59,8 +60,9 @@ class Mode:
 
 
 def default_dw_impl() -> str:
-    """``native`` (the C++ kernel, :func:`nas.kernels.depthwise`) where the native kernels
-    build, else the shifted depthwise conv (:func:`shifted_depthwise`).
+    """``native`` (the C++ kernel, :func:`nas.kernels.depthwise`) on the CPU where the native
+    kernels build, else the shifted depthwise conv (:func:`shifted_depthwise`); XLA's grouped
+    conv (``xla``) on a GPU or TPU (:func:`nas.kernels.depthwise_impl`).
 
     The native kernel runs the depthwise conv, its input gradient and its weight gradient
     in one pass each (at 32x32x32x144, k=7, forward + backward: 10.3 ms against 94.5 ms
@@ -73,7 +75,7 @@ def default_dw_impl() -> str:
     """
     from nas import kernels
 
-    return "native" if kernels.available() else "shift"
+    return kernels.depthwise_impl(cpu_fallback="shift", accelerator="xla")
 
 
 def _tap(xp: jax.Array, di: int, dj: int, ho: int, wo: int, stride: int) -> jax.Array:
@@ -456,16 +458,14 @@ def extract_model(supernet: PathSupernet, graph: Any, path: Sequence[int]):
 
 
 @dataclass(frozen=True)
-class SupernetConfig:
-    """Supernet training and path-evaluation settings.
+class SupernetConfig(TrainingOptions):
+    """Path-supernet training (SPOS's defaults) and path-evaluation settings.
+
+    The training fields are :class:`nas.training.TrainingOptions`' (SPOS: SGD with momentum
+    0.9, L2 4e-5 on kernels, learning rate decayed linearly to 0). With ``optimizer="sgd"``
+    the update is :func:`sparse_sgd`, which leaves candidates off the sampled path alone.
 
     Attributes:
-        steps: optimiser steps, one uniformly sampled path each.
-        batch_size: images per step.
-        lr: initial learning rate, decayed linearly to 0 (SPOS's schedule).
-        momentum: SGD momentum.
-        weight_decay: L2 on conv and dense kernels (not on BN or biases).
-        label_smoothing: cross-entropy label smoothing.
         bn_momentum: BatchNorm running-statistics momentum while training.
         seed: initialisation, data order and path sampling.
         calib_batches: training batches forwarded to recalibrate BN before evaluating a path.
@@ -475,20 +475,18 @@ class SupernetConfig:
     """
 
     steps: int = 400
-    batch_size: int = 64
     lr: float = 0.1
-    momentum: float = 0.9
+    optimizer: str = "sgd"
     weight_decay: float = 4e-5
-    label_smoothing: float = 0.0
+    schedule: str = "linear"
+    warmup: int = 0
+    grad_clip: float = 0.0
     bn_momentum: float = 0.1
     seed: int = 0
     calib_batches: int = 4
     calib_batch_size: int = 128
     eval_batch_size: int = 256
     eval_limit: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class _SparseSGDState(NamedTuple):
@@ -527,32 +525,26 @@ def sparse_sgd(
     return optax.GradientTransformation(init, update)
 
 
-def _batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    order, pos = rng.permutation(n), 0
-    while True:
-        if pos + batch > n:
-            order, pos = rng.permutation(n), 0
-        yield order[pos : pos + batch]
-        pos += batch
-
-
 class SupernetTrainer:
     """Trains a path supernet with one uniformly sampled path per step.
 
     ``traces`` counts how often the step was traced: one compile serves every path.
     """
 
-    def __init__(self, model: PathSupernet, config: SupernetConfig) -> None:
+    def __init__(self, model: PathSupernet, config: TrainingOptions) -> None:
         self.model = model
         self.config = config
         self.traces = 0
-        schedule = optax.linear_schedule(config.lr, 0.0, max(1, config.steps))
-        self.optimizer = nnx.Optimizer(
-            model, sparse_sgd(schedule, config.momentum, config.weight_decay), wrt=nnx.Param
-        )
+        if config.optimizer == "sgd":
+            tx = sparse_sgd(schedule(config), config.momentum, config.weight_decay)
+            if config.grad_clip > 0:
+                tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), tx)
+        else:
+            tx = make_optimizer(config)
+        self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         trainer = self
         smoothing = config.label_smoothing
-        bn_momentum = config.bn_momentum
+        bn_momentum = getattr(config, "bn_momentum", 0.1)
 
         @nnx.jit
         def step(model, optimizer, x, y, path):
@@ -574,29 +566,22 @@ class SupernetTrainer:
         return loss, acc
 
     def fit(
-        self, x: np.ndarray, y: np.ndarray, log: Callable[[int, float, float], None] | None = None
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        log: Callable[[int, float, float], None] | None = None,
+        seed: int | None = None,
     ) -> dict[str, float]:
-        """``config.steps`` steps over ``(x, y)``, each on a fresh uniformly random path."""
-        cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
-        batches = _batches(len(x), min(cfg.batch_size, len(x)), rng)
-        t0 = time.perf_counter()
-        losses: list[float] = []
-        accs: list[float] = []
-        for i in range(cfg.steps):
-            idx = next(batches)
-            loss, acc = self.step(x[idx], y[idx], self.model.sample_path(rng))
-            if log is not None or i >= cfg.steps - 20:
-                losses.append(float(loss))
-                accs.append(float(acc))
-                if log is not None:
-                    log(i, losses[-1], accs[-1])
-        return {
-            "train_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
-            "train_accuracy": 100.0 * float(np.mean(accs[-20:])) if accs else float("nan"),
-            "train_seconds": time.perf_counter() - t0,
-            "steps": cfg.steps,
-        }
+        """``config.steps`` steps over ``(x, y)`` (:class:`nas.pipeline.Batches`), step ``s``
+        on the uniformly random path of ``default_rng([seed, s, 2])``."""
+        from nas.path_supernet import PathTraining
+        from nas.pipeline import Batches
+        from nas.training import run_training
+
+        seed = getattr(self.config, "seed", 0) if seed is None else seed
+        task = PathTraining(self.model, self.config, seed, trainer=self)
+        batches = Batches(x, y, self.config.batch_size, seed)
+        return run_training(task, batches, self.config.steps, progress=False, log=log)
 
 
 # --------------------------------------------------------------------------------------
@@ -662,11 +647,16 @@ class PathEvaluator:
         self._calib, self._eval, self._reset = calib_step, eval_step, reset
 
     def recalibrate(self, path: np.ndarray) -> None:
-        """Reset BN statistics, then average them over the calibration batches on ``path``."""
+        """Reset BN statistics, then average them over the calibration batches on ``path``
+        (:func:`nas.supernet.cumulative_bn`)."""
+        from nas.supernet import cumulative_bn
+
         p = jnp.asarray(path, jnp.int32)
-        self._reset(self.model)
-        for k, x in enumerate(self.calib):
-            self._calib(self.model, x, p, jnp.float32(1.0 / (k + 1)))
+        cumulative_bn(
+            lambda: self._reset(self.model),
+            lambda x, m: self._calib(self.model, x, p, m),
+            self.calib,
+        )
 
     def accuracy(self, path: np.ndarray) -> float:
         """Validation accuracy (%) of ``path`` with the current BN statistics."""
@@ -683,7 +673,8 @@ class PathEvaluator:
 def calibration_batches(
     x: np.ndarray, batches: int, batch_size: int, seed: int = 0
 ) -> list[np.ndarray]:
-    """``batches`` fixed batches of training images for BN recalibration."""
-    rng = np.random.default_rng(seed + 1)
-    bs = min(batch_size, len(x))
-    return [x[rng.choice(len(x), bs, replace=False)] for _ in range(max(1, batches))]
+    """``batches`` fixed batches of training images for BN recalibration
+    (:func:`nas.pipeline.fixed_batches` at the stored size)."""
+    from nas.pipeline import fixed_batches
+
+    return fixed_batches(x, batches, batch_size, seed)

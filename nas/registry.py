@@ -67,6 +67,9 @@ BUILTIN: dict[str, dict[str, str]] = {
         "ofa": "search_spaces.ofa.space:OFASpace",
         "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",
         "bignas": "search_spaces.bignas.space:BigNASSpace",
+        "transformer": "search_spaces.transformer.space:TransformerSpace",
+        "gpt": "search_spaces.gpt.space:GPTSpace",
+        "gpt-base": "search_spaces.gpt.space:GPTBaseSpace",
     },
     "strategies": {
         "random": "nas.searchers.random_search:RandomSearch",
@@ -76,6 +79,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "neural-predictor": "nas.searchers.predictor_guided:NeuralPredictor",
         "bananas": "nas.searchers.predictor_guided:Bananas",
         "spos-evolution": "nas.searchers.spos_evolution:SPOSEvolution",
+        "ofa-evolution": "nas.searchers.ofa_evolution:OFAEvolution",
+        "coarse-to-fine": "nas.searchers.coarse_to_fine:CoarseToFine",
         "darts": "nas.searchers.darts:DartsStrategy",
     },
     "evaluators": {
@@ -101,6 +106,8 @@ BUILTIN: dict[str, dict[str, str]] = {
     "datasets": {
         "digits": "nas.data:DIGITS",
         "cifar10": "nas.data:CIFAR10",
+        "stdlib": "nas.data:STDLIB",
+        "text": "nas.data:TEXT",
     },
 }
 

@@ -8,7 +8,6 @@ written or evaluated, so bad input is one line and exit code 2 before any work s
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from nas.errors import ConfigError
 from nas.evaluators.base import Evaluator
 from nas.objectives import COST_KEYS, Objective, parse_objectives
 from nas.options import build_options
-from nas.searchers import check_objectives
+from nas.searchers import build_strategy, check_objectives
 from nas.searchers.base import OneShotStrategy, SearchContext, Strategy
 from nas.space import Genotype, SearchSpace
 from nas.storage import default_storage, mask_url, sqlite_path
@@ -35,7 +34,7 @@ class Run:
     space: SearchSpace
     evaluator: Evaluator
     objectives: tuple[Objective, ...]
-    strategy_cls: type[Strategy]
+    strategy: Strategy
     context: SearchContext
     out: Path
     storage: str
@@ -45,13 +44,14 @@ class Run:
 def prepare(
     config: SearchConfig,
     evaluator: Evaluator | None = None,
-    strategy_cls: type[Strategy] | None = None,
+    strategy: Strategy | None = None,
 ) -> Run:
     """Resolve and check every setting of ``config``; raise before any work on bad input.
 
     ``evaluator`` replaces the registered one (a caller's own, e.g. on in-memory data);
-    ``strategy_cls`` is the class of a caller's own strategy object (not registered).
+    ``strategy`` is a caller's own (fresh) strategy object instead of ``config.strategy``.
     """
+    strategy_cls = type(strategy) if strategy is not None else None
     from nas import registry
     from search_spaces import get_space
 
@@ -70,7 +70,7 @@ def prepare(
     objectives = parse_objectives(config.objectives or None, evaluator.metrics)
     if strategy_cls is None:
         strategy_cls = check_objectives(config.strategy, objectives)
-        where = f"{config.strategy} strategy options"
+        where = "strategy_options"
         build_options(strategy_cls.Options, config.strategy_options, where)
     elif strategy_cls.max_objectives is not None and len(objectives) > strategy_cls.max_objectives:
         raise ConfigError(
@@ -87,11 +87,18 @@ def prepare(
         data_dir=config.data_dir,
         progress=config.progress,
     )
-    if limits and not issubclass(strategy_cls, OneShotStrategy):
+    if strategy is None:
+        strategy = build_strategy(
+            config.strategy, space, objectives, config.seed, config.strategy_options, context
+        )
+    if isinstance(strategy, OneShotStrategy):
+        strategy.check(evaluator)
+    elif limits:
         check_limits(space, evaluator, limits)
+    _check_storage_url(storage, out, create=False)
     _check_out(out)  # the first thing written: the run folder, once every check has passed
-    _check_storage_url(storage, out)
-    return Run(config, space, evaluator, objectives, strategy_cls, context, out, storage, study)
+    _check_storage_url(storage, out, create=True)
+    return Run(config, space, evaluator, objectives, strategy, context, out, storage, study)
 
 
 def build_evaluator(config: SearchConfig, space: SearchSpace, out: Path) -> Evaluator:
@@ -104,6 +111,9 @@ def build_evaluator(config: SearchConfig, space: SearchSpace, out: Path) -> Eval
     options = dict(config.evaluator_options)
     if config.latency_table is not None:
         options["latency_table"] = config.latency_table
+    fields = getattr(cls.Options, "__dataclass_fields__", {})
+    if not config.progress and "progress" in fields:  # --no-progress: no training bars either
+        options.setdefault("progress", False)
     return cls(
         space,
         config.dataset,
@@ -126,8 +136,8 @@ def check_limits(space: SearchSpace, evaluator: Evaluator, limits: dict[str, flo
             )
         if space.smallest() is not None and cost[key] > limit:
             raise ConfigError(
-                f"impossible limit --max-{key} {limit:,.6g}: the smallest architecture of "
-                f"{space.name!r} has {key} {cost[key]:,.6g}"
+                f"impossible limit --max-{key} {_qty(limit)}: the smallest architecture of "
+                f"{space.name!r} has {key} {_qty(cost[key])}"
             )
 
 
@@ -153,22 +163,19 @@ def _check_cost_objectives(
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)[:80]} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".nas-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(
-            f"cannot write to the run folder {str(out)[:80]}: {e.strerror or e}"
-        ) from None
+    """The run folder (and, on resume, its trials folder), created and writable: the path
+    policy of :mod:`nas.files` (missing parents only inside the working directory)."""
+    from nas.files import output_dir
+
+    output_dir(out, "--out")
+    trials = out / "trials"
+    if trials.exists() or trials.is_symlink():
+        output_dir(trials, "--out (its trials folder)")
 
 
-def _check_storage_url(url: str, out: Path) -> None:
+def _check_storage_url(url: str, out: Path, create: bool) -> None:
     """A URL SQLAlchemy can parse; a SQLite file's missing folder only inside the run folder
-    or the working directory (created there, and said so)."""
+    or the working directory (created there when ``create``, and said so)."""
     try:
         from sqlalchemy.engine import make_url
 
@@ -185,8 +192,14 @@ def _check_storage_url(url: str, out: Path) -> None:
             f"--storage: the folder {path.parent} does not exist; create it first (nas creates "
             "missing folders only inside the run folder or the working directory)"
         )
-    parent.mkdir(parents=True, exist_ok=True)
-    log.warning("created folder %s for the study's SQLite file", path.parent)
+    if create:
+        parent.mkdir(parents=True, exist_ok=True)
+        log.warning("created folder %s for the study's SQLite file", path.parent)
 
 
 __all__ = ["Run", "build_evaluator", "check_limits", "prepare"]
+
+
+def _qty(v: float) -> str:
+    """A count as people write it: 1,000,000 (not 1e+06); fractions with 6 digits."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:,.6g}"

@@ -36,7 +36,6 @@ from nas.evaluators.base import Evaluator
 from nas.execution import Executor
 from nas.loop import SampleLoop, run_one_shot
 from nas.run import Run, prepare
-from nas.searchers import build_strategy
 from nas.searchers.base import OneShotStrategy, Strategy
 from nas.storage import TrialRecord, TrialStore, mask_url
 from nas.summary import SearchResult, summarize, write_pareto
@@ -68,9 +67,9 @@ def run_search(
             executor (the caller closes it) or a factory called once the study is open.
         command: the command line to record with the study (its passwords masked).
     """
-    run = prepare(config, evaluator, type(strategy) if strategy is not None else None)
-    cbs = as_callbacks(callbacks, config, run.out)
-    one_shot = issubclass(run.strategy_cls, OneShotStrategy)
+    run = prepare(config, evaluator, strategy)
+    first = run.objectives[0]
+    cbs = as_callbacks(callbacks, config, run.out, (first.name, first.direction))
     store = TrialStore.open(
         run.storage,
         run.study,
@@ -82,22 +81,11 @@ def run_search(
     _check_resume(store, config)
     store.acquire_lease(shared=config.join)
     try:
-        if strategy is None:
-            strategy = build_strategy(
-                config.strategy,
-                run.space,
-                run.objectives,
-                seed=config.seed,
-                options=config.strategy_options,
-                context=run.context,
-            )
-        if isinstance(strategy, OneShotStrategy):
-            strategy.check(run.evaluator)
         _record_settings(store, run, command)
-        if one_shot:
-            run_one_shot(run, store, strategy, cbs)  # type: ignore[arg-type]
+        if isinstance(run.strategy, OneShotStrategy):
+            run_one_shot(run, store, run.strategy, cbs)
         else:
-            SampleLoop(run, store, strategy, executor, cbs).run()  # type: ignore[arg-type]
+            SampleLoop(run, store, run.strategy, executor, cbs).run()  # type: ignore[arg-type]
     finally:
         store.release_lease()
     result = summarize(store, run.objectives, run.out)

@@ -7,7 +7,6 @@ Randomness is always an argument (a ``numpy.random.Generator``).
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 
 from nas.errors import InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
+from nas.inputs import kind, read_json
 
 
 class Genotype(ABC):
@@ -53,6 +53,9 @@ class SearchSpace(ABC):
     description: ClassVar[str] = ""
     default_dataset: ClassVar[str] = "digits"
     datasets: ClassVar[tuple[str, ...]] = ("digits",)
+    supernet: ClassVar[str] = ""
+    """``"module:Class"`` of the space's weight-sharing :class:`nas.supernet.Supernet`
+    (served by the ``supernet`` evaluator); empty when it has none."""
 
     # ------------------------------------------------------------------ required
 
@@ -173,12 +176,9 @@ class SearchSpace(ABC):
             return known[arch]
         p = Path(arch)
         if arch.endswith(".json"):
-            if not p.exists():
+            if kind(p) is None:
                 raise InvalidGenotype(f"architecture file {arch} does not exist")
-            try:
-                data = json.loads(p.read_text())
-            except json.JSONDecodeError as e:
-                raise InvalidGenotype(f"{arch} is not valid JSON: {e}") from None
+            data = read_json(p, "architecture file", InvalidGenotype)
             if isinstance(data, dict) and "genotype" in data:
                 data = data["genotype"]
             if not isinstance(data, dict) or "arch" not in data:

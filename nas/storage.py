@@ -214,7 +214,10 @@ class TrialStore:
         try:
             exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
         except Exception as e:  # noqa: BLE001 - a damaged database raises many kinds
-            raise StorageError(f"cannot read storage {mask_url(url)}: {_one_line(e)}") from None
+            raise StorageError(
+                f"cannot read storage {mask_url(url)} (a damaged or foreign database?): "
+                f"{_one_line(e)}"
+            ) from None
         if exists and create and not (resume or join):
             raise StorageError(
                 f"study {name!r} already exists in {mask_url(url)}; pass --resume to continue "
@@ -440,6 +443,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _one_line(e: BaseException) -> str:
+    if e.__cause__ is not None and "exception is raised during the commit" in str(e):
+        e = e.__cause__  # Optuna's wrapper hides what SQLite said ("disk image is malformed")
     text = str(e).strip().splitlines()
     return mask_url(f"{type(e).__name__}: {text[0] if text else ''}")[:300] or ""
 

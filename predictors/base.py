@@ -307,10 +307,27 @@ class Predictor(ABC):
             raise ConfigError(f"predictor {self.name!r} is not fitted; call fit() first")
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """Read a saved predictor folder (``predictor.json`` + ``arrays.safetensors``)."""
-    from safetensors.numpy import load_file
+def _check_ood(o: KnnOOD) -> None:
+    """Raise ``ValueError`` unless a restored detector's numbers and arrays fit together."""
+    if o.ref is None:
+        return
+    if not (isinstance(o.k, int) and o.k >= 1):
+        raise ValueError(f"k = {o.k!r} is not a positive count")
+    if not all(isinstance(v, int | float) for v in (o.quantile, o.margin, o.threshold)):
+        raise ValueError("quantile, margin and threshold must be numbers")
+    width = o.ref.shape[1] if o.ref.ndim == 2 else -1
+    if any(np.ndim(v) != 1 or len(v) != width for v in (o.mu, o.sd, o.lo, o.hi)):
+        raise ValueError("the reference set and its statistics have different widths")
 
+
+def load_predictor(path: str | Path) -> Predictor:
+    """Read a saved predictor folder (``predictor.json`` + ``arrays.safetensors``).
+
+    The folder may come from anyone: a file that is not a saved predictor, JSON of another
+    shape, a bad safetensors header or arrays that do not fit the description are each a
+    :class:`DataError` naming the folder, never a traceback.
+    """
+    from nas.inputs import read_json, read_safetensors
     from predictors import pretrained
 
     if pretrained.is_pretrained(path):
@@ -321,17 +338,28 @@ def load_predictor(path: str | Path) -> Predictor:
         raise DataError(
             f"{folder} is not a saved predictor (no {CONFIG_FILE}); run nas predictor fit"
         )
-    try:
-        doc = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{cfg} is not valid JSON: {e}") from None
-    if doc.get("format") != "nas.predictor" or doc.get("version") != FORMAT_VERSION:
+    doc = read_json(cfg, "saved predictor file")
+    if not isinstance(doc, dict) or (doc.get("format"), doc.get("version")) != (
+        "nas.predictor",
+        FORMAT_VERSION,
+    ):
         raise DataError(f"{cfg} is not a version-{FORMAT_VERSION} nas predictor file")
+    kinds = {"predictor": str, "seed": int, "options": dict, "state": dict, "ood": dict}
+    bad = [k for k, t in kinds.items() if k in doc and not isinstance(doc[k], t)]
+    if bad or not isinstance(doc.get("predictor"), str):
+        raise DataError(f"{cfg} is damaged or edited: {bad or ['predictor']} have the wrong type")
     arrays_path = folder / ARRAYS_FILE
-    arrays = load_file(str(arrays_path)) if arrays_path.exists() else {}
+    arrays = read_safetensors(arrays_path, "predictor arrays file") if arrays_path.exists() else {}
     p = get_predictor(doc["predictor"], seed=doc.get("seed", 0), **doc.get("options", {}))
-    p._restore(doc.get("state", {}), arrays)
-    p.ood_detector = KnnOOD.restore(doc.get("ood", {}), arrays)
+    try:
+        p._restore(doc.get("state", {}), arrays)
+        p.ood_detector = KnnOOD.restore(doc.get("ood", {}), arrays)
+        _check_ood(p.ood_detector)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise DataError(
+            f"{folder} does not hold a consistent saved {doc['predictor']} predictor (damaged "
+            f"or edited): {type(e).__name__} {str(e)[:100]}"
+        ) from None
     p.fitted = True
     return p
 

@@ -10,6 +10,7 @@ nb201      cifar10, cifar100, ImageNet16-120   15,625   test accuracy, 200 epoch
 nb101      cifar10                             500      NASLib's validation accuracy
 nb301      cifar10                             500      NASLib's validation accuracy
 nbmacro    cifar10                             6,561    mean test accuracy of 3 runs
+gpt        stdlib                              500      minus supernet bits per byte
 =========  ==================================  =======  ==============================
 
 Graphs are :class:`~predictors.features.ArchRef` values, expanded into the IR only when a
@@ -35,7 +36,11 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "nb101": ("cifar10",),
     "nb301": ("cifar10",),
     "nbmacro": ("cifar10",),
+    "gpt": ("stdlib",),
 }
+GPT_TABLE = "benchmarks/results/gpt_supernet_table.json"
+"""gpt children scored by a trained supernet (``python -m benchmarks.gpt_table``); their
+target is minus the bits per byte, so that larger is better as for accuracies."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,22 @@ def _table(bench: str, dataset: str) -> tuple[tuple[str, ...], np.ndarray]:
 
         rows = load_macro()
         return tuple(g.to_str() for g, _ in rows), np.array([r["mean_acc"] for _, r in rows])
+    if bench == "gpt":
+        return _gpt_table()
     raise UnknownName(f"unknown benchmark {bench!r}")  # pragma: no cover - parse_spec checks
+
+
+def _gpt_table() -> tuple[tuple[str, ...], np.ndarray]:
+    import json
+    from pathlib import Path
+
+    from nas.errors import DataError
+
+    path = Path(__file__).resolve().parent.parent / GPT_TABLE
+    if not path.exists():
+        raise DataError(f"{path} is missing: make it with python -m benchmarks.gpt_table")
+    rows = json.loads(path.read_text())["archs"]
+    return tuple(a for a, _ in rows), -np.array([v for _, v in rows], np.float64)
 
 
 @dataclass(frozen=True)

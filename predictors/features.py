@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, DataError
-from nas.graph import ArchGraph, _pair
+from nas.graph import ArchGraph
+from nas.ops import OPS, OpDef, pair
 
-FEATURE_VERSION = 6
+FEATURE_VERSION = 7
 """Bump when :func:`graph_features` changes: it keys the on-disk cache."""
 
 CATEGORIES = (
@@ -58,34 +59,19 @@ CATEGORIES = (
     "batch_norm",
     "act",
     "gate",
+    "embed",
+    "layer_norm",
+    "attention",
     "other",
 )
 _CAT = {c: i for i, c in enumerate(CATEGORIES)}
-_ACTS = frozenset({"relu", "relu6", "hswish", "swish", "tanh", "gelu"})
-_GATES = frozenset({"sigmoid", "hsigmoid"})
-_PASS = frozenset({"identity", "dropout", "output"})
-_ZERO_KEEP = frozenset(
-    {
-        "relu",
-        "relu6",
-        "tanh",
-        "gelu",
-        "swish",
-        "hswish",
-        "max_pool",
-        "avg_pool",
-        "global_pool",
-        "flatten",
-        "channel_shuffle",
-        "split",
-        "batch_norm",
-        "pad",
-        "crop",
-    }
-)
-_HOSTS = frozenset(
-    {"conv", "dense", "max_pool", "avg_pool", "global_pool", "add", "concat", "mul", "input"}
-)
+# Which ops fuse into their neighbours, keep zeros, forward their input, and the predictor
+# category of each: all from the op definitions (nas.ops), never a list kept here.
+
+
+def _spec(graph: ArchGraph, n: int) -> OpDef:
+    return OPS[graph.op(n)]
+
 
 NUMERIC = (
     "kernel",
@@ -211,19 +197,13 @@ def _reduce(graph: ArchGraph) -> tuple[list[int], dict[int, list[int]], dict[int
     order = graph.topological()
     zero: set[int] = set()
     for n in order:
-        op, ins = graph.op(n), graph.inputs(n)
-        if op == "zero":
+        spec, ins = _spec(graph, n), graph.inputs(n)
+        if spec.name == "zero":
             zero.add(n)
-        elif op in ("add", "concat"):
-            if ins and all(i in zero for i in ins):
-                zero.add(n)
-        elif op == "mul":
-            if any(i in zero for i in ins):
-                zero.add(n)
-        elif ins and all(i in zero for i in ins):
-            a = graph.attrs(n)
-            if op in _ZERO_KEEP or (op in ("conv", "dense") and not a["bias"]):
-                zero.add(n)
+        elif spec.zero_if_any and any(i in zero for i in ins):
+            zero.add(n)
+        elif ins and all(i in zero for i in ins) and spec.zero_preserving(graph.attrs(n)):
+            zero.add(n)
     live: set[int] = set()
     stack = [graph.output]
     while stack:
@@ -241,7 +221,7 @@ def _reduce(graph: ArchGraph) -> tuple[list[int], dict[int, list[int]], dict[int
             continue
         op = graph.op(n)
         ins = [alias[i] for i in graph.inputs(n) if i in live]
-        if len(ins) == 1 and (op in _PASS or op in ("add", "concat")):
+        if len(ins) == 1 and (_spec(graph, n).passthrough or op in ("add", "concat")):
             alias[n] = ins[0]
             continue
         alias[n] = n
@@ -257,16 +237,14 @@ def _reduce(graph: ArchGraph) -> tuple[list[int], dict[int, list[int]], dict[int
     for n in kept:
         ins = [merged.get(i, i) for i in inputs[n]]
         inputs[n] = ins
-        op = graph.op(n)
-        if op not in _ACTS and op not in _GATES and op != "batch_norm":
+        kind = _spec(graph, n).fuse
+        if not kind:
             continue
-        kind = "bn" if op == "batch_norm" else ("gate" if op in _GATES else "act")
         if len(ins) == 1:
             p = ins[0]
-            host_op = graph.op(p)
             if (
-                host_op in _HOSTS
-                and host_op != "input"
+                _spec(graph, p).host
+                and graph.op(p) != "input"
                 and len(consumers[p]) == 1
                 and f"post_{kind}" not in flags[p]
             ):
@@ -300,18 +278,8 @@ def _reduce(graph: ArchGraph) -> tuple[list[int], dict[int, list[int]], dict[int
 
 
 def _category(graph: ArchGraph, n: int) -> str:
-    op = graph.op(n)
-    if op == "conv":
-        a = graph.attrs(n)
-        cin = graph.shape(graph.inputs(n)[0])[-1]
-        if a["groups"] > 1:
-            return "conv_dw" if a["groups"] == cin else "conv_group"
-        return "conv_1x1" if _pair(a["kernel"], "kernel", n) == (1, 1) else "conv"
-    if op in _ACTS:
-        return "act"
-    if op in _GATES:
-        return "gate"
-    return op if op in _CAT else "other"
+    cat = _spec(graph, n).category(graph.node(n))
+    return cat if cat in _CAT else "other"
 
 
 def graph_features(graph: ArchGraph) -> GraphFeatures:
@@ -333,12 +301,13 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
         indeg[r] += 1
     cats = [_category(graph, n) for n in order]
     is_conv = np.array([c.startswith("conv") or c == "dense" for c in cats], float)
-    # A spatial conv has a kernel larger than 1x1 (depthwise ones included): it widens the
-    # receptive field, which a 1x1 conv, a dense layer or a stride-2 1x1 shortcut does not.
+    # A spatial conv has a kernel larger than 1x1 (depthwise ones included) and attention
+    # mixes tokens: they widen the receptive field, which a 1x1 conv, a dense layer or a
+    # stride-2 1x1 shortcut does not.
     is_spatial = np.array(
         [
-            cats[k] in ("conv", "conv_dw", "conv_group")
-            and max(_pair(graph.attrs(n)["kernel"], "kernel", n)) > 1
+            (cats[k].startswith("conv") or cats[k] == "attention")
+            and _spec(graph, n).mixes(graph.node(n))
             for k, n in enumerate(order)
         ],
         float,
@@ -370,25 +339,25 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
     col = {name: base + i for i, name in enumerate(NUMERIC)}
     params_by_node = {}
     for k, n in enumerate(order):
-        op = graph.op(n)
         feats[k, _CAT[cats[k]]] = 1.0
         a = graph.attrs(n)
         out = graph.shape(n)
         ins = graph.inputs(n)
         in_shape = graph.shape(ins[0]) if ins else out
         if "kernel" in a:
-            kh, kw = _pair(a["kernel"], "kernel", n)
+            kh, kw = pair(a["kernel"], "kernel", n)
             feats[k, col["kernel"]] = (kh + kw) / 14.0
-        if "stride" in a and max(_pair(a["stride"], "stride", n)) > 1:
+        if "stride" in a and max(pair(a["stride"], "stride", n)) > 1:
             feats[k, col["stride2"]] = 1.0
-        if "dilation" in a and max(_pair(a["dilation"], "dilation", n)) > 1:
+        if "dilation" in a and max(pair(a["dilation"], "dilation", n)) > 1:
             feats[k, col["dilated"]] = 1.0
         for f in ("pre_act", "pre_bn", "post_bn", "post_act", "post_gate"):
             feats[k, col[f]] = flags[n].get(f, 0.0)
         feats[k, col["log_cin"]] = _log2(in_shape[-1]) / 10.0
         feats[k, col["log_cout"]] = _log2(out[-1]) / 10.0
         feats[k, col["log_res"]] = _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0
-        if op in ("conv", "dense"):
+        spec = _spec(graph, n)
+        if graph.node_macs(n) or (spec.parametric and spec.fuse != "bn"):  # not the norms
             feats[k, col["flops_share"]] = graph.node_macs(n) / total_macs * 10.0
             params_by_node[k] = graph.node_params(n)
             feats[k, col["params_share"]] = params_by_node[k] / total_params * 10.0

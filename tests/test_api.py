@@ -121,7 +121,7 @@ def test_predictor_evaluate_plot_from_the_cli(tmp_path):
     png = tmp_path / "plots" / "params.png"
     args = ["predictor", "evaluate", "--predictor", "params"]
     args += ["--train", "nb201:cifar10:20", "--test", "nb201:cifar10:50"]
-    out = run_cli(*args, "--plot", str(png), "--json")
+    out = run_cli(*args, "--plot", str(png), "--json", cwd=tmp_path)  # plots/ is created here
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["plot"] == str(png) and doc["n_test"] == 50 and doc["predictor"] == "params"

@@ -11,8 +11,15 @@ import numpy as np
 from flax import nnx
 
 from nas.codegen import graph_to_python
-from nas.model import build_model
+from nas.ops import OPS
 from search_spaces import get_space
+from tests.graphs import (
+    image_tokens_graph,
+    jit_forward,
+    random_model,
+    sample_input,
+    token_ops_graph,
+)
 from tests.test_graph import small_cnn
 
 
@@ -31,15 +38,17 @@ def check_parity(graph, tmp_path, shape):
         for line in (tmp_path / "net.py").read_text().splitlines()
         if line.startswith(("import ", "from "))
     }
-    net = mod.Network(nnx.Rngs(0))
-    model = build_model(graph, seed=3)
+    net = nnx.eval_shape(lambda: mod.Network(nnx.Rngs(0)))
+    model = random_model(graph, seed=3)
     for n in graph.g:
-        if graph.op(n) in ("conv", "dense", "batch_norm"):
+        if OPS[graph.op(n)].parametric:
             nnx.update(getattr(net, f"l{n}"), nnx.state(model.layers[str(n)]))
     net.eval()
     model.eval()
-    x = jnp.asarray(np.random.default_rng(0).normal(size=shape).astype(np.float32))
-    np.testing.assert_allclose(np.asarray(net(x)), np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+    x = jnp.asarray(sample_input(graph, shape))
+    np.testing.assert_allclose(
+        np.asarray(jit_forward(net)(x)), np.asarray(jit_forward(model)(x)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_generated_source_equals_the_ir_model(tmp_path):
@@ -52,6 +61,11 @@ def test_generated_source_equals_the_ir_model(tmp_path):
         "digits",
     )
     check_parity(g, tmp_path, (2, 8, 8, 1))
+
+
+def test_generated_source_of_sequence_models_equals_the_ir_model(tmp_path):
+    check_parity(token_ops_graph(), tmp_path, (2, 6))
+    check_parity(image_tokens_graph(), tmp_path, (2, 8, 8, 3))
 
 
 def test_generated_source_trains_when_run(tmp_path):

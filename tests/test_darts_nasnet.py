@@ -145,7 +145,7 @@ V2 = DARTS.resolve("DARTS_V2").to_str()
         ("Genotype(normal=__import__('os').getcwd(), reduce=[])", "cannot read"),
         ("DARTS_V3", "neither a known architecture name"),
         ("Genotype(normal=[(", "not a Genotype"),
-        ('{"normal": [["sep_conv_3x3", 0]]', "JSON is malformed"),
+        ('{"normal": [["sep_conv_3x3", 0]]', "genotype is not valid JSON"),
         ("[[(0, 7)] * 8, []]", "NASLib key"),
         ("[[(0, 9), (1, 0), (0, 0), (1, 0), (0, 0), (1, 0), (0, 0), (1, 0)], []]", "op id 9"),
         ("", "empty"),

@@ -68,17 +68,19 @@ def test_path_supernet_trial_exports_its_child_with_inherited_weights(tmp_path, 
     assert _accuracy(ours, digits.y_val) == pytest.approx(res["best_metrics"]["accuracy"], rel=1e-6)
     # and computes what the supernet computes on that path (BN recalibrated as in scoring)
     space = NBMacroSpace()
-    ev = get_evaluator("supernet", space, "digits", run_dir=out, steps=3, seed=0, data=digits)
+    ev = get_evaluator("supernet", space, "digits", run_dir=out, steps=3, seed=0)
     assert ev.supernet_file() == supernet_file
-    supernet = ev.supernet()
+    supernet = ev.supernet().model
     path = supernet.path_of(space.parse(res["best_arch"]))
-    ev.path_evaluator.recalibrate(path)
+    ev.calibrate(space.parse(res["best_arch"]))
     theirs = nnx.jit(lambda m, x, p: m(x, p, Mode(False)))(
         supernet, jnp.asarray(digits.x_val), jnp.asarray(path)
     )
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-4, atol=1e-4)
 
-    # no supernet file: one line naming it, exit 2
+    # neither the trial's child nor the supernet file: one line naming the file, exit 2
+    for child in out.glob("trials/*/weights.safetensors"):
+        child.unlink()
     moved = supernet_file.with_suffix(".moved")
     supernet_file.rename(moved)
     r = run_cli(
@@ -105,12 +107,15 @@ def test_elastic_supernet_trial_exports_its_child_with_inherited_weights(tmp_pat
     from nas.search import run_search
     from nas.weights import save_weights
     from search_spaces import get_space
-    from search_spaces.ofa.train import _predict, calibrate_bn, restore_bn
+    from search_spaces.bignas.supernet import BigNASNet
 
     space = get_space("bignas")
-    supernet_file = tmp_path / "run" / "supernet" / "supernet.safetensors"
-    save_weights(space.build_supernet("digits", seed=0), supernet_file)
-    ev = get_evaluator("supernet", space, "digits", steps=1, batch_size=32, calib_batches=2)
+    ev = get_evaluator(
+        "supernet", space, "digits", steps=1, batch_size=32, calib_batches=2,
+        run_dir=tmp_path / "run", eval_limit=64,
+    )  # fmt: skip
+    supernet_file = ev.supernet_file()
+    save_weights(BigNASNet(space, "digits", seed=0).model, supernet_file)
     config = SearchConfig.build(
         dict(space="bignas", strategy="random", evaluator="supernet", budget=1,
              dataset="digits", out=tmp_path / "run", progress=False)
@@ -142,21 +147,14 @@ def test_elastic_supernet_trial_exports_its_child_with_inherited_weights(tmp_pat
 
     model = load_model(tmp_path / "b")
     model.eval()
-    ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(digits.x_val)))
-    assert _accuracy(ours, digits.y_val) == pytest.approx(rec.accuracy, rel=1e-6)
-    supernet = ev.supernet()
-    arch = supernet.arch(space.parse(rec.arch))
-    saved = calibrate_bn(supernet, arch, ev._calibration())
-    try:  # the evaluator's batches of 256, so its compiled forward is reused
-        supernet.eval()
-        theirs = np.concatenate(
-            [
-                np.asarray(_predict(supernet, jnp.asarray(digits.x_val[i : i + 256]), arch))
-                for i in range(0, len(digits.x_val), 256)
-            ]
-        )
-    finally:
-        restore_bn(supernet, saved)
+    from nas.pipeline import eval_view
+
+    geno = space.parse(rec.arch)
+    x = eval_view(digits.x_val[:64], geno.resolution, channels=3)
+    ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x)))
+    assert _accuracy(ours, digits.y_val[:64]) == pytest.approx(rec.accuracy, rel=1e-6)
+    ev.calibrate(geno)
+    theirs = ev.supernet().logits(geno, x)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 

@@ -307,14 +307,16 @@ def test_graph_json_round_trip_and_scopes(ofa):
 
 def test_digits_dataset(ofa, prox):
     g = ofa.resolve("min")
-    graph = ofa.to_graph(g, "digits")
-    assert graph.shape(graph.input) == (8, 8, 1) and graph.shape(graph.output) == (10,)
+    graph = ofa.to_graph(g, "digits")  # served at the genotype's resolution, in RGB
+    r = g.resolution
+    assert graph.shape(graph.input) == (r, r, 3) and graph.shape(graph.output) == (10,)
     assert graph.meta["dataset"] == "digits"
     assert ofa.default_dataset == "imagenet" and set(ofa.datasets) == {"imagenet", "digits"}
     big = ofa.to_graph(ofa.resolve("MobileNetV3-Large"), "digits")
     assert big.shape(big.output) == (10,)
     pg = prox.to_graph(prox.resolve("max"), "digits")
-    assert pg.shape(pg.input) == (8, 8, 1) and pg.shape(pg.output) == (10,)
+    r = prox.resolve("max").resolution
+    assert pg.shape(pg.input) == (r, r, 3) and pg.shape(pg.output) == (10,)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,6 @@ from search_spaces.ofa.supernet import (  # noqa: E402
 from search_spaces.ofa.train import (  # noqa: E402
     ElasticTrainConfig,
     ElasticTrainer,
-    Phase,
     evaluate_subnet,
 )
 
@@ -93,7 +92,7 @@ def test_ofa_supernet_subnets_trace_once_and_children_equal_it():
         return m(x, arch)
 
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(3, 8, 8, 1)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(3, 8, 8, 3)), jnp.float32)  # any input size runs
     genos = [space.known()["max"], space.known()["min"]] + [space.sample(rng) for _ in range(5)]
     outs = [np.asarray(fwd(sn, x, sn.arch(g))) for g in genos]
     assert len(traces) == 1
@@ -309,11 +308,17 @@ def test_distillation_step_skips_inactive_blocks_and_leaves_the_teacher_alone():
 
 
 def test_progressive_shrinking_phases():
-    from search_spaces.ofa.train import OFA_PHASES, sample_phase
+    from search_spaces.ofa.elastic import OFA_PHASES, phase_steps, sample_phase
 
     assert [p.name for p in OFA_PHASES][:2] == ["full", "kernel"]
-    assert OFA_PHASES[0] == Phase("full", (7,), (6,), (4,), 1, False)
+    assert OFA_PHASES[0].ks == (7,) and not OFA_PHASES[0].distill
     assert all(p.distill for p in OFA_PHASES[1:])
+    # OFA's learning rates per phase and channel sorting before each expand phase
+    assert [p.lr for p in OFA_PHASES[1:]] == [3e-2, 2.5e-3, 7.5e-3, 2.5e-3, 7.5e-3]
+    assert [p.sort for p in OFA_PHASES] == [False] * 4 + [True] * 2
+    lengths = phase_steps(OFA_PHASES, 530)
+    assert sum(lengths) == 530 and lengths == [120, 120, 25, 120, 25, 120]
+    assert min(phase_steps(OFA_PHASES, 6)) == 1
     space = OFASpace()
     g = sample_phase(OFA_PHASES[2], space, np.random.default_rng(0))
     assert set(g.d) <= {3, 4} and set(g.e) <= {6, 3}  # inactive layers: normal form (3)
@@ -369,10 +374,11 @@ def test_cli_constrained_evolution_over_trained_supernet_exports_a_child(tmp_pat
     r = run_cli(
         "search", "--space", "ofa", "--strategy", "evolution", "--evaluator", "supernet",
         "--budget", "3", "--steps", "6", "--max-flops", "250M", "--out", str(out),
+        "--set", "evaluator_options.resolutions=128",
         "--no-progress", "--json", timeout=3600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert (out / "supernet" / "supernet.safetensors").exists()
+    assert len(list((out / "supernet").glob("ofa-digits-*.safetensors"))) == 1
     r = run_cli(
         "export", "--storage", f"sqlite:///{out}/study.db", "--study", "run",
         "--format", "flax", "--out", str(tmp_path / "exp"), "--json",
@@ -386,5 +392,31 @@ def test_cli_constrained_evolution_over_trained_supernet_exports_a_child(tmp_pat
     from nas.weights import load_model
 
     model = load_model(tmp_path / "exp")
-    x = jnp.zeros((2, 8, 8, 1), jnp.float32)
+    r = doc["graph"]["meta"]["resolution"]
+    x = jnp.zeros((2, r, r, 3), jnp.float32)
     assert model(x).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_ofa_proxyless_supernet_children_equal_it():
+    """OFA-ProxylessNAS w1.3: the IR-built child of a random subnet, with inherited weights
+    (kernel transforms, sorted channels, BN eps 1e-3), computes what the supernet computes.
+
+    Slow: one compile of the whole w1.3 supernet's forward and one of the child's (the
+    OFA-MobileNetV3 counterpart in the fast suite covers the shared machinery)."""
+    from search_spaces.ofa.proxyless import OFAProxylessSupernet
+    from search_spaces.ofa.space import OFAProxylessSpace
+
+    space = OFAProxylessSpace()
+    sn = OFAProxylessSupernet(space, "digits")
+    _perturb(sn, seed=1)
+    sn.reorganize_channels()
+    sn.eval()
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+    fwd = nnx.jit(lambda m, x, a: m(x, a))
+    for g in [space.sample(rng)]:
+        y = np.asarray(fwd(sn, x, sn.arch(g)))
+        graph, model = childmod.extract_child(sn, g, space)
+        assert graph.canonical_hash() == space.to_graph(g, "digits").canonical_hash()
+        np.testing.assert_allclose(np.asarray(model(x)), y, atol=1e-5, rtol=1e-5)

@@ -14,28 +14,20 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from nas.onnx_export import graph_to_onnx, save_onnx  # noqa: E402
-from tests.graphs import every_op_graph  # noqa: E402
-
-
-def _randomise(model, seed: int = 1) -> None:
-    """Non-trivial biases and BatchNorm statistics, so that parity tests mean something."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers.values():
-        for name in ("bias", "scale", "mean", "var"):
-            v = getattr(layer, name, None)
-            if v is None or not hasattr(v, "shape"):
-                continue
-            lo_hi = (0.5, 1.5) if name in ("scale", "var") else (-0.5, 0.5)
-            v[...] = jnp.asarray(rng.uniform(*lo_hi, v.shape), jnp.float32)
+from tests.graphs import (  # noqa: E402
+    every_op_graph,
+    every_op_graphs,
+    jit_forward,
+    random_model,
+    sample_input,
+)
 
 
 def _parity(graph: ArchGraph, batch: int = 2) -> float:
-    model = build_model(graph, seed=0)
-    _randomise(model)
+    model = random_model(graph)
     model.eval()
-    x = np.random.default_rng(0).normal(size=(batch, *graph.shape(graph.input)))
-    x = x.astype(np.float32)
-    ref = np.asarray(model(jnp.asarray(x)))
+    x = sample_input(graph, (batch, *graph.shape(graph.input)))
+    ref = np.asarray(jit_forward(model)(jnp.asarray(x)))
     proto = graph_to_onnx(graph, model)
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"input": x})[0]
@@ -45,10 +37,11 @@ def _parity(graph: ArchGraph, batch: int = 2) -> float:
 
 
 def test_every_op_matches_the_flax_model():
-    g = every_op_graph()
-    assert set(OPS) - {g.op(n) for n in g.g} == set(), "test must cover the whole vocabulary"
-    worst = _parity(g, batch=3)  # asserts allclose inside
-    assert np.isfinite(worst) and worst < 1e-2
+    graphs = [g for g, _ in every_op_graphs()]
+    assert set(OPS) - {g.op(n) for g in graphs for n in g.g} == set(), "cover the vocabulary"
+    for g in graphs:
+        worst = _parity(g, batch=3)  # asserts allclose inside
+        assert np.isfinite(worst) and worst < 1e-2
 
 
 @pytest.mark.parametrize(

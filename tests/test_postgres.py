@@ -49,7 +49,7 @@ def pg_url():
     try:
         import psycopg2  # noqa: F401
     except ImportError:
-        _unavailable("psycopg2 is not installed (pip install 'nas[dev]')")
+        _unavailable("psycopg2 is not installed (pip install 'nasjax[dev]')")
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         _unavailable("PostgreSQL is not installed (apt-get install -y postgresql)")

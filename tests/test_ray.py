@@ -109,6 +109,8 @@ def check_worker_killed_mid_evaluation_is_retried_and_faults_fail(executor, tmp_
     c = got[CRASH]  # kills its worker every time: retried once (max_retries=1), then failed
     assert not c.result.ok and c.retries == 2 and "worker died 2 time(s)" in c.result.error
     assert victim not in executor.worker_pids()  # replaced by a fresh actor
+    for i in range(3):  # every failed trial says why in its folder (NaN, worker deaths too)
+        assert (tmp_path / str(i) / "error.txt").read_text().strip()
 
 
 def check_asynchronous_search_records_faults_and_keeps_going(executor, tmp_path):

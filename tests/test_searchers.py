@@ -32,6 +32,15 @@ SMALL = {  # options that keep the toy runs short
     "bananas": {"n_init": 6, "n_random": 20, "n_mutations": 5, "epochs": 50},
     "neural-predictor": {"n_train": 10, "pool_size": 1024, "predictor_options": {"epochs": 100}},
     "spos-evolution": {"population": 10, "select_num": 3, "mutation_num": 4, "crossover_num": 4},
+    "ofa-evolution": {
+        "samples": 10,
+        "hidden": 16,
+        "fit_steps": 100,
+        "population": 12,
+        "generations": 4,
+        "refit_every": 10,
+    },
+    "coarse-to-fine": {"coarse": 8},
 }
 
 

@@ -220,21 +220,25 @@ def test_cli_search_with_the_supernet_evaluator_end_to_end(macro_run, tmp_path):
 def test_supernet_evaluator_reuses_the_run_folders_supernet(macro_run, digits):
     out, res = macro_run
     space = NBMacroSpace()
-    ev = get_evaluator("supernet", space, "digits", run_dir=out, steps=4, seed=0, data=digits)
+    ev = get_evaluator("supernet", space, "digits", run_dir=out, steps=4, seed=0)
     saved = ev.supernet_file()
     assert saved.exists()
+    # a setting that changes the weights names another file; one that does not, the same
+    assert get_evaluator("supernet", space, "digits", run_dir=out, steps=5).supernet_file() != saved
+    same = get_evaluator("supernet", space, "digits", run_dir=out, steps=4, calib_batches=9)
+    assert same.supernet_file() == saved
     mtime = saved.stat().st_mtime
     geno = space.parse(res["best_arch"])
     r = ev.evaluate(geno)
     assert saved.stat().st_mtime == mtime  # loaded, not retrained
-    assert ev.train_metrics == json.loads(saved.with_suffix(".json").read_text())
+    assert ev.train_summary == json.loads(saved.with_suffix(".json").read_text())["train"]
     assert r.accuracy == pytest.approx(res["best_metrics"]["accuracy"], abs=1e-6)
     graph = space.to_graph(geno, "digits")
     assert r.cost == {"params": graph.params(), "flops": graph.flops()}
     # the path's inherited weights, copied into the standalone IR model, compute the same
-    model = ev.supernet()
+    model = ev.supernet().model
     path = model.path_of(geno)
-    ev.path_evaluator.recalibrate(path)
+    ev.calibrate(geno)
     x = jnp.asarray(digits.x_val[:8])
     ours = np.asarray(_forward(model, x, jnp.asarray(path)))
     theirs = np.asarray(_standalone(extract_model(model, graph, path), x))

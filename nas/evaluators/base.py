@@ -111,7 +111,7 @@ class Evaluator(ABC):
         self.seed = seed
         self.data_dir = data_dir
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.options = build_options(self.Options, options, f"{self.name} evaluator options")
+        self.options = build_options(self.Options, options, f"evaluator_options ({self.name})")
 
     @abstractmethod
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:

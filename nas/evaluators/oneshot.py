@@ -1,262 +1,407 @@
-"""The ``supernet`` evaluator for path-indexed weight-sharing supernets (SPOS, NAS-Bench-Macro).
+"""The ``supernet`` evaluator: one for every weight-sharing space.
 
-The supernet is trained once (uniform single-path sampling, :class:`nas.oneshot.SupernetTrainer`)
-or loaded from the run folder, where it is saved as safetensors under
-``<run>/supernet/<space>-<dataset>-<hash of the settings>.safetensors`` (the run folder is
-``run_dir``, else the parent of the trials folder of the first evaluation's workdir,
-``<run>/trials/<n>``), so a resumed search or a second study in the same folder reuses it; every
-``evaluate()`` then recalibrates BatchNorm on the candidate's path and measures its
-validation accuracy with the inherited weights. The cost comes from the IR.
+A space with a supernet declares it (``SearchSpace.supernet``, see :mod:`nas.supernet`);
+this evaluator owns the rest, whatever the family (SPOS and NAS-Bench-Macro paths, OFA and
+BigNAS elastic subnets):
 
-A trial records the supernet's file as its ``supernet`` artifact; :meth:`OneShotEvaluator.
-child_model` turns a genotype into the standalone IR-built model with the weights it inherits
-(BatchNorm recalibrated as for scoring), which is what ``nas export`` writes for such a trial.
+- **load or train**: the trained supernet lives in the run folder as
+  ``<run>/supernet/<space>-<dataset>-<key>.safetensors``, where ``<key>`` hashes every setting
+  that changes the weights (space, supernet class, dataset, seed, the resolved training
+  options, training resolutions). A resumed search or a second study with the same settings
+  reuses it; other settings train their own. Training checkpoints with orbax into
+  ``<...>.ckpt/`` every ``checkpoint_every`` steps and on SIGTERM, and a killed training
+  resumes from there (:func:`nas.training.run_training`); a rich progress bar shows steps/s
+  and the loss.
+- **score**: BatchNorm recalibrated on fixed training images at the genotype's resolution,
+  then top-1 validation accuracy at that resolution with the inherited weights.
+- **export**: the child (the IR-built standalone model carrying the inherited weights and
+  recalibrated statistics) is written to the trial folder; :meth:`SupernetEvaluator.
+  child_model` rebuilds it from the supernet file (``nas export`` does).
+
+Costs describe the network the genotype deploys as: for elastic spaces the space's default
+dataset (ImageNet at the genotype's resolution), so ``--max-flops 300M`` means what it says;
+with a latency table (``latency_table="note10"`` or a file) they include ``latency`` (ms).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
-from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from nas.data import Dataset, load_dataset
-from nas.errors import ConfigError, StorageError
+from nas.errors import ConfigError, InvalidGenotype, StorageError
 from nas.evaluators.base import EvalResult, Evaluator
-from nas.oneshot import (
-    PathEvaluator,
-    PathSupernet,
-    SupernetConfig,
-    SupernetTrainer,
-    calibration_batches,
-    extract_model,
-)
+from nas.options import positive
 from nas.space import Genotype, SearchSpace
-from nas.weights import load_weights, save_weights
+from nas.training import TrainingOptions
 
-TRAINABLE = ("digits", "cifar10")
-"""Datasets :func:`nas.data.load_dataset` can train on."""
+FORMAT = 2
+"""Bumped when the saved supernet's meaning changes (old files are then not reused)."""
 
 
-class OneShotEvaluator(Evaluator):
-    """Scores genotypes with a trained weight-sharing supernet.
+@dataclass(frozen=True)
+class SupernetOptions:
+    """Options of the ``supernet`` evaluator.
 
-    Args:
-        space: the search space.
-        dataset: training data and network variant (default ``digits``).
-        build: ``build(dataset, seed) -> PathSupernet`` (a fresh, untrained supernet).
-        config: supernet training and evaluation settings (``steps`` etc. may also be passed
-            as keyword options, as the CLI does).
-        run_dir: where the trained supernet is saved and looked for (default: the run folder
-            of the first evaluation's workdir; in memory only when there is neither).
-        supernet_path: the trained supernet's safetensors file itself (overrides ``run_dir``'s
-            file name; a trial's ``supernet`` artifact).
-        data_dir: local CIFAR-10 folder for ``dataset='cifar10'``.
-        data: a ready :class:`~nas.data.Dataset` instead of loading ``dataset``.
-        verbose: print training progress to stderr.
+    The training fields are :class:`nas.training.TrainingOptions`'; left unset (``None``) they
+    take the family's defaults (the paper's optimiser and schedule: SPOS's, OFA's per-phase
+    ones, BigNAS's).
+
+    Attributes:
+        checkpoint_every: orbax checkpoint every this many training steps.
+        resolutions: the resolutions training samples from (elastic spaces; default the
+            family's: OFA 128-224, BigNAS 192-320).
+        calib_batches: fixed training batches that recalibrate BatchNorm per genotype.
+        calib_batch_size: images per calibration batch.
+        eval_batch_size: images per evaluation batch.
+        eval_limit: score on at most this many validation images (0: all).
+        latency_table: ``note10`` or a table file/folder (adds ``latency`` to the cost).
+        cost_dataset: the network variant the costs describe (default: the space's
+            default dataset for elastic spaces, the evaluator's dataset otherwise).
+        supernet_file: a trained supernet's safetensors file (default: the run folder's).
+        save_children: write each trial's child weights into its folder.
+        progress: show a progress bar while training.
     """
 
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: Literal["sgd", "adamw", "rmsprop"] | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    schedule: Literal["cosine", "linear", "exponential", "constant"] | None = None
+    warmup: int | None = None
+    label_smoothing: float | None = None
+    grad_clip: float | None = None
+    checkpoint_every: int = 50
+    resolutions: tuple[int, ...] = ()
+    calib_batches: int = 4
+    calib_batch_size: int = 64
+    eval_batch_size: int = 256
+    eval_limit: int = 0
+    latency_table: str = ""
+    cost_dataset: str = ""
+    supernet_file: str = ""
+    save_children: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_every", "eval_limit"):
+            positive(name, getattr(self, name), allow_zero=True)
+        for name in ("calib_batches", "calib_batch_size", "eval_batch_size"):
+            positive(name, getattr(self, name))
+        for r in self.resolutions:
+            positive("resolutions", r)
+
+    def training(self, defaults: TrainingOptions) -> TrainingOptions:
+        """``defaults`` with every training option that is set here."""
+        mine = {f.name for f in fields(self)}
+        given = {
+            f.name: getattr(self, f.name)
+            for f in fields(TrainingOptions)
+            if f.name in mine and getattr(self, f.name) is not None
+        }
+        return replace(defaults, **{**given, "checkpoint_every": self.checkpoint_every})
+
+    def to_json(self) -> dict[str, Any]:
+        """The options that differ from the defaults (what rebuilds this evaluator)."""
+        d = asdict(self)
+        base = asdict(SupernetOptions())
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v != base[k]}
+
+
+class SupernetEvaluator(Evaluator):
+    """Scores genotypes with the space's trained weight-sharing supernet (inherited
+    weights, BatchNorm recalibrated per genotype, at the genotype's resolution)."""
+
     name = "supernet"
+    Options = SupernetOptions
+
+    def __new__(cls, space: SearchSpace, *args: Any, **kwargs: Any) -> Any:
+        if not type(space).supernet and callable(getattr(space, "supernet_evaluator", None)):
+            # a family that brings its own evaluator (gpt, until it implements the protocol)
+            return FamilyEvaluator(space, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
         space: SearchSpace,
-        dataset: str | None,
-        build: Callable[..., PathSupernet],
-        config: SupernetConfig | None = None,
-        run_dir: str | Path | None = None,
-        supernet_path: str | Path | None = None,
+        dataset: str | None = None,
+        *,
+        seed: int = 0,
         data_dir: str | None = None,
-        data: Dataset | None = None,
-        verbose: bool = False,
-        **options: Any,
+        run_dir: str | Path | None = None,
+        options: Any = None,
     ) -> None:
-        super().__init__(space, dataset or "digits")
-        if data is None and self.dataset not in TRAINABLE:
+        from nas import registry
+        from nas.supernet import supernet_class
+
+        self.supernet_cls = supernet_class(space)  # a space without one: ConfigError
+        super().__init__(
+            space, dataset or "digits", seed=seed, data_dir=data_dir, run_dir=run_dir,
+            options=options,
+        )  # fmt: skip
+        if self.dataset not in registry.entries("datasets"):
             raise ConfigError(
-                f"the supernet evaluator trains on the data: {self.dataset!r} has none here; "
-                f"use --dataset {' or '.join(TRAINABLE)}"
+                f"the supernet evaluator trains on the data: {self.dataset!r} has none; use "
+                f"--dataset {' or '.join(d for d in registry.names('datasets') if d in space.datasets)}"
             )
-        known = {f.name for f in fields(SupernetConfig)}
-        overrides = {k: v for k, v in options.items() if k in known and v is not None}
-        base = config or SupernetConfig()
-        self.config = SupernetConfig(**{**base.to_json(), **overrides})
-        self.build = build
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.supernet_path = Path(supernet_path) if supernet_path is not None else None
-        self.data_dir = data_dir
-        self._data = data
-        self.verbose = verbose
-        self._model: PathSupernet | None = None
-        self._path_eval: PathEvaluator | None = None
-        self.train_metrics: dict[str, float] = {}
+        opts: SupernetOptions = self.options
+        self.training_options = opts.training(self.supernet_cls.defaults)
+        deploy = self.supernet_cls.cost_on_default_dataset
+        default_cost = space.default_dataset if deploy else self.dataset
+        self.cost_dataset = space.check_dataset(opts.cost_dataset or default_cost)
+        self.latency = None
+        if opts.latency_table:
+            from search_spaces.ofa.latency import load_table
+
+            self.latency = load_table(opts.latency_table)
+        self._sn: Any = None
+        self._spec: Any = None
+        self._data: Any = None
         self.weights_path: Path | None = None
+        self.train_summary: dict[str, Any] = {}
 
-    # ---------------------------------------------------------------- supernet
-
-    @property
-    def data(self) -> Dataset:
-        if self._data is None:
-            self._data = load_dataset(self.dataset, seed=self.config.seed, data_dir=self.data_dir)
-        return self._data
+    # ------------------------------------------------------------------ settings
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "supernet": self.config.to_json()}
+        return {**super().settings(), "supernet": self.options.to_json(), "seed": self.seed}
 
-    def _key(self) -> str:
-        train = {
-            k: v for k, v in self.config.to_json().items() if not k.startswith(("calib", "eval"))
+    def key(self) -> str:
+        """A hash of every setting that changes the trained weights."""
+        blob = {
+            "format": FORMAT,
+            "space": self.space.name,
+            "supernet": self.space.supernet,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "training": {
+                k: v for k, v in self.training_options.to_json().items() if k != "checkpoint_every"
+            },
+            "resolutions": list(self.options.resolutions),
         }
-        blob = json.dumps(
-            {"space": self.space.name, "dataset": self.dataset, **train}, sort_keys=True
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:10]
 
     def supernet_file(self) -> Path | None:
-        """Where the trained supernet of these settings lives in the run folder."""
-        if self.supernet_path is not None:
-            return self.supernet_path
+        """Where the trained supernet of these settings lives (``None``: nowhere)."""
+        if self.options.supernet_file:
+            return Path(self.options.supernet_file)
         if self.run_dir is None:
             return None
         return (
-            self.run_dir
-            / "supernet"
-            / f"{self.space.name}-{self.dataset}-{self._key()}.safetensors"
+            self.run_dir / "supernet" / f"{self.space.name}-{self.dataset}-{self.key()}.safetensors"
         )
 
-    def supernet(self, workdir: Path | None = None) -> PathSupernet:
-        """The trained supernet: loaded from the run folder, else trained (and saved) now."""
-        if self._model is not None:
-            return self._model
+    # ------------------------------------------------------------------ data
+
+    @property
+    def data(self) -> Any:
+        if self._data is None:
+            from nas.data import load_dataset
+
+            self._data = load_dataset(self.dataset, seed=self.seed, data_dir=self.data_dir)
+        return self._data
+
+    @property
+    def spec(self) -> Any:
+        if self._spec is None:
+            from nas import registry
+            from nas.data import DatasetSpec
+
+            spec = registry.load("datasets", self.dataset)
+            self._spec = spec if isinstance(spec, DatasetSpec) else spec()
+        return self._spec
+
+    # ------------------------------------------------------------------ supernet
+
+    def supernet(self, workdir: Path | None = None) -> Any:
+        """The trained supernet (:class:`nas.supernet.Supernet`): loaded from its file, else
+        trained now (resuming a checkpoint) and saved."""
+        if self._sn is not None:
+            return self._sn
         if self.run_dir is None and workdir is not None:
             trials = Path(workdir).resolve().parent
             if trials.name == "trials":  # the search loop's <run>/trials/<n>
                 self.run_dir = trials.parent
-        cfg = self.config
-        model = self.build(self.dataset, cfg.seed)
+        sn = self.supernet_cls(self.space, self.dataset, self.seed)
+        if self.options.resolutions:
+            sn.train_resolutions = tuple(self.options.resolutions)
         path = self.supernet_file()
-        data = self.data
         if path is not None and path.exists():
-            load_weights(model, path)
+            sn.restore(path)
             meta = path.with_suffix(".json")
-            self.train_metrics = json.loads(meta.read_text()) if meta.exists() else {}
+            self.train_summary = (
+                json.loads(meta.read_text()).get("train", {}) if meta.exists() else {}
+            )
         else:
-            log = None
-            if self.verbose:
-                import sys
+            self.train_summary = self._train(sn, path)
+        self.weights_path = path.resolve() if path is not None else None
+        self._sn = sn
+        return sn
 
-                def log(i: int, loss: float, acc: float) -> None:
-                    if i % 50 == 0 or i == cfg.steps - 1:
-                        print(f"supernet step {i}: loss {loss:.3f} acc {acc:.3f}", file=sys.stderr)
+    def _train(self, sn: Any, path: Path | None) -> dict[str, Any]:
+        from nas.checkpoint import Checkpointer
+        from nas.pipeline import Batches
+        from nas.training import run_training
 
-            trainer = SupernetTrainer(model, cfg)
-            self.train_metrics = trainer.fit(data.x_train, data.y_train, log)
-            if path is not None:
-                save_weights(
-                    model,
-                    path,
-                    {"space": self.space.name, "dataset": self.dataset, "config": cfg.to_json()},
-                )
-                path.with_suffix(".json").write_text(json.dumps(self.train_metrics, indent=1))
-        self.weights_path = path
-        x_val, y_val = data.x_val, data.y_val
-        if cfg.eval_limit:
-            x_val, y_val = x_val[: cfg.eval_limit], y_val[: cfg.eval_limit]
-        calib = calibration_batches(data.x_train, cfg.calib_batches, cfg.calib_batch_size, cfg.seed)
-        self._path_eval = PathEvaluator(model, calib, x_val, y_val, cfg.eval_batch_size)
-        self._model = model
-        return model
+        opts = self.training_options
+        data = self.data
+        augment = self.spec.augment if sn.augments else None
+        batches = Batches(
+            data.x_train, data.y_train, opts.batch_size, self.seed, augment, sn.channels
+        )
+        ckpt = None
+        if path is not None:
+            ckpt = Checkpointer(path.with_suffix(".ckpt"), every=opts.checkpoint_every)
+        task = sn.training(opts, self.seed)
+        label = f"{self.space.name} supernet"
+        try:
+            summary = run_training(
+                task, batches, opts.steps, checkpointer=ckpt, progress=self.options.progress,
+                label=label,
+            )  # fmt: skip
+        finally:
+            if ckpt is not None:
+                ckpt.close()
+        summary["traces"] = task.traces
+        if path is not None:
+            meta = {"space": self.space.name, "dataset": self.dataset, "key": self.key()}
+            sn.save(path, {**meta, "training": opts.to_json()})
+            doc = {**meta, "training": opts.to_json(), "train": summary}
+            path.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+            shutil.rmtree(path.with_suffix(".ckpt"), ignore_errors=True)
+        return summary
 
-    @property
-    def path_evaluator(self) -> PathEvaluator:
-        self.supernet()
-        assert self._path_eval is not None
-        return self._path_eval
+    # ------------------------------------------------------------------ scoring
 
-    # ---------------------------------------------------------------- evaluation
+    def cost(self, genotype: Genotype) -> dict[str, float]:
+        g = self.space.to_graph(genotype, self.cost_dataset)
+        out = {"params": g.params(), "flops": g.flops()}
+        if self.latency is not None:
+            out["latency"] = self.latency.predict_genotype(self.space, genotype)
+        return out
+
+    def calibrate(self, genotype: Genotype) -> None:
+        """Recompute the genotype's BatchNorm statistics on the fixed calibration images, at
+        its resolution (the same images for every genotype)."""
+        from nas.pipeline import fixed_batches
+
+        sn = self.supernet()
+        o = self.options
+        batches = fixed_batches(
+            self.data.x_train, o.calib_batches, o.calib_batch_size, self.seed,
+            sn.resolution(genotype), self._eval_augment(), sn.channels,
+        )  # fmt: skip
+        sn.calibrate(genotype, batches)
+
+    def _eval_augment(self) -> Any:
+        from nas.pipeline import NO_AUGMENT
+
+        return self.spec.augment or NO_AUGMENT
+
+    def accuracy(self, genotype: Genotype) -> float:
+        """Top-1 validation accuracy (%) at the genotype's resolution after calibration."""
+        from nas.pipeline import eval_view
+
+        sn = self.supernet()
+        self.calibrate(genotype)
+        x, y = self.data.x_val, self.data.y_val
+        if self.options.eval_limit:
+            x, y = x[: self.options.eval_limit], y[: self.options.eval_limit]
+        r, aug, bs = sn.resolution(genotype), self._eval_augment(), self.options.eval_batch_size
+        bs = min(bs, len(x))
+        correct = 0
+        for i in range(0, len(x), bs):
+            xb = x[i : i + bs]
+            n = len(xb)
+            if n < bs:  # the same shape as the other batches: one compile
+                xb = np.concatenate([xb, np.zeros((bs - n,) + xb.shape[1:], xb.dtype)])
+            logits = sn.logits(genotype, eval_view(xb, r, aug, sn.channels))
+            correct += int(np.sum(np.argmax(logits[:n], -1) == y[i : i + n]))
+        return 100.0 * correct / len(x)
 
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
-        model = self.supernet(workdir)
+        if not self.space.contains(genotype):  # before any training
+            raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
         t0 = time.perf_counter()
-        path = model.path_of(genotype)
-        accuracy = self.path_evaluator(path)
-        artifacts = {"supernet": str(self.weights_path)} if self.weights_path else {}
+        cost = self.cost(genotype)
+        sn = self.supernet(workdir)
+        acc = self.accuracy(genotype)
+        artifacts: dict[str, str] = {}
+        if self.weights_path is not None:
+            artifacts["supernet"] = str(self.weights_path)
+        if workdir is not None and self.options.save_children:
+            from nas.weights import save_weights
+
+            graph = self.space.to_graph(genotype, self.dataset)
+            wd = Path(workdir)
+            meta = {"arch": genotype.to_str(), "space": self.space.name, "dataset": self.dataset}
+            path = save_weights(sn.child(genotype, graph), wd / "weights.safetensors", meta)
+            (wd / "arch.json").write_text(graph.dumps())
+            artifacts["weights"] = str(path)
+            artifacts["graph"] = str(wd / "arch.json")
         return EvalResult(
-            metrics={"accuracy": accuracy},
-            cost=self.cost(genotype),
-            duration=time.perf_counter() - t0,
+            metrics={"accuracy": acc}, cost=cost, duration=time.perf_counter() - t0,
             artifacts=artifacts,
-        ).checked()
+        ).checked()  # fmt: skip
 
-    def evaluate_many(self, genotypes: list[Genotype]) -> np.ndarray:
-        """Accuracies (%) of several genotypes (one recalibration each)."""
-        model = self.supernet()
-        return np.array([self.path_evaluator(model.path_of(g)) for g in genotypes])
-
-    def child_model(self, genotype: Genotype):
+    def child_model(self, genotype: Genotype) -> Any:
         """The standalone IR-built model of ``genotype`` with the weights it inherits from the
-        trained supernet, BatchNorm recalibrated on its path exactly as :meth:`evaluate` does
-        (so it scores the trial's accuracy on the validation data). Never trains.
+        trained supernet, BatchNorm recalibrated exactly as :meth:`evaluate` does. Never
+        trains.
 
         Raises:
-            StorageError: there is no trained supernet file (``supernet_path`` or the run
-                folder's) to load.
+            StorageError: there is no trained supernet file to load.
         """
         file = self.supernet_file()
-        if self._model is None and (file is None or not file.exists()):
+        if self._sn is None and (file is None or not file.exists()):
             raise StorageError(
                 f"no trained supernet at {file}: the {self.space.name} supernet file is missing"
             )
-        model = self.supernet()
-        path = model.path_of(genotype)
-        self.path_evaluator.recalibrate(path)
-        return extract_model(model, self.space.to_graph(genotype, self.dataset), path)
+        sn = self.supernet()
+        self.calibrate(genotype)
+        return sn.child(genotype, self.space.to_graph(genotype, self.dataset))
 
 
-class SupernetEvaluator(Evaluator):
-    """The registered ``supernet`` evaluator: the space's own weight-sharing evaluator.
-
-    Interim dispatcher (the one-evaluator redesign of the supernet issue replaces it): the
-    space's ``supernet_evaluator`` builds the evaluator of its family, which does the work;
-    this class gives it the registry's construction shape and refuses option keys that
-    family does not take.
-    """
+class FamilyEvaluator(Evaluator):
+    """A space's own weight-sharing evaluator in the registry's construction shape, for a
+    family that does not implement :class:`nas.supernet.Supernet` yet (the ``gpt`` language
+    models): the space names its option keys (``supernet_option_keys``) and builds the
+    evaluator (``supernet_evaluator``), which does the work."""
 
     name = "supernet"
-    SHARED = ("steps", "batch_size", "lr", "calib_batches", "supernet_path", "run_dir")
-    PATH_KEYS = tuple(f.name for f in fields(SupernetConfig) if f.name != "seed")
-    ELASTIC_KEYS = ("latency_table", "cost_dataset")
 
     def __init__(self, space: SearchSpace, dataset: str | None = None, **kwargs: Any) -> None:
         options = dict(kwargs.pop("options", None) or {})
-        if not callable(getattr(space, "supernet_evaluator", None)):
-            raise ConfigError(f"space {space.name!r} has no weight-sharing supernet")
-        elastic = hasattr(space, "build_supernet")
-        valid = set(self.SHARED) | set(self.ELASTIC_KEYS if elastic else self.PATH_KEYS)
+        valid = set(space.supernet_option_keys()) | {"run_dir"}  # type: ignore[attr-defined]
         unknown = sorted(set(options) - valid)
         if unknown:
             raise ConfigError(
                 f"supernet evaluator options: unknown key {unknown[0][:40]!r}; valid keys: "
                 f"{', '.join(sorted(valid - {'run_dir'}))}"
             )
+        if kwargs.get("run_dir") is not None:
+            options.setdefault("run_dir", kwargs["run_dir"])
         seed = kwargs.get("seed", 0)
-        run_dir = kwargs.get("run_dir")
-        if not elastic and run_dir is not None:
-            options.setdefault("run_dir", run_dir)
-        self.inner = space.supernet_evaluator(
+        self.inner = space.supernet_evaluator(  # type: ignore[attr-defined]
             dataset, seed=seed, data_dir=kwargs.get("data_dir"), **options
         )
         self.space = space
         self.dataset = self.inner.dataset
         self.seed = seed
         self.options = options
+        self.metrics = self.inner.metrics  # what the family's evaluator measures
 
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
+        if not self.space.contains(genotype):  # before any training
+            raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
         return self.inner.evaluate(genotype, workdir)
 
     def cost(self, genotype: Genotype) -> dict[str, float]:
@@ -272,3 +417,6 @@ class SupernetEvaluator(Evaluator):
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+
+__all__ = ["FamilyEvaluator", "SupernetEvaluator", "SupernetOptions"]

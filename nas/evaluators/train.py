@@ -28,61 +28,38 @@ from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.graph import ArchGraph
 from nas.model import build_model
-from nas.options import positive
 from nas.space import Genotype, SearchSpace
+from nas.training import Trainable, TrainingOptions
+from nas.training import optimizer as make_optimizer
 from nas.weights import save_weights
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one training run.
+class TrainOptions(TrainingOptions):
+    """The ``train`` evaluator's options (``[evaluator_options]``; ``--steps`` sets ``steps``):
+    :class:`nas.training.TrainingOptions` (by default AdamW, cosine schedule with linear
+    warm-up, gradient clipping at 5; orbax checkpoints in the trial folder every
+    ``checkpoint_every`` steps and on SIGTERM) and a progress bar.
 
     Attributes:
-        steps: optimiser steps (the budget; fixed per architecture).
-        batch_size: global batch, split over the devices.
-        lr: peak learning rate of a cosine schedule with linear warm-up.
-        weight_decay: decoupled weight decay (AdamW).
-        warmup: warm-up steps.
-        seed: initialisation and data-order seed.
+        progress: show a progress bar (steps/s, loss) while training.
     """
 
-    steps: int = 100
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup: int = 10
-    seed: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """The ``train`` evaluator's options (``[evaluator_options]``; ``--steps`` sets ``steps``).
-
-    Attributes:
-        steps: optimiser steps per candidate (1 to 10,000,000).
-        batch_size: global batch, split over the devices.
-        lr: peak learning rate of a cosine schedule with linear warm-up (AdamW).
-        weight_decay: decoupled weight decay.
-        warmup: warm-up steps.
-    """
-
-    steps: int = 100
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup: int = 10
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 10_000_000:
             raise ConfigError(f"--steps must be between 1 and 10,000,000, got {self.steps}")
         if not 1 <= self.batch_size <= 1_000_000:
             raise ConfigError(f"batch_size must be between 1 and 1,000,000, got {self.batch_size}")
-        positive("lr", self.lr)
-        positive("weight_decay", self.weight_decay, allow_zero=True)
-        positive("warmup", self.warmup, allow_zero=True)
+        super().__post_init__()
+
+
+@dataclass(frozen=True)
+class TrainConfig(TrainOptions):
+    """Settings of one training run: the options and the seed (initialisation, data order)."""
+
+    seed: int = 0
 
 
 def make_mesh() -> Mesh:
@@ -107,14 +84,7 @@ class Trainer:
         n_dev = self.mesh.devices.size
         if config.batch_size % n_dev:
             raise ConfigError(f"batch size {config.batch_size} does not split over {n_dev} devices")
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, config.lr, max(1, config.warmup), max(config.steps, config.warmup + 1)
-        )
-        tx = optax.chain(
-            optax.clip_by_global_norm(5.0),
-            optax.adamw(schedule, weight_decay=config.weight_decay),
-        )
-        self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        self.optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
         self.replicated = NamedSharding(self.mesh, P())
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         for obj in (self.model, self.optimizer):
@@ -143,27 +113,29 @@ class Trainer:
     def shard(self, x: np.ndarray) -> jax.Array:
         return jax.device_put(x, self.batch_sharding)
 
-    def fit(self, data: Dataset) -> dict[str, float]:
+    def fit(self, data: Dataset, checkpoint_dir: Path | None = None) -> dict[str, float]:
+        """``config.steps`` steps on :class:`nas.pipeline.Batches` of ``data``; with
+        ``checkpoint_dir``, orbax checkpoints there (every ``checkpoint_every`` steps and on
+        SIGTERM) and a restarted run resumes from the newest."""
+        from nas.checkpoint import Checkpointer
+        from nas.pipeline import Batches
+        from nas.training import run_training
+
         cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
         n = len(data.x_train)
         bs = min(cfg.batch_size, n - n % self.mesh.devices.size)
-        order = rng.permutation(n)
-        pos = 0
         self.model.train()
-        loss = acc = jnp.nan
-        for _ in range(cfg.steps):
-            if pos + bs > n:
-                order, pos = rng.permutation(n), 0
-            idx = order[pos : pos + bs]
-            pos += bs
-            loss, acc = self._train_step(
-                self.model,
-                self.optimizer,
-                self.shard(data.x_train[idx]),
-                self.shard(data.y_train[idx]),
-            )
-        return {"train_loss": float(loss), "train_accuracy": 100.0 * float(acc)}
+        batches = Batches(data.x_train, data.y_train, bs, cfg.seed)
+        ckpt = Checkpointer(checkpoint_dir, cfg.checkpoint_every) if checkpoint_dir else None
+        try:
+            out = run_training(
+                _Steps(self), batches, cfg.steps, checkpointer=ckpt, progress=cfg.progress,
+                label="training",
+            )  # fmt: skip
+        finally:
+            if ckpt is not None:
+                ckpt.close()
+        return {"train_loss": out["train_loss"], "train_accuracy": out["train_accuracy"]}
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> dict[str, float]:
         self.model.eval()
@@ -187,14 +159,35 @@ class Trainer:
         return {"accuracy": 100.0 * correct / len(x), "val_loss": total_loss / len(x)}
 
 
+class _Steps(Trainable):
+    """A :class:`Trainer`'s steps for :func:`nas.training.run_training`."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.t = trainer
+
+    def step(self, step: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        t = self.t
+        loss, acc = t._train_step(t.model, t.optimizer, t.shard(x), t.shard(y))
+        return float(loss), float(acc)
+
+    def leaves(self) -> list[Any]:
+        return jax.tree.leaves(nnx.state((self.t.model, self.t.optimizer)))
+
+    def set_leaves(self, leaves: list[Any]) -> None:
+        parts = (self.t.model, self.t.optimizer)
+        treedef = jax.tree.structure(nnx.state(parts))
+        state = jax.device_put(jax.tree.unflatten(treedef, leaves), self.t.replicated)
+        nnx.update(parts, state)
+
+
 def train_graph(
-    graph: ArchGraph, data: Dataset, config: TrainConfig
+    graph: ArchGraph, data: Dataset, config: TrainConfig, checkpoint_dir: Path | None = None
 ) -> tuple[nnx.Module, dict[str, float], Trainer]:
     """Build, train and evaluate a model for ``graph``; returns (model, metrics, trainer)."""
     model = build_model(graph, seed=config.seed)
     trainer = Trainer(model, config)
     t0 = time.perf_counter()
-    metrics = trainer.fit(data)
+    metrics = trainer.fit(data, checkpoint_dir)
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics.update(trainer.evaluate(data.x_val, data.y_val))
     model.eval()
@@ -206,9 +199,11 @@ class TrainEvaluator(Evaluator):
 
     Args:
         space: the search space.
-        dataset: ``digits`` (built in) or ``cifar10`` (a local folder).
+        dataset: ``digits`` (built in) or ``cifar10`` (a local folder); left out with an
+            image folder as ``data_dir``, the space's network takes the folder's images
+            (:func:`nas.imagefolder.retarget` of its CIFAR-10 network, else its default).
         seed: initialisation and data order.
-        data_dir: the CIFAR-10 folder (else ``$NAS_CIFAR10_DIR``).
+        data_dir: the CIFAR-10 folder (else ``$NAS_CIFAR10_DIR``), or an image folder.
         run_dir: unused (trial files go to each evaluation's workdir).
         options: :class:`TrainOptions`.
         data: in-memory arrays (``nas.data.Dataset``) instead of a named dataset.
@@ -228,6 +223,15 @@ class TrainEvaluator(Evaluator):
         options: Any = None,
         data: Dataset | None = None,
     ) -> None:
+        from nas.imagefolder import is_image_folder, load_image_folder
+
+        self.folder = dataset is None and data is None and is_image_folder(data_dir)
+        if self.folder:
+            variant = "cifar10" if "cifar10" in space.datasets else space.default_dataset
+            # the images at the size the network was designed for (CIFAR's 32)
+            size = 32 if variant == "cifar10" else 64
+            data = load_image_folder(data_dir, seed=seed, image_size=size)
+            dataset = variant
         super().__init__(
             space,
             dataset or (data.name if data is not None else "digits"),
@@ -246,13 +250,34 @@ class TrainEvaluator(Evaluator):
         )
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "train": self.config.to_json()}
+        out = {**super().settings(), "train": self.config.to_json()}
+        if self.folder:
+            out.update(image_folder=str(self.data_dir), input_shape=list(self.data.input_shape))
+        return out
+
+    def graph(self, genotype: Genotype) -> ArchGraph:
+        """The network trained for ``genotype`` (retargeted to an image folder's data)."""
+        graph = self.space.to_graph(genotype, self.dataset)
+        if self.folder:
+            from nas.imagefolder import retarget
+
+            graph = retarget(graph, self.data.input_shape, self.data.num_classes)
+        return graph
+
+    def cost(self, genotype: Genotype) -> dict[str, float]:
+        g = self.graph(genotype)
+        return {"params": g.params(), "flops": g.flops()}
 
     def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
         t0 = time.perf_counter()
-        graph = self.space.to_graph(genotype, self.dataset)
+        graph = self.graph(genotype)
         cost = {"params": graph.params(), "flops": graph.flops()}
-        model, metrics, _ = train_graph(graph, self.data, self.config)
+        ckpt = Path(workdir) / "checkpoints" if workdir is not None else None
+        model, metrics, _ = train_graph(graph, self.data, self.config, ckpt)
+        if ckpt is not None:
+            import shutil
+
+            shutil.rmtree(ckpt, ignore_errors=True)
         artifacts = {}
         finite = all(np.isfinite(v) for v in metrics.values())
         if workdir is not None and finite:

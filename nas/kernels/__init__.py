@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nas.compat import ffi as _ffi
+
 SOURCE = Path(__file__).with_name("depthwise.cc")
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 _TARGETS = {
@@ -90,7 +92,7 @@ def build(verbose: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
-    cmd = [cxx, *FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+    cmd = [cxx, *FLAGS, "-I", _ffi().include_dir(), str(SOURCE), "-o", tmp]
     try:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -120,7 +122,7 @@ def _load() -> bool:
             warnings.warn(f"native kernels unavailable, using XLA formulations: {e}", stacklevel=2)
         return False
     for target, symbol in _TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+        _ffi().register_ffi_target(target, _ffi().pycapsule(getattr(lib, symbol)), platform="cpu")
     return True
 
 
@@ -128,6 +130,22 @@ def available() -> bool:
     """Whether the native kernels are built and registered (CPU backend, compiler present;
     ``NAS_NATIVE_KERNELS=0`` turns them off)."""
     return _load()
+
+
+def depthwise_impl(*, cpu_fallback: str, accelerator: str, backend: str | None = None) -> str:
+    """The depthwise-conv formulation a supernet uses on ``backend`` (default: JAX's default
+    backend, i.e. the GPU where jax has one).
+
+    On the CPU it is ``"native"`` where the C++ kernels build (:func:`available`), else
+    ``cpu_fallback`` (each supernet names its own: shifted multiply-adds, or a dense conv).
+    On a GPU or TPU it is ``accelerator``, the supernet's name for XLA's grouped convolution,
+    which cuDNN runs there: the native kernels are CPU code, registered for the CPU platform
+    only, and the shifted forms exist to work around XLA:CPU's slow depthwise convolution.
+    Every supernet's default goes through here, so the choice is made in one place.
+    """
+    if (backend or jax.default_backend()) == "cpu":
+        return "native" if available() else cpu_fallback
+    return accelerator
 
 
 def _check(*arrays: jax.Array) -> None:
@@ -167,7 +185,7 @@ def _depthwise(x: jax.Array, w: jax.Array, stride: int, dilation: int, relu: boo
     out = jax.ShapeDtypeStruct(
         (b, _out_size(h, k, stride, dilation), _out_size(wd, k, stride, dilation), c), x.dtype
     )
-    return jax.ffi.ffi_call("nas_depthwise_fwd", out, vmap_method="sequential")(
+    return _ffi().ffi_call("nas_depthwise_fwd", out, vmap_method="sequential")(
         x, w, **_attrs(stride, dilation, relu)
     )
 
@@ -179,7 +197,7 @@ def _depthwise_fwd(x, w, stride, dilation, relu):
 def _depthwise_bwd(stride, dilation, relu, res, g):
     x, w = res
     outs = (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(w.shape, w.dtype))
-    dx, dw = jax.ffi.ffi_call("nas_depthwise_bwd", outs, vmap_method="sequential")(
+    dx, dw = _ffi().ffi_call("nas_depthwise_bwd", outs, vmap_method="sequential")(
         x, w, g.astype(x.dtype), **_attrs(stride, dilation, relu)
     )
     return dx, dw
@@ -215,7 +233,7 @@ def _dwpw(x, w, pw, stride: int, dilation: int, relu: bool) -> jax.Array:
         (b, _out_size(h, k, stride, dilation), _out_size(wd, k, stride, dilation), pw.shape[1]),
         x.dtype,
     )
-    return jax.ffi.ffi_call("nas_dwpw_fwd", out, vmap_method="sequential")(
+    return _ffi().ffi_call("nas_dwpw_fwd", out, vmap_method="sequential")(
         x, w, pw, **_attrs(stride, dilation, relu)
     )
 
@@ -227,7 +245,7 @@ def _dwpw_fwd(x, w, pw, stride, dilation, relu):
 def _dwpw_bwd(stride, dilation, relu, res, g):
     x, w, pw = res
     outs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x, w, pw))
-    return jax.ffi.ffi_call("nas_dwpw_bwd", outs, vmap_method="sequential")(
+    return _ffi().ffi_call("nas_dwpw_bwd", outs, vmap_method="sequential")(
         x, w, pw, g.astype(x.dtype), **_attrs(stride, dilation, relu)
     )
 

@@ -91,7 +91,7 @@ class Strategy:
         self.space = space
         self.objectives = tuple(objectives)
         self.seed = seed
-        self.options = build_options(self.Options, options, f"{self.name} strategy options")
+        self.options = build_options(self.Options, options, "strategy_options")
         self.context = context or SearchContext()
 
 

@@ -222,8 +222,8 @@ class DartsStrategy(OneShotStrategy):
             for k, v in zip(self._costs.keys, cheapest, strict=True):
                 if v > limits[k]:
                     raise ConfigError(
-                        f"impossible limit --max-{k} {limits[k]:,.6g}: the cheapest DARTS cell "
-                        f"(max pooling everywhere) already has {k} {v:,.6g}"
+                        f"impossible limit --max-{k} {_qty(limits[k])}: the cheapest DARTS cell "
+                        f"(max pooling everywhere) already has {k} {_qty(v)}"
                     )
 
     def _make(self, normal: tuple[Slot, ...], reduce: tuple[Slot, ...]) -> Genotype:
@@ -268,3 +268,8 @@ class DartsStrategy(OneShotStrategy):
 
 
 __all__ = ["DartsOptions", "DartsStrategy", "derive_within"]
+
+
+def _qty(v: float) -> str:
+    """A count as people write it: 1,000,000 (not 1e+06); fractions with 6 digits."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:,.6g}"

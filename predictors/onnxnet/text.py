@@ -85,6 +85,7 @@ def _parse(proto) -> tuple[list[_Node], tuple[int, ...], tuple[int, ...]]:
         param_shapes.setdefault(name, tuple(t.dims))
     producer: dict[str, int] = {"input": -1}
     nodes: list[_Node] = []
+    groups = _one_line_groups(proto)
     for nd in proto.graph.node:
         i = len(nodes)
         name = nd.name
@@ -94,6 +95,14 @@ def _parse(proto) -> tuple[list[_Node], tuple[int, ...], tuple[int, ...]]:
             if nd.op_type == "Slice":
                 producer[nd.output[0]] = producer.get(nd.input[0], -1)
                 continue
+        group = groups.get(name.rsplit(":", 1)[0])
+        if group is not None:
+            if nd is not group[-1]:
+                producer[nd.output[0]] = _INTERNAL
+                continue
+            nodes.append(_group_node(i, ir_op, group, producer, shapes, param_shapes, consts))
+            producer[nd.output[0]] = i
+            continue
         scope_part = name.rsplit("/", 1)[0] if "/" in name else ""
         scope = tuple(s for s in scope_part.split("/") if s)
         a = {at.name: onnx.helper.get_attribute_value(at) for at in nd.attribute}
@@ -159,6 +168,23 @@ def _parse(proto) -> tuple[list[_Node], tuple[int, ...], tuple[int, ...]]:
             words.append("perm" + "".join(str(x) for x in a.get("perm", [])))
         elif op == "Reshape":
             words.append("groups" + str(const(1)[1]) if len(const(1)) == 5 else "")
+        elif op in ("Gather", "MatMul", "Add", "LayerNormalization") and ir_op != "unembed":
+            # Embedding look-ups, dense layers over sequences, their biases, layer norms.
+            params = sum(
+                int(np.prod(param_shapes[x]))
+                for x in nd.input
+                if x.endswith(PARAM_SUFFIXES) and x in param_shapes
+            )
+            if op == "Gather" and params:
+                words.append("embed")
+            if op == "MatMul" and out_shape and in_shape:
+                macs = int(np.prod(out_shape)) * int(in_shape[-1])
+        elif op == "MatMul":  # the tied output layer: its weights are the embedding's
+            words.append("tied")
+            if out_shape and in_shape:
+                macs = int(np.prod(out_shape)) * int(in_shape[-1])
+        elif op == "Transpose" and ir_op == "unembed":
+            words.append("embedding")
         elif ir_op == "zero":
             op = "Zero"
             stride = in_shape[1] // out_shape[1] if len(out_shape) == 3 and out_shape[1] else 1
@@ -182,6 +208,71 @@ def _parse(proto) -> tuple[list[_Node], tuple[int, ...], tuple[int, ...]]:
     in_sh = shapes.get("input", ())
     out_sh = shapes.get("output", ())
     return nodes, in_sh, out_sh
+
+
+_INTERNAL = -2
+_ONE_LINE = {
+    "attention": "Attention",
+    "rms_norm": "RMSNorm",
+    "cls_token": "ClassToken",
+    "pos_embed": "PositionEmbedding",
+    "segment_embed": "SegmentEmbedding",
+    "tokens": "Tokens",
+}
+"""IR ops whose several ONNX nodes read as one line (the name it gets)."""
+
+
+def _one_line_groups(proto) -> dict[str, list]:
+    """ONNX nodes of one IR node of :data:`_ONE_LINE`, by the IR node's name prefix."""
+    out: dict[str, list] = {}
+    for nd in proto.graph.node:
+        ir_op = nd.name.rsplit("/", 1)[-1].split(":")[0]
+        if ir_op in _ONE_LINE:
+            out.setdefault(nd.name.rsplit(":", 1)[0], []).append(nd)
+    return out
+
+
+def _group_node(i, ir_op, group, producer, shapes, param_shapes, consts) -> _Node:
+    """One line for an IR node that ONNX writes as several nodes (attention, RMS norm...)."""
+    from onnx import numpy_helper
+
+    ext: list[str] = []
+    params = 0
+    for nd in group:
+        for x in nd.input:
+            if x.endswith(PARAM_SUFFIXES) and x in param_shapes:
+                params += int(np.prod(param_shapes[x]))
+            elif producer.get(x, _INTERNAL) != _INTERNAL and x not in ext:
+                ext.append(x)
+    out_shape = shapes.get(group[-1].output[0], ())
+    in_shape = shapes.get(ext[0], ()) if ext else ()
+    words, macs = [], 0
+    if ir_op == "attention":
+        splits = [
+            [int(v) for v in numpy_helper.to_array(consts[nd.input[1]]).ravel()]
+            for nd in group
+            if nd.op_type == "Reshape" and nd.input[1] in consts
+        ]
+        (_, t, h, d), (_, s, kv, _) = splits[0], splits[1]
+        words = [f"h{h}", f"d{d}"] + ([f"kv{kv}"] if kv != h else [])
+        words += ["causal"] if any(nd.op_type == "Where" for nd in group) else []
+        macs = 2 * t * s * h * d
+    return _Node(
+        i,
+        _ONE_LINE[ir_op],
+        _scope_of(group[-1].name),
+        [producer[x] for x in ext],
+        " ".join(words),
+        out_shape,
+        in_shape,
+        params,
+        macs,
+    )
+
+
+def _scope_of(name: str) -> tuple[str, ...]:
+    scope_part = name.rsplit("/", 1)[0] if "/" in name else ""
+    return tuple(s for s in scope_part.split("/") if s)
 
 
 def _first_input(proto, nd) -> str:

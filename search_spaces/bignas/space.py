@@ -42,6 +42,7 @@ import numpy as np
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
+from nas.inputs import excerpt, parse_json
 from nas.space import Genotype, SearchSpace
 from search_spaces.ofa.network import build
 from search_spaces.ofa.supernet import NetLayout, StageLayout, SubnetChoice, choice_spec
@@ -69,9 +70,10 @@ STAGES = (
 HEAD_WIDTHS = tuple(range(1280, 1409, 8))
 RESOLUTIONS = (192, 224, 256, 288, 320)
 N_LAYERS = sum(max(s.depths) for s in STAGES)
+# Both at the genotype's resolution (see search_spaces.ofa.network.DATASETS).
 DATASETS: dict[str, tuple[tuple[int, int, int] | None, int]] = {
     "imagenet": (None, 1000),
-    "digits": ((8, 8, 1), 10),
+    "digits": (None, 10),
 }
 DROPOUT = 0.2
 
@@ -197,6 +199,7 @@ class BigNASSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "imagenet"
     datasets: ClassVar[tuple[str, ...]] = tuple(DATASETS)
+    supernet: ClassVar[str] = "search_spaces.bignas.supernet:BigNASNet"
 
     # decisions: (name, options); single-option decisions are left out
     def _decisions(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -283,13 +286,12 @@ class BigNASSpace(SearchSpace):
         if isinstance(text, Mapping):
             data: Any = dict(text)
         else:
-            try:
-                data = json.loads(str(text))
-            except json.JSONDecodeError:
-                raise InvalidGenotype(
-                    f"bignas: {str(text)[:60]!r} is not a genotype like "
-                    '{"stem":32,"w":[...],"d":[...],"ks":[...],"e":[...],"head":1280,"r":224}'
-                ) from None
+            data = parse_json(
+                str(text),
+                f"bignas: {excerpt(str(text), 60)} (expected a genotype like "
+                '{"stem":32,"w":[...],"d":[...],"ks":[...],"e":[...],"head":1280,"r":224})',
+                InvalidGenotype,
+            )
         if not isinstance(data, dict):
             raise InvalidGenotype("bignas: a genotype is a JSON object")
         keys = {"stem", "w", "d", "ks", "e", "head", "r"}
@@ -341,20 +343,3 @@ class BigNASSpace(SearchSpace):
             space=self.name, arch=g.to_str(), dataset=dataset, resolution=(shape or (g.r,))[0]
         )
         return graph
-
-    # ------------------------------------------------------------------ supernet
-
-    def build_supernet(self, dataset: str | None = None, seed: int = 0) -> Any:
-        from search_spaces.bignas.supernet import BigNASSupernet
-
-        return BigNASSupernet(self, self.check_dataset(dataset), seed=seed)
-
-    def train_supernet(self, model: Any, data: Any, config: Any) -> dict[str, Any]:
-        from search_spaces.bignas.supernet import train_sandwich
-
-        return train_sandwich(model, self, data, config)
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        from search_spaces.ofa.evaluator import ElasticSupernetEvaluator
-
-        return ElasticSupernetEvaluator(self, dataset, **options)

@@ -2,7 +2,7 @@
 
 The supernet is :class:`~search_spaces.ofa.supernet.ElasticMBNet` over the BigNAS layout
 (elastic width, depth, kernel by centre crop, expansion; resolution static per compile).
-Training (:func:`train_sandwich`) follows BigNAS:
+Training (:class:`SandwichTraining`) follows BigNAS:
 
 - **sandwich rule**: every step trains the largest child, the smallest child and
   ``n_random`` random children on the same batch, summing their gradients;
@@ -14,22 +14,23 @@ Training (:func:`train_sandwich`) follows BigNAS:
 - **regularisation**: no weight decay on BN parameters and biases; dropout only on the largest
   child (a traced per-subnet switch, so the step still compiles once).
 
-BigNAS's other choices (exponentially decaying learning rate ending at a constant, RMSProp on
-ImageNet) are settings of :class:`~search_spaces.ofa.train.ElasticTrainConfig` and not
-reproduced at ImageNet scale here. Children are evaluated directly with inherited weights
+BigNAS's optimiser (RMSProp, learning rate decayed exponentially to a constant ending) is
+:data:`BIGNAS_TRAINING`; a step trains at one resolution drawn from BigNAS's five. Children are evaluated directly with inherited weights
 (after BN recalibration); no retraining.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from nas.training import TrainingOptions
+from search_spaces.bignas.space import RESOLUTIONS
+from search_spaces.ofa.elastic import ElasticNet, ElasticTraining, elastic_config
 from search_spaces.ofa.supernet import ElasticMBNet, encode_arch
-from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
+from search_spaces.ofa.train import ElasticTrainer
 
 
 class BigNASSupernet(ElasticMBNet):
@@ -70,38 +71,51 @@ def sandwich_archs(
     return archs
 
 
-def train_sandwich(
-    model: BigNASSupernet,
-    space: Any,
-    data: Any,
-    config: ElasticTrainConfig,
-    n_random: int = 2,
-) -> dict[str, Any]:
-    """Single-stage BigNAS training for ``config.steps`` sandwich steps."""
-    rng = np.random.default_rng(config.seed)
-    # the smallest child comes back every step: it gets a program of its own (no conds)
-    smallest = model.arch(space.known()["min"], drop=False)
-    trainer = ElasticTrainer(model, config, fixed=[smallest])
-    n = len(data.x_train)
-    bs = min(config.batch_size, n)
-    order, pos = rng.permutation(n), 0
-    t0 = time.perf_counter()
-    loss = acc = float("nan")
-    for _ in range(config.steps):
-        if pos + bs > n:
-            order, pos = rng.permutation(n), 0
-        idx = order[pos : pos + bs]
-        pos += bs
-        loss, acc = trainer.step(
-            data.x_train[idx],
-            data.y_train[idx],
-            sandwich_archs(model, space, rng, n_random),
-            mode="sandwich",
-        )
-    return {
-        "loss": loss,
-        "train_accuracy": 100 * acc,
-        "traces": trainer.traces,
-        "steps": config.steps,
-        "seconds": time.perf_counter() - t0,
-    }
+BIGNAS_TRAINING = TrainingOptions(
+    steps=400,
+    batch_size=64,
+    lr=0.05,
+    optimizer="rmsprop",
+    momentum=0.9,
+    weight_decay=1e-5,
+    schedule="exponential",
+    warmup=5,
+    label_smoothing=0.1,
+    grad_clip=0.0,
+)
+"""BigNAS's training: RMSProp, learning rate decayed exponentially and then held constant
+(``schedule="exponential"``), label smoothing 0.1 on the largest child, no decay of BN
+parameters or biases."""
+
+
+class SandwichTraining(ElasticTraining):
+    """BigNAS's single-stage training: step ``s`` trains the largest, the smallest and
+    ``n_random`` random children of ``default_rng([seed, s, 2])`` (in-place distillation)."""
+
+    def __init__(
+        self, net: ElasticNet, options: TrainingOptions, seed: int, resolutions, n_random=2
+    ):
+        super().__init__(net, options, seed, resolutions)
+        self.n_random = n_random
+        smallest = net.model.arch(net.space.known()["min"], drop=False)
+        # the smallest child comes back every step: it gets a program of its own (no conds)
+        self.trainer = ElasticTrainer(net.model, elastic_config(options, seed), fixed=[smallest])
+
+    def step(self, step: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        rng = np.random.default_rng([self.seed, step, 2])
+        archs = sandwich_archs(self.net.model, self.net.space, rng, self.n_random)
+        assert self.trainer is not None
+        return self.trainer.step(x, y, archs, mode="sandwich")
+
+
+class BigNASNet(ElasticNet):
+    """The BigNAS supernet, trained by the sandwich rule at BigNAS's resolutions."""
+
+    defaults = BIGNAS_TRAINING
+    train_resolutions = RESOLUTIONS
+
+    def build(self, space: Any, dataset: str, seed: int) -> ElasticMBNet:
+        return BigNASSupernet(space, dataset, seed=seed)
+
+    def training(self, options: TrainingOptions, seed: int) -> SandwichTraining:
+        return SandwichTraining(self, options, seed, self.train_resolutions)

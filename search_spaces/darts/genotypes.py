@@ -19,12 +19,12 @@ op ids over :data:`NB301_OPS`.
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nas.errors import InvalidGenotype
+from nas.inputs import parse_json
 from nas.space import Genotype
 
 PRIMITIVES: tuple[str, ...] = (
@@ -273,10 +273,7 @@ def parse_darts(text: str, cls: type[DartsGenotype] = DartsGenotype) -> DartsGen
     if not s:
         raise InvalidGenotype(f"{space}: empty genotype string")
     if s.startswith("{"):
-        try:
-            data = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise InvalidGenotype(f"{space}: genotype JSON is malformed: {e}") from None
+        data = parse_json(s, f"{space}: genotype", InvalidGenotype)
         if not isinstance(data, dict):
             raise InvalidGenotype(f"{space}: genotype JSON must be an object")
         return _from_fields(cls, data)

@@ -42,6 +42,8 @@ from jax import lax
 
 from nas.data import Dataset, load_dataset
 from nas.errors import ConfigError
+from nas.pipeline import Batches
+from nas.training import progress_bar
 from search_spaces.darts.genotypes import PRIMITIVES, STEPS, DartsGenotype
 from search_spaces.darts.supernet import EDGES, Alpha, DartsSupernet, count_weights
 
@@ -72,6 +74,7 @@ class DartsSearchConfig:
             native kernels where they build, else ``dense``).
         log_every: alpha history interval in steps (``0``: about 20 entries).
         seed: initialisation and data order.
+        progress: show a progress bar (steps/s, training loss).
     """
 
     steps: int = 100
@@ -90,6 +93,7 @@ class DartsSearchConfig:
     impl: str = "auto"
     log_every: int = 0
     seed: int = 0
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.order not in (1, 2):
@@ -438,28 +442,24 @@ def darts_search(
     search = BilevelSearch(model, cfg)
     log_every = cfg.log_every or max(1, math.ceil(cfg.steps / 20))
 
-    def batches(x, y, seed):
-        r = np.random.default_rng(seed)
-        while True:
-            perm = r.permutation(len(x))
-            for i in range(0, len(x) - bs + 1, bs):
-                idx = perm[i : i + bs]
-                yield x[idx], y[idx]
-
-    train_it = batches(xt_all, yt_all, cfg.seed + 1)
-    val_it = batches(xv_all, yv_all, cfg.seed + 2)
+    # the platform's one batch iterator (nas.pipeline): batch s of each half depends on
+    # (seed, s) only
+    train_batches = Batches(xt_all, yt_all, bs, cfg.seed + 1)
+    val_batches = Batches(xv_all, yv_all, bs, cfg.seed + 2)
     history = [_history_entry(0, search, {})]
     t0 = time.perf_counter()
     compile_s = 0.0
     m: dict[str, Any] = {}
-    for step in range(1, cfg.steps + 1):
-        (xt, yt), (xv, yv) = next(train_it), next(val_it)
-        m = search.step(xt, yt, xv, yv)
-        if step == 1:
-            jax.block_until_ready(m)
-            compile_s = time.perf_counter() - t0
-        if step % log_every == 0 or step == cfg.steps:
-            history.append(_history_entry(step, search, m))
+    with progress_bar("darts search", cfg.steps, 0, cfg.progress) as update:
+        for step in range(1, cfg.steps + 1):
+            m = search.step(*train_batches(step - 1), *val_batches(step - 1))
+            if step == 1:
+                jax.block_until_ready(m)
+                compile_s = time.perf_counter() - t0
+            if step % log_every == 0 or step == cfg.steps:
+                history.append(_history_entry(step, search, m))
+            if cfg.progress:
+                update(step, float(m["train_loss"]))
     jax.block_until_ready(search.state)
     search_s = time.perf_counter() - t0
     normal, reduce = search.op_weights()

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
 from search_spaces.darts import network
 from search_spaces.darts.genotypes import (
@@ -184,10 +184,10 @@ reproduces all 500 of them exactly.)"""
 
 @functools.cache
 def _nb301_table(path: str | None = None) -> dict[str, tuple[NB301Genotype, dict[str, float]]]:
-    p = Path(path) if path else shared_data_dir() / NB301_FILE
+    p = Path(path) if path else data_path(NB301_FILE)
     if not p.exists():
         raise DataError(
-            f"NAS-Bench-301 sample not found at {p} (set {DATA_ENV} to the data folder)"
+            f"NAS-Bench-301 sample not found at {p} (run `nas data fetch naslib-nb301` or set {DATA_ENV})"
         )
     try:
         data = json.loads(p.read_text())["nasbench301"]["cifar10"]

@@ -114,9 +114,9 @@ def _out_size(n: int, stride: int) -> int:
 
 
 def default_impl() -> str:
-    """``native`` where the native kernels are available (:func:`nas.kernels.available`),
-    else ``dense``."""
-    return "native" if kernels.available() else "dense"
+    """``native`` on the CPU where the native kernels are available, else ``dense``; on a GPU
+    or TPU ``depthwise`` (XLA's grouped conv + 1x1; :func:`nas.kernels.depthwise_impl`)."""
+    return kernels.depthwise_impl(cpu_fallback="dense", accelerator="depthwise")
 
 
 def _dw_xla(x: jax.Array, w: jax.Array, stride: int, dilation: int) -> jax.Array:

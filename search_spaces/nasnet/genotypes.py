@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nas.errors import InvalidGenotype
+from nas.inputs import parse_json
 from nas.space import Genotype
 from search_spaces.darts.genotypes import parse_call
 
@@ -223,10 +224,7 @@ def parse_nasnet(text: str) -> NasnetGenotype:
     if not s:
         raise InvalidGenotype("nasnet: empty genotype string")
     if s.startswith("{"):
-        try:
-            data = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise InvalidGenotype(f"nasnet: genotype JSON is malformed: {e}") from None
+        data = parse_json(s, "nasnet: genotype", InvalidGenotype)
         if not isinstance(data, dict):
             raise InvalidGenotype("nasnet: genotype JSON must be an object")
         return _from_fields(data)

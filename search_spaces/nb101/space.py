@@ -33,7 +33,8 @@ import numpy as np
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.inputs import excerpt, parse_json
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
 from search_spaces.nb101 import network
 from search_spaces.nb101.ops import (
@@ -276,16 +277,15 @@ def parse_nb101(text: str) -> NB101Genotype:
     text = text.strip()
     if text.startswith("("):
         return from_naslib_key(text)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise InvalidGenotype(
-            f'nb101: {text!r} is not JSON of the form {{"matrix": [[0, 1, ...], ...], '
-            '"ops": ["input", ..., "output"]}'
-        ) from None
+    data = parse_json(
+        text,
+        f'nb101: {excerpt(text)} (expected {{"matrix": [[0, 1, ...], ...], "ops": [...]}})',
+        InvalidGenotype,
+    )
     if not isinstance(data, dict) or set(data) != {"matrix", "ops"}:
         raise InvalidGenotype(
-            f"nb101: expected a JSON object with exactly the keys 'matrix' and 'ops', got {text!r}"
+            "nb101: expected a JSON object with exactly the keys 'matrix' and 'ops', got "
+            f"{excerpt(text)}"
         )
     return NB101Genotype(data["matrix"], data["ops"])
 
@@ -299,10 +299,10 @@ TABLE_FILE = "nasbench/naslib_zc_nasbench101.json"
 
 @functools.cache
 def _load(path: str | None) -> tuple[tuple[NB101Genotype, Mapping[str, float]], ...]:
-    p = Path(path) if path else shared_data_dir() / TABLE_FILE
+    p = Path(path) if path else data_path(TABLE_FILE)
     if not p.exists():
         raise DataError(
-            f"NAS-Bench-101 sample not found at {p} (set {DATA_ENV} to the data folder)"
+            f"NAS-Bench-101 sample not found at {p} (run `nas data fetch naslib-nb101` or set {DATA_ENV})"
         )
     try:
         table = json.loads(p.read_text())["nasbench101"]["cifar10"]

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
 from search_spaces.nb201 import network
 from search_spaces.nb201.ops import OPS
@@ -76,9 +76,11 @@ TABLE_COLUMNS = {
 @functools.cache
 def load_table(path: str | None = None) -> dict[str, dict[str, float | str]]:
     """The NATS-Bench topology table: arch string -> test accuracies (200 epochs)."""
-    p = Path(path) if path else shared_data_dir() / TABLE_FILE
+    p = Path(path) if path else data_path(TABLE_FILE)
     if not p.exists():
-        raise DataError(f"NAS-Bench-201 table not found at {p} (set {DATA_ENV} to the data folder)")
+        raise DataError(
+            f"NAS-Bench-201 table not found at {p} (run `nas data fetch nb201` or set {DATA_ENV})"
+        )
     out: dict[str, dict[str, float | str]] = {}
     with p.open() as f:
         for row in csv.DictReader(f):

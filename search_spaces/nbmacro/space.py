@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
 from search_spaces.nbmacro import network
 from search_spaces.nbmacro.ops import OPS
@@ -91,10 +91,10 @@ TABLE_FILE = "nasbench/nas-bench-macro_cifar10.json"
 @functools.cache
 def load_table(path: str | None = None) -> Mapping[str, Mapping[str, Any]]:
     """The benchmark file: 8-character code -> {test_acc, mean_acc, std, params, flops}."""
-    p = Path(path) if path else shared_data_dir() / TABLE_FILE
+    p = Path(path) if path else data_path(TABLE_FILE)
     if not p.exists():
         raise DataError(
-            f"NAS-Bench-Macro table not found at {p} (set {DATA_ENV} to the data folder)"
+            f"NAS-Bench-Macro table not found at {p} (run `nas data fetch nbmacro` or set {DATA_ENV})"
         )
     try:
         data = json.loads(p.read_text())
@@ -140,6 +140,7 @@ class NBMacroSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "cifar10"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
+    supernet: ClassVar[str] = "search_spaces.nbmacro.supernet:MacroNet"
 
     def choices(self) -> list[tuple[str, int]]:
         return [(f"layer_{i}", len(OPS)) for i in range(LAYERS)]
@@ -163,12 +164,6 @@ class NBMacroSpace(SearchSpace):
     def smallest(self) -> Genotype:
         """Identity in every searchable layer (a 1x1 conv where the layer downsamples)."""
         return self.from_indices([0] * LAYERS)
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
-        from search_spaces.nbmacro.supernet import supernet_evaluator
-
-        return supernet_evaluator(self, dataset, **options)
 
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)

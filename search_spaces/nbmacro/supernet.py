@@ -32,6 +32,7 @@ from nas.oneshot import (
     scan_layers,
     stack_modules,
 )
+from nas.path_supernet import PathNet
 from search_spaces.nbmacro.network import DATASETS, STAGES, NetConfig
 from search_spaces.nbmacro.ops import MBCONV, OPS
 
@@ -150,13 +151,8 @@ class MacroSupernet(PathSupernet):
         return module, index
 
 
-def build_supernet(dataset: str = "digits", seed: int = 0, **kwargs: Any) -> MacroSupernet:
-    """A freshly initialised NAS-Bench-Macro supernet for a network variant."""
-    return MacroSupernet(dataset, seed, **kwargs)
+class MacroNet(PathNet):
+    """The NAS-Bench-Macro supernet under the :class:`~nas.supernet.Supernet` protocol."""
 
-
-def supernet_evaluator(space: Any, dataset: str | None = None, **options: Any):
-    """The ``supernet`` evaluator of the NAS-Bench-Macro space."""
-    from nas.evaluators.oneshot import OneShotEvaluator
-
-    return OneShotEvaluator(space, dataset, build_supernet, **options)
+    def build(self, space: Any, dataset: str, seed: int) -> MacroSupernet:
+        return MacroSupernet(dataset, seed)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, DataError
-from nas.paths import shared_data_dir
+from nas.paths import data_path
 from search_spaces.ofa.network import NetSpec
 
 NOTE10_DIR = "ofa/ofa_note10_latency_lut"
@@ -179,10 +179,11 @@ def load_table(path: str | Path) -> LatencyTable:
     """A table from OFA's YAML (``<r>_lookup_table.yaml``), a folder of them, or a JSON file
     written by :meth:`LatencyTable.save`; ``note10`` names OFA's Note10 folder."""
     if str(path) == "note10":
-        path = shared_data_dir() / NOTE10_DIR
+        path = data_path(NOTE10_DIR)
     p = Path(path)
     if not p.exists():
-        raise DataError(f"latency table {p} does not exist")
+        hint = " (run `nas data fetch ofa-note10-lut`)" if str(path).endswith(NOTE10_DIR) else ""
+        raise DataError(f"latency table {p} does not exist{hint}")
     if p.is_dir():
         tables: dict[int | None, dict[str, float]] = {}
         for f in sorted(p.glob("*_lookup_table.yaml")):

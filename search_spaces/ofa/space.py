@@ -39,6 +39,7 @@ import numpy as np
 
 from nas.errors import ConfigError, DataError, InvalidGenotype
 from nas.graph import ArchGraph
+from nas.inputs import kind, parse_json
 from nas.space import Genotype, SearchSpace
 from search_spaces.ofa import network, specialized
 from search_spaces.ofa.network import D_CHOICES, E_CHOICES, KS_CHOICES, MAX_DEPTH, N_UNITS
@@ -199,9 +200,9 @@ def _broadcast(v: Any, n: int) -> Any:
 def _load_dict(text: str, sn: str) -> Any:
     text = text.strip()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
+        return parse_json(text, f"{sn}: the genotype", InvalidGenotype)
+    except InvalidGenotype:
+        pass  # Python literal syntax, e.g. {'ks': [3, 5], ...}
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -385,7 +386,7 @@ class _OFASpace(SearchSpace):
             return self._check_family(specialized.mobilenet_v3_large())
         if not a.startswith(("{", "[")):
             p = Path(a)
-            if p.name == "net.config" or (p.is_dir() and (p / "net.config").is_file()):
+            if p.name == "net.config" or (kind(p) == "dir" and kind(p / "net.config") == "file"):
                 return self._check_family(specialized.load(p))
             if re.fullmatch(r"[\w.@-]+", a) and not a.endswith(".json"):
                 try:
@@ -429,32 +430,6 @@ class _OFASpace(SearchSpace):
             g.meta.update(width_mult=self.width_mult)
         return g
 
-    # ------------------------------------------------------------------ supernet
-
-    def build_supernet(self, dataset: str | None = None, seed: int = 0) -> Any:
-        """The elastic supernet of this space (``supernet.OFASupernet``)."""
-        if self.family != "mbv3":
-            raise ConfigError(
-                f"{self.name}: no elastic supernet is implemented for this space; use 'ofa'"
-            )
-        from search_spaces.ofa.supernet import OFASupernet
-
-        return OFASupernet(self, self.check_dataset(dataset), seed=seed)
-
-    def train_supernet(self, model: Any, data: Any, config: Any) -> dict[str, Any]:
-        """Progressive shrinking (``train.progressive_shrinking``)."""
-        from search_spaces.ofa.train import progressive_shrinking
-
-        return progressive_shrinking(model, self, data, config)
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        """The ``supernet`` evaluator: subnets of a trained supernet, BN recalibrated."""
-        from search_spaces.ofa.evaluator import ElasticSupernetEvaluator
-
-        if self.family != "mbv3":
-            self.build_supernet(dataset)  # raises the ConfigError
-        return ElasticSupernetEvaluator(self, dataset, **options)
-
 
 class OFASpace(_OFASpace):
     """OFA-MobileNetV3 (``ofa_mbv3.py``): kernel {3,5,7}, expand {3,4,6}, depth {2,3,4}.
@@ -471,6 +446,7 @@ class OFASpace(_OFASpace):
     family: ClassVar[str] = "mbv3"
     genotype_cls: ClassVar[type[ElasticGenotype]] = OFAGenotype
     widths: ClassVar[tuple[float, ...]] = (1.0, 1.2)
+    supernet: ClassVar[str] = "search_spaces.ofa.elastic:OFANet"
 
 
 class OFAProxylessSpace(_OFASpace):
@@ -488,3 +464,4 @@ class OFAProxylessSpace(_OFASpace):
     family: ClassVar[str] = "proxyless"
     genotype_cls: ClassVar[type[ElasticGenotype]] = OFAProxylessGenotype
     widths: ClassVar[tuple[float, ...]] = (1.3, 1.0)
+    supernet: ClassVar[str] = "search_spaces.ofa.proxyless:OFAProxylessNet"

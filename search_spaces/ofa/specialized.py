@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import DataError, InvalidGenotype, UnknownName
-from nas.paths import DATA_ENV, shared_data_dir
+from nas.inputs import parse_json, read_json
+from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype
 from search_spaces.ofa.network import (
     FAMILIES,
@@ -335,10 +336,7 @@ def _block_from_config(b: Mapping[str, Any], feature: int, where: str, i: int) -
 
 def parse_net(text: str) -> OFANetGenotype:
     """A static network from its compact JSON or from a ``net.config`` JSON."""
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidGenotype(f"ofa: network description is not valid JSON: {e}") from None
+    d = parse_json(text, "ofa: network description", InvalidGenotype)
     if not isinstance(d, dict):
         raise InvalidGenotype("ofa: a network description must be a JSON object")
     if "first_conv" in d and "name" in d:
@@ -353,7 +351,7 @@ def parse_net(text: str) -> OFANetGenotype:
 
 
 def specialized_root() -> Path:
-    return shared_data_dir() / SPECIALIZED_DIR
+    return data_path(SPECIALIZED_DIR)
 
 
 def specialized_ids() -> list[str]:
@@ -361,7 +359,7 @@ def specialized_ids() -> list[str]:
     root = specialized_root()
     if not root.is_dir():
         raise DataError(
-            f"OFA specialised networks not found at {root} (set {DATA_ENV} to the data folder)"
+            f"OFA specialised networks not found at {root} (run `nas data fetch ofa-specialized` or set {DATA_ENV})"
         )
     return sorted(p.name for p in root.iterdir() if (p / "net.config").is_file())
 
@@ -372,18 +370,15 @@ def load(path: str | Path, name: str = "") -> OFANetGenotype:
     p = Path(path)
     if p.is_dir():
         p = p / "net.config"
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"OFA network config {p} does not exist")
-    try:
-        config = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p} is not valid JSON: {e}") from None
+    config = read_json(p, "OFA network config")
     run = p.parent / "run.config"
     resolution = 224
     if run.is_file():
         try:
-            resolution = json.loads(run.read_text())["image_size"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            resolution = read_json(run, "OFA run config")["image_size"]
+        except (KeyError, TypeError) as e:
             raise DataError(f"{run}: cannot read image_size: {e!r}") from None
     if isinstance(resolution, list):  # run.config may list several sizes; OFA tests the last
         resolution = resolution[-1]

@@ -12,7 +12,7 @@ is fixed: where it appears, it runs a program of its own with no conds
 further subnets are traced one after the other (XLA:CPU runs straight-line code faster than a
 loop body); more share one ``lax.scan``.
 
-- Progressive shrinking (OFA, :func:`progressive_shrinking`): the full network first; then
+- Progressive shrinking (OFA, :class:`search_spaces.ofa.elastic.ProgressiveShrinking`): the full network first; then
   elastic kernel; elastic depth ({3,4}, then {2,3,4}); elastic expand ({4,6}, then {3,4,6})
   after sorting the middle channels by importance. From the kernel phase on, every subnet
   also learns from the frozen full network (knowledge distillation, OFA's
@@ -28,9 +28,8 @@ subnet's exact mean and variance over a few batches (cumulative averages, OFA's
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -40,23 +39,19 @@ import numpy as np
 import optax
 from flax import nnx
 
+from nas import compat
+from nas.training import TrainingOptions
+from nas.training import optimizer as training_optimizer
 from search_spaces.ofa.supernet import ElasticMBNet, FixedSubnet, stack_archs
 
 
 @dataclass(frozen=True)
-class ElasticTrainConfig:
-    """Settings of supernet training.
+class ElasticTrainConfig(TrainingOptions):
+    """Settings of elastic supernet training (:class:`nas.training.TrainingOptions` plus
+    distillation and step layout).
 
     Attributes:
-        steps: total optimiser steps (progressive shrinking splits them over its phases).
-        batch_size: images per step (every subnet of a step sees the same batch).
-        lr: peak learning rate (cosine decay, linear warm-up).
-        optimizer: ``sgd`` (Nesterov momentum 0.9, OFA and BigNAS) or ``adamw``.
-        weight_decay: decay of conv/linear weights only (BN and biases are not decayed, as
-            in OFA's ``no_decay_keys='bn#bias'`` and BigNAS).
-        warmup: warm-up steps.
         kd_ratio: weight of the distillation loss (OFA: 1.0).
-        label_smoothing: on the hard-label loss (OFA and BigNAS: 0.1).
         seed: data order and subnet sampling.
         unroll: a step with at most this many subnets after the first traces each one
             (longer compile, faster steps: a sandwich step of OFA-MobileNetV3 at 128x128
@@ -65,40 +60,19 @@ class ElasticTrainConfig:
     """
 
     steps: int = 200
-    batch_size: int = 64
     lr: float = 3e-3
-    optimizer: str = "adamw"
+    nesterov: bool = True
     weight_decay: float = 3e-5
     warmup: int = 5
-    kd_ratio: float = 1.0
     label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
     seed: int = 0
     unroll: int = 3
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-def _decay_mask(params: Any) -> Any:
-    return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
-
-
-def make_optimizer(config: ElasticTrainConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.lr, max(1, config.warmup), max(config.steps, config.warmup + 1)
-    )
-    if config.optimizer == "sgd":
-        opt = optax.chain(
-            optax.add_decayed_weights(config.weight_decay, _decay_mask),
-            optax.sgd(schedule, momentum=0.9, nesterov=True),
-        )
-    elif config.optimizer == "adamw":
-        opt = optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask)
-    else:
-        from nas.errors import ConfigError
-
-        raise ConfigError(f"unknown optimizer {config.optimizer!r}; use sgd or adamw")
-    return optax.chain(optax.clip_by_global_norm(5.0), opt)
+def make_optimizer(config: TrainingOptions) -> optax.GradientTransformation:
+    """The optimiser of ``config`` (:func:`nas.training.optimizer`)."""
+    return training_optimizer(config)
 
 
 def _soft_ce(logits: jax.Array, target_logits: jax.Array) -> jax.Array:
@@ -120,6 +94,7 @@ class ElasticTrainer:
             step's smallest: each gets a program of its own with no conds wherever it appears
             in a step (:class:`~search_spaces.ofa.supernet.FixedSubnet`). The largest subnet
             always does.
+        tx: the optimiser (default: ``config``'s).
 
     The step runs in training mode whatever the model's mode, and updates the model's arrays
     in place (their buffers are donated): an array read from the model before a step is
@@ -135,10 +110,12 @@ class ElasticTrainer:
         model: ElasticMBNet,
         config: ElasticTrainConfig,
         fixed: Sequence[dict[str, np.ndarray]] = (),
+        tx: optax.GradientTransformation | None = None,
     ) -> None:
         self.model = model
         self.config = config
-        self.optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+        tx = make_optimizer(config) if tx is None else tx
+        self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         self.traces = 0
         self.fixed = [model.max_arch_arrays(), *fixed]
         n_cls = model.layout.n_classes
@@ -219,7 +196,7 @@ class ElasticTrainer:
         model.train()
         graphdef, state = nnx.split((model, self.optimizer))
         treedef = jax.tree.structure(state)
-        where = dict(nnx.iter_graph((model, self.optimizer)))
+        where = dict(compat.iter_graph((model, self.optimizer)))
         self._vars = [where[path] for path, _ in nnx.to_flat_state(state)]
 
         @partial(jax.jit, static_argnames=("t_def", "mode", "fixed"), donate_argnums=0)
@@ -283,7 +260,7 @@ class ElasticTrainer:
 
 @nnx.jit
 def _calib_step(model, x, arch, momentum):
-    for _, m in nnx.iter_modules(model):
+    for _, m in compat.iter_modules(model):
         if hasattr(m, "momentum") and isinstance(m.momentum, nnx.Variable):
             m.momentum[...] = momentum
     model(x, arch)
@@ -349,98 +326,3 @@ def evaluate_subnet(
         return subnet_accuracy(model, arch, x_val, y_val)
     finally:
         restore_bn(model, saved)
-
-
-# --------------------------------------------------------------------------------------
-# Progressive shrinking
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One progressive-shrinking phase: the choices sampled from and subnets per step."""
-
-    name: str
-    ks: tuple[int, ...]
-    e: tuple[int, ...]
-    d: tuple[int, ...]
-    subnets: int
-    distill: bool
-
-
-OFA_PHASES = (
-    Phase("full", (7,), (6,), (4,), 1, False),
-    Phase("kernel", (3, 5, 7), (6,), (4,), 1, True),
-    Phase("depth-1", (3, 5, 7), (6,), (3, 4), 2, True),
-    Phase("depth-2", (3, 5, 7), (6,), (2, 3, 4), 2, True),
-    Phase("expand-1", (3, 5, 7), (4, 6), (2, 3, 4), 4, True),
-    Phase("expand-2", (3, 5, 7), (3, 4, 6), (2, 3, 4), 4, True),
-)
-"""OFA's schedule for OFA-MobileNetV3 (``train_ofa_net.py``): task, phase, choices and
-``dynamic_batch_size`` (1 for kernel, 2 for depth, 4 for expand)."""
-
-
-def sample_phase(phase: Phase, space: Any, rng: np.random.Generator, resolution: int = 224):
-    """A random genotype of ``space`` restricted to the phase's choices."""
-    n = space.genotype_cls.n_layers
-    from search_spaces.ofa.network import N_UNITS
-
-    return space.genotype_cls(
-        tuple(int(rng.choice(phase.ks)) for _ in range(n)),
-        tuple(int(rng.choice(phase.e)) for _ in range(n)),
-        tuple(int(rng.choice(phase.d)) for _ in range(N_UNITS)),
-        resolution,
-    )
-
-
-def progressive_shrinking(
-    model: Any,
-    space: Any,
-    data: Any,
-    config: ElasticTrainConfig,
-    phases: Sequence[Phase] = OFA_PHASES,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train an OFA supernet by progressive shrinking (``config.steps`` split evenly over the
-    phases; the expand phases start with channel sorting).
-
-    Returns a summary: per-phase last loss/accuracy, step traces, seconds.
-    """
-    rng = np.random.default_rng(config.seed)
-    trainer = ElasticTrainer(model, config)
-    per = max(1, config.steps // len(phases))
-    n = len(data.x_train)
-    bs = min(config.batch_size, n)
-    order, pos = rng.permutation(n), 0
-    teacher = None
-    sorted_channels = False
-    summary: dict[str, Any] = {"phases": []}
-    t0 = time.perf_counter()
-    for phase in phases:
-        if len(phase.e) > 1 and not sorted_channels:
-            model.reorganize_channels()
-            sorted_channels = True
-        if phase.distill and teacher is None:
-            teacher = nnx.clone(model)
-            teacher.eval()
-        loss = acc = float("nan")
-        for _ in range(per):
-            if pos + bs > n:
-                order, pos = rng.permutation(n), 0
-            idx = order[pos : pos + bs]
-            pos += bs
-            archs = [model.arch(sample_phase(phase, space, rng)) for _ in range(phase.subnets)]
-            loss, acc = trainer.step(
-                data.x_train[idx],
-                data.y_train[idx],
-                archs,
-                mode="kd" if phase.distill else "plain",
-                teacher=teacher if phase.distill else None,
-            )
-        summary["phases"].append({"phase": phase.name, "loss": loss, "train_accuracy": 100 * acc})
-        if log:
-            log(f"{phase.name}: loss {loss:.3f} acc {100 * acc:.1f}")
-    summary["traces"] = trainer.traces
-    summary["seconds"] = time.perf_counter() - t0
-    summary["steps"] = per * len(phases)
-    return summary

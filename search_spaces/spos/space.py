@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
@@ -177,6 +177,7 @@ class SPOSSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "imagenet"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
+    supernet: ClassVar[str] = "search_spaces.spos.supernet:SPOSNet"
     genotype_cls: ClassVar[type[SPOSGenotype]] = SPOSGenotype
 
     def __init__(self, channel_search: bool = False) -> None:
@@ -218,12 +219,6 @@ class SPOSSpace(SearchSpace):
     def smallest(self) -> Genotype:
         """The 3x3 ShuffleNet block everywhere (at the narrowest width with channel search)."""
         return self.from_indices([0] * len(self.choices()))
-
-    def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
-        """The ``supernet`` evaluator: paths of a trained weight-sharing supernet."""
-        from search_spaces.spos.supernet import supernet_evaluator
-
-        return supernet_evaluator(self, dataset, **options)
 
     def to_graph(self, genotype: Genotype, dataset: str | None = None) -> ArchGraph:
         dataset = self.check_dataset(dataset)

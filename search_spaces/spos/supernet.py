@@ -27,7 +27,6 @@ hands it the sliced weights) -- same outputs, no retraining.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -49,6 +48,7 @@ from nas.oneshot import (
     scan_layers,
     stack_modules,
 )
+from nas.path_supernet import PathNet
 from search_spaces.spos.network import DATASETS, REPEATS, NetConfig, mid_channels
 from search_spaces.spos.ops import BLOCKS, KERNELS
 from search_spaces.spos.space import LAYERS, SCALES
@@ -340,17 +340,9 @@ class SPOSSupernet(PathSupernet):
         return module, index
 
 
-def build_supernet(dataset: str = "digits", seed: int = 0, **kwargs: Any) -> SPOSSupernet:
-    """A freshly initialised SPOS supernet for a network variant (``channel_search=True``:
-    with width choices)."""
-    return SPOSSupernet(dataset, seed, **kwargs)
+class SPOSNet(PathNet):
+    """The SPOS supernet under the :class:`~nas.supernet.Supernet` protocol (with width
+    choices when the space searches channels)."""
 
-
-def supernet_evaluator(space: Any, dataset: str | None = None, **options: Any):
-    """The ``supernet`` evaluator of the SPOS space (see :mod:`nas.evaluators.oneshot`)."""
-    from nas.evaluators.oneshot import OneShotEvaluator
-
-    build = build_supernet
-    if getattr(space, "channel_search", False):
-        build = functools.partial(build_supernet, channel_search=True)
-    return OneShotEvaluator(space, dataset, build, **options)
+    def build(self, space: Any, dataset: str, seed: int) -> SPOSSupernet:
+        return SPOSSupernet(dataset, seed, channel_search=getattr(space, "channel_search", False))

@@ -1,0 +1,1 @@
+"""The elastic byte-level GPT decoder space and its weight-sharing supernet."""

@@ -1,0 +1,1 @@
+"""Fixed transformers (decoders, encoders, vision transformers) and the published ones."""
