@@ -65,21 +65,48 @@ def load(size: int, seed: int):
 
 
 def run_gennape(data, held: str, seed: int) -> dict[str, Any]:
+    """GENNAPE on the three families, the share chosen as ``transfer="lofo"`` chooses it
+    (:func:`predictors.transfer.unseen_share`); the inner fits' outputs are kept
+    (``PARTS``) so that other share rules can be compared without refitting."""
     from predictors.base import get_predictor
+    from predictors.features import features
+    from predictors.transfer import unseen_share
 
     fam = np.array(data.groups)
     tr, te = np.flatnonzero(fam != held), np.flatnonzero(fam == held)
-    p = get_predictor("gennape", seed=seed, transfer="lofo")
-    p.fit([data.graphs[i] for i in tr], data.y[tr], [data.groups[i] for i in tr])
+    graphs = [data.graphs[i] for i in tr]
+    y_tr, g_tr = data.y[tr], [data.groups[i] for i in tr]
+    p = get_predictor("gennape", seed=seed, transfer="full")
+    p.fit(graphs, y_tr, g_tr)
+    inner: dict[str, dict[str, list]] = {}
+
+    def parts(train: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sub = get_predictor("gennape", seed=seed, transfer="full")
+        sub.fit([graphs[i] for i in train], y_tr[train], [g_tr[i] for i in train])
+        prior, learned = sub._parts(features([graphs[i] for i in out]))
+        inner[g_tr[out[0]]] = {"prior": prior.tolist(), "learned": learned.tolist(),
+                               "y": y_tr[out].tolist()}  # fmt: skip
+        return prior, learned
+
+    share = unseen_share(g_tr, y_tr, parts, seed)
     dec = p.decompose([data.graphs[i] for i in te])
     y = data.y[te]
+    PARTS[(held, seed)] = {
+        "held": {"prior": dec.prior.tolist(), "learned": dec.learned.tolist(), "y": y.tolist()},
+        "inner": inner,
+    }
     return {
         "prior": _tau(dec.prior, y),
         "learned": _tau(dec.learned, y),
-        "share": float(p.transfer_weight),
-        "combined": _tau(dec.prior + p.transfer_weight * dec.learned, y),
+        "share": float(share),
+        "combined": _tau(dec.prior + share * dec.learned, y),
         "combined_full": _tau(dec.prior + dec.learned, y),
     }
+
+
+PARTS: dict[tuple[str, int], dict[str, Any]] = {}
+"""Per (held-out family, seed): the prior and learned parts on the held-out family and on
+each inner held-out family, written to ``predictors_lofo_parts.json``."""
 
 
 def _graf_matrix(data, synflow: bool) -> np.ndarray:
@@ -206,6 +233,11 @@ def main(argv: list[str] | None = None) -> None:
                 doc["summary"] = summarize(doc["rows"])
                 OUT.parent.mkdir(parents=True, exist_ok=True)
                 OUT.write_text(json.dumps(doc, indent=1) + "\n")
+                if (held, seed) in PARTS:
+                    parts_file = OUT.with_name("predictors_lofo_parts.json")
+                    kept = json.loads(parts_file.read_text()) if parts_file.exists() else {}
+                    kept[f"{held}:{seed}"] = PARTS[(held, seed)]
+                    parts_file.write_text(json.dumps(kept))
     print(json.dumps(doc["summary"], indent=1))
 
 
