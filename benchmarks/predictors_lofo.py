@@ -210,7 +210,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=1000, help="NB201 and NAS-Bench-Macro cells")
     ap.add_argument("--synflow", action="store_true", help="log synflow beside GRAF")
     args = ap.parse_args(argv)
-    doc = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
     for seed in (int(s) for s in args.seeds.split(",")):
         data = load(args.size, seed)
         for method in args.methods:
@@ -225,20 +224,31 @@ def main(argv: list[str] | None = None) -> None:
                 row["seconds"] = time.time() - t0
                 row["loadavg"] = os.getloadavg()[0]
                 print(json.dumps(row), flush=True)
-                key = (label, held, seed, args.size)
-                doc["rows"] = [
-                    x for x in doc["rows"]
-                    if (x["method"], x["held_out"], x["seed"], x.get("size")) != key
-                ] + [row]  # fmt: skip
-                doc["summary"] = summarize(doc["rows"])
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                OUT.write_text(json.dumps(doc, indent=1) + "\n")
-                if (held, seed) in PARTS:
-                    parts_file = OUT.with_name("predictors_lofo_parts.json")
-                    kept = json.loads(parts_file.read_text()) if parts_file.exists() else {}
-                    kept[f"{held}:{seed}"] = PARTS[(held, seed)]
-                    parts_file.write_text(json.dumps(kept))
-    print(json.dumps(doc["summary"], indent=1))
+                _record(row, (held, seed))
+    print(json.dumps(summarize(json.loads(OUT.read_text())["rows"]), indent=1))
+
+
+def _record(row: dict[str, Any], part: tuple[str, int]) -> None:
+    """Add a row (replacing one of the same method, family, seed and size) and its kept
+    parts, under a lock: several runs may write at once."""
+    import fcntl
+
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
+        key = (row["method"], row["held_out"], row["seed"], row["size"])
+        doc["rows"] = [
+            x for x in doc["rows"]
+            if (x["method"], x["held_out"], x["seed"], x.get("size")) != key
+        ] + [row]  # fmt: skip
+        doc["summary"] = summarize(doc["rows"])
+        OUT.write_text(json.dumps(doc, indent=1) + "\n")
+        if part in PARTS:
+            parts_file = OUT.with_name("predictors_lofo_parts.json")
+            kept = json.loads(parts_file.read_text()) if parts_file.exists() else {}
+            kept[f"{part[0]}:{part[1]}"] = PARTS[part]
+            parts_file.write_text(json.dumps(kept))
 
 
 if __name__ == "__main__":
