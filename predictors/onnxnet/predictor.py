@@ -163,6 +163,8 @@ class TextStore:
             ref = ref_of(g)
             key = f"{ref.space}|{ref.dataset}|{ref.arch}" if ref else None
             entry = self.index.get(key) if key else None
+            if entry is not None and not self._embedded(entry):
+                entry = None  # its embeddings are gone (another encoder setting): redo it
             if entry is None:
                 chunks = self.chunks(as_graph(g))
                 entry = [
@@ -181,6 +183,10 @@ class TextStore:
                 pending = []
                 self.flush()
         return out
+
+    def _embedded(self, entry: list[list[Any]]) -> bool:
+        """Whether every text an index entry names has an embedding in the cache."""
+        return all(kind == "numbers" or k in self.embeddings.table for kind, k, _, _ in entry)
 
     def _resolve(self, pending, out: np.ndarray) -> None:
         texts: dict[str, str] = {}
