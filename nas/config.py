@@ -255,10 +255,15 @@ class SearchConfig:
         return doc
 
     def conflicts(self, stored: Mapping[str, Any]) -> list[str]:
-        """The settings that differ from a stored configuration (for ``--resume``/``--join``)."""
+        """The settings that differ from a stored configuration (for ``--resume``/``--join``).
+
+        A joining driver keeps its own ``seed``: drivers that share a study sample from
+        different streams (with one seed they would propose the same candidates)."""
         mine = self.to_json()
         out = []
         for key in FIXED_ON_RESUME:
+            if key == "seed" and self.join:
+                continue
             if key in stored and _norm(stored[key]) != _norm(mine[key]):
                 out.append(f"{key}={_short(stored[key])} (now {_short(mine[key])})")
         return out

@@ -88,9 +88,11 @@ def open_storage(url: str, create: bool) -> Any:
             storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
             break
         except Exception as e:  # SQLAlchemy raises many kinds; all mean "cannot open"
-            # Drivers starting together on a fresh server database race to create the
-            # tables; the loser's error goes away on a second try.
-            if attempt == 2 or path is not None or "already exists" not in str(e):
+            # Drivers starting together on a fresh database (or a reader such as the dashboard
+            # opening one while its driver creates it) race to create the tables; the loser's
+            # error goes away on a second try.
+            racing = "already exists" in str(e) or "database is locked" in str(e)
+            if attempt == 2 or not racing:
                 first = mask_url(str(e).splitlines()[0] if str(e) else type(e).__name__)
                 raise StorageError(f"cannot open storage {mask_url(url)}: {first}") from None
             time.sleep(0.5 + attempt)

@@ -115,6 +115,7 @@ def check_worker_killed_mid_evaluation_is_retried_and_faults_fail(executor, tmp_
 
 def check_asynchronous_search_records_faults_and_keeps_going(executor, tmp_path):
     archs = [FAIL, NAN, CRASH] + ARCHS[4:12]
+    tmp_path.mkdir(parents=True, exist_ok=True)  # an --out outside the working folder must exist
     searcher = Scripted(archs)
     config = SearchConfig.build(
         dict(space="nb201", strategy="random", evaluator="synthetic", budget=len(archs),

@@ -307,6 +307,8 @@ def test_resume_is_refused_while_the_driver_lives_and_takes_over_when_it_is_dead
         deadline = time.time() + 120
         while time.time() < deadline:
             time.sleep(0.2)
+            if driver.poll() is not None:
+                pytest.fail(f"the driver exited early: {driver.stderr.read().decode()[-2000:]}")
             if (run / "study.db").exists():
                 try:
                     store = TrialStore.open(f"sqlite:///{run / 'study.db'}", "run")
