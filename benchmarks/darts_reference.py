@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     authors = json.loads(p.stdout.strip().splitlines()[-1])
 
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     space = get_space("darts")
     rows = {}

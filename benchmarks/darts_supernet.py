@@ -95,8 +95,8 @@ def part_jax(steps: int, impl: str, bilevel: bool) -> dict:
     from flax import nnx
 
     sys.path.insert(0, str(ROOT))
-    from search_spaces.darts.search import BilevelSearch, DartsSearchConfig
-    from search_spaces.darts.supernet import Alpha, DartsSupernet, count_weights
+    from nas.search_spaces.darts.search import BilevelSearch, DartsSearchConfig
+    from nas.search_spaces.darts.supernet import Alpha, DartsSupernet, count_weights
 
     model = DartsSupernet(WIDTH, CELLS, num_classes=CLASSES, impl=impl, seed=0)
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ from a second pass over the same cells with each stage isolated.
 "Predictions unchanged": the timed predictions are compared with the same predictor's
 predictions for the same cells read back from the cache it just filled, and (GENNAPE) with
 features built through the reference path, one graph at a time
-(:func:`predictors.features.graph_features` on :meth:`SearchSpace.to_graph`).
+(:func:`nas.predictors.features.graph_features` on :meth:`SearchSpace.to_graph`).
 
 Run on a quiet machine: ``.venv/bin/python -m benchmarks.fresh_candidates [--cells 2000]
 [--predictors gennape onnxnet] [--workers 2]``; results in
@@ -37,7 +37,7 @@ TRAIN = 100
 
 
 def _cells(seed: int, n: int, exclude: set[str]) -> list[str]:
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     rng = np.random.default_rng(seed)
@@ -52,14 +52,14 @@ def _cells(seed: int, n: int, exclude: set[str]) -> list[str]:
 
 
 def _refs(archs: list[str]):
-    from predictors.features import ArchRef
+    from nas.predictors.features import ArchRef
 
     return [ArchRef("nb201", a, "cifar10") for a in archs]
 
 
 def _fit(name: str, seed: int):
-    from predictors.base import get_predictor
-    from predictors.data import load_spec
+    from nas.predictors.base import get_predictor
+    from nas.predictors.data import load_spec
 
     train = load_spec(f"nb201:cifar10:{TRAIN}", seed=seed)
     p = get_predictor(name, seed=seed)
@@ -70,7 +70,7 @@ def _worker(name: str, folder: str, archs: list[str], warm: list[str]) -> tuple[
     """In a spawned process with its own empty cache: load the saved predictor, warm up,
     time ``predict``."""
     os.environ["NAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="nas-fresh-")
-    from predictors.base import load_predictor
+    from nas.predictors.base import load_predictor
 
     p = load_predictor(folder)
     p.predict(_refs(warm))
@@ -121,8 +121,8 @@ def measure(name: str, cells: int, workers: int, seed: int) -> dict[str, Any]:
 
 def stages(name: str, archs: list[str]) -> dict[str, float]:
     """CPU milliseconds per cell of each stage, on fresh copies of the cells (no cache)."""
-    from predictors.features import graph_features
-    from search_spaces import get_space
+    from nas.predictors.features import graph_features
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     t0 = time.process_time()
@@ -135,8 +135,9 @@ def stages(name: str, archs: list[str]) -> dict[str, float]:
             graph_features(g)
         out["graph_features"] = (time.process_time() - t1) / len(archs) * 1e3
     else:
+        from nas.predictors.onnxnet.text import describe_onnx
+
         from nas.onnx_export import graph_to_onnx
-        from predictors.onnxnet.text import describe_onnx
 
         for g in graphs:
             describe_onnx(graph_to_onnx(g, fill="none", check=False))
@@ -147,9 +148,9 @@ def stages(name: str, archs: list[str]) -> dict[str, float]:
 def reference_check(p, archs: list[str]) -> bool:
     """Whether GENNAPE's outputs from the features the fast path cached equal those from
     features built by the reference path, one graph at a time and never cached
-    (:func:`predictors.features.graph_features` on :meth:`SearchSpace.to_graph`)."""
-    from predictors.features import FeatureStore, features
-    from search_spaces import get_space
+    (:func:`nas.predictors.features.graph_features` on :meth:`SearchSpace.to_graph`)."""
+    from nas.predictors.features import FeatureStore, features
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     graphs = [space.to_graph(space.parse(a), "cifar10") for a in archs]
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.predictors:
         with tempfile.TemporaryDirectory() as cache:
             os.environ["NAS_CACHE_DIR"] = cache  # nothing cached: every cell is fresh
-            import predictors.features as pf
+            import nas.predictors.features as pf
 
             pf._DEFAULT = None
             load = os.getloadavg()[0]

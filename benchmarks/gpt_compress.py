@@ -59,9 +59,10 @@ def _search(space, scorer, limit: int, samples: int, seed: int) -> list[tuple[fl
 
 def _dense(space, corpus, args, common, out) -> Any:
     """Phase 1: the dense model (the largest child trained alone), or its cached file."""
+    from nas.search_spaces.gpt.supernet import GPTSupernet
+    from nas.search_spaces.gpt.train import SupernetConfig, SupernetTrainer
+
     from nas.lm import progress_bar
-    from search_spaces.gpt.supernet import GPTSupernet
-    from search_spaces.gpt.train import SupernetConfig, SupernetTrainer
 
     sn = GPTSupernet(space, seed=args.seed)
     cache = Path(args.dense_cache) if args.dense_cache else None
@@ -80,9 +81,10 @@ def _dense(space, corpus, args, common, out) -> Any:
 
 def _elastic(sn, space, corpus, args, common, out) -> list[tuple[float, Any]]:
     """Phases 2-3: rank and sort, retrain as a supernet, search under the limit."""
+    from nas.search_spaces.gpt.compress import importance, sort_by_importance
+    from nas.search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
+
     from nas.lm import LMConfig, progress_bar
-    from search_spaces.gpt.compress import importance, sort_by_importance
-    from search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
 
     eval_cfg, search_cfg = (
         LMConfig(eval_bytes=args.eval_bytes),
@@ -115,11 +117,12 @@ def _elastic(sn, space, corpus, args, common, out) -> list[tuple[float, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from nas.search_spaces import get_space
+    from nas.search_spaces.gpt.train import ChildScorer
+
     from nas.corpus import load_stdlib
     from nas.lm import LMConfig, progress_bar, score_model, train_model
     from nas.model import build_model
-    from search_spaces import get_space
-    from search_spaces.gpt.train import ChildScorer
 
     space = get_space(args.space)
     corpus = load_stdlib()

@@ -33,10 +33,9 @@ OUT = Path(__file__).parent / "results" / "gpt_supernet.json"
 def _time_mode(space_name: str, mode: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
-
-    from search_spaces import get_space
-    from search_spaces.gpt.supernet import GPTSupernet
-    from search_spaces.gpt.train import SupernetConfig, SupernetTrainer
+    from nas.search_spaces import get_space
+    from nas.search_spaces.gpt.supernet import GPTSupernet
+    from nas.search_spaces.gpt.train import SupernetConfig, SupernetTrainer
 
     space = get_space(space_name)
     children = 4 if mode == "sandwich" else 1

@@ -3,7 +3,7 @@
 Trains the ``gpt`` supernet as the ``supernet`` evaluator does by default (``--steps``
 sandwich steps on the standard-library corpus) or loads ``--supernet FILE``, scores
 ``--n`` random children (distinct) in bits per byte on ``--eval-bytes`` validation bytes,
-and writes ``benchmarks/results/gpt_supernet_table.json``, which ``predictors.data`` serves
+and writes ``benchmarks/results/gpt_supernet_table.json``, which ``nas.predictors.data`` serves
 as the benchmark ``gpt`` (``nas predictor evaluate --train gpt:100 --test gpt:300``).
 
 Run: ``.venv/bin/python -m benchmarks.gpt_table [--n 500] [--steps 300]``.
@@ -32,8 +32,8 @@ def main() -> None:
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
 
-    from search_spaces import get_space
-    from search_spaces.gpt.evaluator import GPTSupernetEvaluator
+    from nas.search_spaces import get_space
+    from nas.search_spaces.gpt.evaluator import GPTSupernetEvaluator
 
     space = get_space("gpt")
     options = {"steps": args.steps, "eval_bytes": args.eval_bytes, "supernet_path": args.supernet}

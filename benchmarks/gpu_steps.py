@@ -86,9 +86,9 @@ def _jax_info() -> dict:
 def darts_ours(size: dict, steps: int) -> dict:
     import jax
     from flax import nnx
+    from nas.search_spaces.darts.supernet import Alpha, DartsSupernet
 
     from benchmarks.darts_supernet import weight_step
-    from search_spaces.darts.supernet import Alpha, DartsSupernet
 
     model = DartsSupernet(size["width"], size["cells"], num_classes=size["classes"], seed=0)
     graphdef, weights, alphas = nnx.split(model, nnx.Param, Alpha)
@@ -106,10 +106,9 @@ def darts_ours(size: dict, steps: int) -> dict:
 def ofa_ours(size: dict, steps: int) -> dict:
     import jax
     import numpy as np
-
-    from search_spaces.ofa.space import OFASpace
-    from search_spaces.ofa.supernet import OFASupernet
-    from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
+    from nas.search_spaces.ofa.space import OFASpace
+    from nas.search_spaces.ofa.supernet import OFASupernet
+    from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
 
     space = OFASpace()
     sn = OFASupernet(space, size["net"])
@@ -127,8 +126,7 @@ def ofa_ours(size: dict, steps: int) -> dict:
 def _ofa_subnets(steps: int) -> list:
     """The random subnets both OFA sides train (seed 0), the first one for the compile."""
     import numpy as np
-
-    from search_spaces.ofa.space import OFASpace
+    from nas.search_spaces.ofa.space import OFASpace
 
     space, rng = OFASpace(), np.random.default_rng(0)
     return [space.sample(rng) for _ in range(steps + 1)]
@@ -137,9 +135,9 @@ def _ofa_subnets(steps: int) -> list:
 def spos_ours(size: dict, steps: int) -> dict:
     import jax
     import numpy as np
+    from nas.search_spaces.spos.supernet import SPOSSupernet
 
     from nas.oneshot import SupernetConfig, SupernetTrainer
-    from search_spaces.spos.supernet import SPOSSupernet
 
     model = SPOSSupernet(size["net"], seed=0)
     trainer = SupernetTrainer(model, SupernetConfig(steps=steps + 1, batch_size=size["batch"]))

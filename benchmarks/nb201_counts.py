@@ -95,8 +95,8 @@ def closed_form(ops: tuple[str, ...], dataset: str) -> tuple[int, int]:
 
 def _ir_counts(chunk: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], str, int, int]]:
     """Worker: (ops, dataset, params, FLOPs) from the IR for each cell of a chunk."""
-    from search_spaces import get_space
-    from search_spaces.nb201 import NB201Genotype
+    from nas.search_spaces import get_space
+    from nas.search_spaces.nb201 import NB201Genotype
 
     space = get_space("nb201")
     out = []
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
     # The edge mapping of NASLib's keys, checked on accuracy: NASLib's CIFAR-10 validation
     # accuracy against the table's test accuracy, with the mapping used and with none.
-    from search_spaces.nb201 import load_table
+    from nas.search_spaces.nb201 import load_table
 
     table = load_table()
     naive, mapped, val = [], [], []

@@ -58,10 +58,11 @@ OUT = Path(__file__).resolve().parent / "results" / "nb201_predictor_search.json
 
 def _run(label: str, seed: int, budget: int) -> dict[str, Any]:
     """Worker: one search until both targets are found or ``budget`` queries are spent."""
+    from nas.search_spaces import get_space
+    from nas.search_spaces.nb201 import load_table
+
     from nas.objectives import parse_objectives
     from nas.searchers import SearchContext, build_strategy
-    from search_spaces import get_space
-    from search_spaces.nb201 import load_table
 
     acc = {a: float(r[DATASET]) for a, r in load_table().items()}
     optimum = max(acc.values())
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for s in runs:
         runs[s].sort(key=lambda r: r["seed"])
 
-    from search_spaces.nb201 import load_table
+    from nas.search_spaces.nb201 import load_table
 
     accs = sorted((float(r[DATASET]) for r in load_table().values()), reverse=True)
     # Variants not run this time keep their earlier results (same budget only).

@@ -43,10 +43,11 @@ OUT = Path(__file__).resolve().parent / "results" / "nb201_search.json"
 
 def _run(strategy: str, seed: int, budget: int) -> dict[str, Any]:
     """Worker: one search of ``budget`` queries; the architectures in query order."""
+    from nas.search_spaces import get_space
+    from nas.search_spaces.nb201 import load_table
+
     from nas.objectives import parse_objectives
     from nas.searchers import build_strategy
-    from search_spaces import get_space
-    from search_spaces.nb201 import load_table
 
     table = load_table()
     space = get_space("nb201")
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console = Console()
     load_start = round(os.getloadavg()[0], 2)
 
-    from search_spaces.nb201 import load_table
+    from nas.search_spaces.nb201 import load_table
 
     targets = Targets(load_table())
     long_seeds = {

@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     import jax
+    from nas.search_spaces.nbmacro import NBMacroSpace, load_table
+    from nas.search_spaces.nbmacro.supernet import MacroSupernet
     from scipy.stats import kendalltau, spearmanr
 
     from nas.data import load_digits
     from nas.oneshot import PathEvaluator, SupernetConfig, SupernetTrainer, calibration_batches
-    from search_spaces.nbmacro import NBMacroSpace, load_table
-    from search_spaces.nbmacro.supernet import MacroSupernet
 
     space = NBMacroSpace()
     table = load_table()

@@ -56,13 +56,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="runs/ofa_specialisation")
     args = p.parse_args(argv)
 
+    from nas.search_spaces import get_space
+
     from nas.evaluators.oneshot import SupernetEvaluator
     from nas.objectives import parse_objectives
     from nas.searchers.base import SearchContext
     from nas.searchers.evolution import RegularizedEvolution
     from nas.searchers.ofa_evolution import OFAEvolution
     from nas.searchers.wrappers import parse_quantity
-    from search_spaces import get_space
 
     space = get_space("ofa")
     resolutions = [int(r) for r in args.resolutions.split(",")]

@@ -90,8 +90,7 @@ def draw_subnets(steps: int, warmup: int) -> dict:
     ``warmup`` random subnets (``warmup // 2`` pairs) for the untimed warm-up steps (on our
     side the first of them compiles), then ``steps`` for the timed ones."""
     import numpy as np
-
-    from search_spaces.ofa.space import OFASpace
+    from nas.search_spaces.ofa.space import OFASpace
 
     space, rng = OFASpace(), np.random.default_rng(0)
 
@@ -143,11 +142,10 @@ def _as_ofa(subnets: dict) -> dict:
 def run_ours(dw: str, subnets: dict) -> dict:
     import jax
     import numpy as np
-
-    from search_spaces.ofa.child import extract_child
-    from search_spaces.ofa.space import OFASpace
-    from search_spaces.ofa.supernet import OFASupernet
-    from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
+    from nas.search_spaces.ofa.child import extract_child
+    from nas.search_spaces.ofa.space import OFASpace
+    from nas.search_spaces.ofa.supernet import OFASupernet
+    from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
 
     space = OFASpace()
     sn = OFASupernet(space, "imagenet", dw_impl=dw)

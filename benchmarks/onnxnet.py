@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from nas.predictors.base import get_predictor
+from nas.predictors.data import LabelledSet, load_spec, load_split
 from scipy.stats import kendalltau, spearmanr
-
-from predictors.base import get_predictor
-from predictors.data import LabelledSet, load_spec, load_split
 
 OUT = Path(__file__).parent / "results" / "onnxnet.json"
 
@@ -43,7 +42,7 @@ def _sub(s: LabelledSet, n: int | None, seed: int) -> LabelledSet:
 
 
 def _score(pred, test: LabelledSet) -> dict:
-    from predictors.evaluate import source_labels
+    from nas.predictors.evaluate import source_labels
 
     t = time.time()
     mean, std = pred.predict(test.graphs)

@@ -45,8 +45,9 @@ CHEAP_PROXIES = ("params", "flops")
 
 
 def _available(name: str) -> bool:
+    from nas.predictors.base import get_predictor
+
     from nas.errors import NasError
-    from predictors.base import get_predictor
 
     try:
         get_predictor(name)
@@ -102,7 +103,7 @@ def _plot(plots: bool, setting: str, seed: int, name: str, pred: Any, y: Any) ->
         return
     import re
 
-    from predictors.evaluate import plot_predictions
+    from nas.predictors.evaluate import plot_predictions
 
     slug = re.sub(r"[^A-Za-z0-9_.+-]+", "_", f"{setting}-{name}-seed{seed}")
     plot_predictions(pred, y, PLOTS / f"{slug}.png", name=name, setting=f"{setting}, seed {seed}")
@@ -114,9 +115,9 @@ def _kept(section: str, names: list[str]) -> list[dict[str, Any]]:
 
 
 def part_nb201(seeds: list[int], names: list[str], plots: bool = False) -> None:
-    from predictors.base import get_predictor
-    from predictors.data import load_split
-    from predictors.evaluate import run_evaluation
+    from nas.predictors.base import get_predictor
+    from nas.predictors.data import load_split
+    from nas.predictors.evaluate import run_evaluation
 
     rows = _kept("nb201_cifar10", names)
     for n in (100, 1000):
@@ -137,9 +138,9 @@ def part_zeroshot(seeds: list[int], names: list[str], plots: bool = False) -> No
     target, so that 50-shot fine-tuning on one target never leaks into the other."""
     import tempfile
 
-    from predictors.base import get_predictor, load_predictor
-    from predictors.data import LabelledSet, load_spec
-    from predictors.evaluate import rank_metrics, run_evaluation
+    from nas.predictors.base import get_predictor, load_predictor
+    from nas.predictors.data import LabelledSet, load_spec
+    from nas.predictors.evaluate import rank_metrics, run_evaluation
 
     rows = _kept("zeroshot", names)
     source = LabelledSet.concat([load_spec("nb101"), load_spec("nb301")])
@@ -238,9 +239,9 @@ HELDOUT_CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def part_heldout(seeds: list[int], configs: list[str], plots: bool = False) -> None:
-    from predictors.base import get_predictor
-    from predictors.data import load_spec
-    from predictors.evaluate import run_evaluation
+    from nas.predictors.base import get_predictor
+    from nas.predictors.data import load_spec
+    from nas.predictors.evaluate import run_evaluation
 
     rows = _load().get("heldout", [])
     fams = {"nb101": load_spec("nb101"), "nb301": load_spec("nb301")}
@@ -270,10 +271,10 @@ def part_heldout(seeds: list[int], configs: list[str], plots: bool = False) -> N
 
 
 def part_zc(sample: int, seed: int, plots: bool = False) -> None:
-    from predictors.base import get_predictor
-    from predictors.baselines import ZERO_COST
-    from predictors.data import LabelledSet, load_spec
-    from predictors.evaluate import rank_metrics
+    from nas.predictors.base import get_predictor
+    from nas.predictors.baselines import ZERO_COST
+    from nas.predictors.data import LabelledSet, load_spec
+    from nas.predictors.evaluate import rank_metrics
 
     rows = []
     source = LabelledSet.concat([load_spec("nb101"), load_spec("nb301")])
@@ -313,8 +314,9 @@ def part_zc(sample: int, seed: int, plots: bool = False) -> None:
 
 def _naslib_reference() -> list[dict[str, Any]]:
     """Tau of NASLib's own proxy values (PyTorch, CIFAR-10 data) on its NB201 sample."""
+    from nas.predictors.evaluate import rank_metrics
+
     from nas.paths import shared_data_dir
-    from predictors.evaluate import rank_metrics
 
     path = shared_data_dir() / "nasbench" / "naslib_zc_nasbench201.json"
     if not path.exists():
@@ -349,7 +351,7 @@ LABEL_SETTINGS = {
 def part_labels(seeds: list[int], names: list[str]) -> None:
     """The prior alone, the learned part alone and the prediction, side by side, for the
     predictors with a compute prior (``pretrained`` settings: ``pretrained:gennape``)."""
-    from predictors.evaluate import specs_evaluation
+    from nas.predictors.evaluate import specs_evaluation
 
     rows = []
     for setting, (train, test) in LABEL_SETTINGS.items():
@@ -368,9 +370,9 @@ def part_labels(seeds: list[int], names: list[str]) -> None:
 
 
 def part_throughput(seed: int) -> None:
-    from predictors.base import get_predictor
-    from predictors.data import load_spec
-    from predictors.features import features
+    from nas.predictors.base import get_predictor
+    from nas.predictors.data import load_spec
+    from nas.predictors.features import features
 
     train = load_spec("nb201:cifar10:100", seed=seed)
     full = load_spec("nb201:cifar10")

@@ -5,17 +5,17 @@ cells each), NB201 (CIFAR-10) and NAS-Bench-Macro (``--size`` cells each, drawn 
 For every held-out family and seed, each method is trained on the other three and scored
 on the fourth by Kendall tau, reporting:
 
-* ``prior``: the compute prior alone (:mod:`predictors.gennape.prior`, ``flops_depth``:
+* ``prior``: the compute prior alone (:mod:`nas.predictors.gennape.prior`, ``flops_depth``:
   log live MACs plus a fitted multiple of log spatial depth), fitted on the three families;
 * ``learned``: the learned part alone;
 * ``combined``: prior plus the learned part times the share chosen *without* the held-out
   labels: leave-one-family-out among the three training families
-  (:func:`predictors.transfer.unseen_share`: the share whose worst training family gains
+  (:func:`nas.predictors.transfer.unseen_share`: the share whose worst training family gains
   most at the 10% bootstrap quantile, 0 when none gains), and ``combined_full`` with the
   whole learned part, for reference.
 
 Methods: ``gennape`` (the default predictor; its ``transfer="lofo"`` makes exactly this
-choice) and ``graf`` (GRAF-style graph statistics, :mod:`predictors.graf`, standardised
+choice) and ``graf`` (GRAF-style graph statistics, :mod:`nas.predictors.graf`, standardised
 within each family on that family's architectures without labels, and optionally log
 synflow beside them, into gradient-boosted trees on per-family standardised accuracy).
 
@@ -52,13 +52,13 @@ def _specs(size: int) -> dict[str, str]:
 
 
 def _tau(a, b) -> float:
-    from predictors.evaluate import rank_metrics
+    from nas.predictors.evaluate import rank_metrics
 
     return rank_metrics(np.asarray(a, np.float64), np.asarray(b, np.float64))["kendall_tau"]
 
 
 def load(size: int, seed: int):
-    from predictors.data import LabelledSet, load_spec
+    from nas.predictors.data import LabelledSet, load_spec
 
     sets = [load_spec(s, seed=seed) for s in _specs(size).values()]
     return LabelledSet.concat(sets)
@@ -66,11 +66,11 @@ def load(size: int, seed: int):
 
 def run_gennape(data, held: str, seed: int) -> dict[str, Any]:
     """GENNAPE on the three families, the share chosen as ``transfer="lofo"`` chooses it
-    (:func:`predictors.transfer.unseen_share`); the inner fits' outputs are kept
+    (:func:`nas.predictors.transfer.unseen_share`); the inner fits' outputs are kept
     (``PARTS``) so that other share rules can be compared without refitting."""
-    from predictors.base import get_predictor
-    from predictors.features import features
-    from predictors.transfer import unseen_share
+    from nas.predictors.base import get_predictor
+    from nas.predictors.features import features
+    from nas.predictors.transfer import unseen_share
 
     fam = np.array(data.groups)
     tr, te = np.flatnonzero(fam != held), np.flatnonzero(fam == held)
@@ -110,8 +110,8 @@ each inner held-out family, written to ``predictors_lofo_parts.json``."""
 
 
 def _graf_matrix(data, synflow: bool) -> np.ndarray:
-    from predictors.features import features
-    from predictors.graf import graf_features, standardise_by_family
+    from nas.predictors.features import features
+    from nas.predictors.graf import graf_features, standardise_by_family
 
     x = graf_features(features(data.graphs))
     if synflow:
@@ -121,8 +121,8 @@ def _graf_matrix(data, synflow: bool) -> np.ndarray:
 
 def _synflow(data) -> np.ndarray:
     """Log synflow of every architecture, cached in ``$NAS_CACHE_DIR``."""
-    from predictors.features import as_graph, cache_dir
-    from predictors.zerocost.proxies import synflow
+    from nas.predictors.features import as_graph, cache_dir
+    from nas.predictors.zerocost.proxies import synflow
 
     path = cache_dir() / "synflow-v1.json"
     cache = json.loads(path.read_text()) if path.exists() else {}
@@ -138,10 +138,9 @@ def _synflow(data) -> np.ndarray:
 
 
 def run_graf(data, held: str, seed: int, synflow: bool) -> dict[str, Any]:
+    from nas.predictors.features import features
+    from nas.predictors.transfer import fit_prior, standardise, unseen_share
     from sklearn.ensemble import GradientBoostingRegressor
-
-    from predictors.features import features
-    from predictors.transfer import fit_prior, standardise, unseen_share
 
     fam = np.array(data.groups)
     x = _graf_matrix(data, synflow)

@@ -47,7 +47,7 @@ def load() -> list[float]:
 
 
 def _space():
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     return get_space("nb201")
 

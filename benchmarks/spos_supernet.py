@@ -50,9 +50,9 @@ def _since(t: tuple[float, float, tuple[float, float, float]]) -> dict:
 
 def bench_net(net: str, steps: int, evals: int, dw_impl: str | None, seed: int = 0) -> dict:
     import jax
+    from nas.search_spaces.spos.supernet import SPOSSupernet
 
     from nas.oneshot import PathEvaluator, SupernetConfig, SupernetTrainer, default_dw_impl
-    from search_spaces.spos.supernet import SPOSSupernet
 
     batch, n_calib, calib_bs, n_eval = SETTINGS[net]
     rng = np.random.default_rng(seed)

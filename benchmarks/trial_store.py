@@ -52,8 +52,9 @@ def _probe_class(base):
 
 
 def one(strategy: str, trials: int, legacy: bool) -> dict:
+    from nas.search_spaces import get_space
+
     from nas.evaluators.synthetic import SyntheticEvaluator
-    from search_spaces import get_space
 
     space = get_space("nb201")
     Probe = _probe_class(SyntheticEvaluator)

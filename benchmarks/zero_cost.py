@@ -2,7 +2,7 @@
 
 ``../shared/data/nasbench/naslib_zc_nasbench201.json`` holds NASLib's proxy values for 491
 NAS-Bench-201 cells (CIFAR-10 section). For the same cells this computes ours
-(:mod:`predictors.zerocost`) and reports, per proxy, Kendall tau between our score and
+(:mod:`nas.predictors.zerocost`) and reports, per proxy, Kendall tau between our score and
 NASLib's, and each one's tau against the cells' accuracy (NASLib's ``val_accuracy``).
 ``synflow``, ``params`` and ``flops`` need no data; ``jacov``, ``snip`` and ``grad_norm``
 depend on the batch (NASLib used CIFAR-10 images, we use scikit-learn's digits), so their
@@ -55,11 +55,10 @@ def _tau(a, b) -> float:
 
 
 def part_agreement(data_sample: int, seed: int) -> dict[str, Any]:
+    from nas.predictors.zerocost import proxies as zc
+    from nas.search_spaces import get_space
     from rich.progress import track
     from threadpoolctl import threadpool_limits
-
-    from predictors.zerocost import proxies as zc
-    from search_spaces import get_space
 
     space = get_space("nb201")
     cells = naslib_cells()

@@ -47,10 +47,10 @@ from nas.errors import ConfigError, DataError, NasError, StorageError
 if TYPE_CHECKING:
     from nas.callbacks import Callback
     from nas.config import SearchConfig
+    from nas.predictors.base import Predictor
     from nas.space import Genotype, SearchSpace
     from nas.storage import TrialRecord
     from nas.summary import SearchResult
-    from predictors.base import Predictor
 
 log = logging.getLogger("nas")
 
@@ -83,7 +83,7 @@ def spaces() -> list[dict[str, Any]]:
         >>> rows["nb201"]["size"], rows["nb201"]["table"]
         (15625, True)
     """
-    from search_spaces import get_space, space_names
+    from nas.search_spaces import get_space, space_names
 
     rows = []
     for name in space_names():
@@ -181,7 +181,7 @@ def predictors() -> list[dict[str, Any]]:
         >>> {"gennape", "params", "synflow", "pretrained:gennape"} <= names
         True
     """
-    from predictors import pretrained
+    from nas.predictors import pretrained
 
     rows = [
         {"name": e.name, "origin": e.origin, "summary": e.summary()}
@@ -208,7 +208,7 @@ def resolve_arch(
         >>> space.name, dataset
         ('nb201', None)
     """
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     arch = str(arch)
     if space is None:
@@ -474,7 +474,7 @@ def evaluate_predictor(
         seed: sampling and model seed.
         finetune: SPEC of few-shot data the fitted model is fine-tuned on.
         plot: ``.png`` or ``.svg`` path: write the predicted-versus-true scatter plot there
-            (:func:`predictors.evaluate.plot_predictions`) and return its path as ``plot``.
+            (:func:`nas.predictors.evaluate.plot_predictions`) and return its path as ``plot``.
         options: the predictor's options (``nas predictor evaluate --option K=V``), e.g.
             ``{"transfer": "lofo"}`` for gennape.
 
@@ -493,7 +493,7 @@ def evaluate_predictor(
         >>> -1 <= out["kendall_tau"] <= 1
         True
     """
-    from predictors.evaluate import evaluate_specs
+    from nas.predictors.evaluate import evaluate_specs
 
     if plot is not None:
         from nas.files import output_file
@@ -534,8 +534,8 @@ def fit_predictor(
         10
     """
     from nas.files import output_dir
-    from predictors.base import get_predictor
-    from predictors.data import LabelledSet, load_spec
+    from nas.predictors.base import get_predictor
+    from nas.predictors.data import LabelledSet, load_spec
 
     output_dir(out, "--out")  # before any work: an existing file there, a folder not writable
     sets = [load_spec(t, seed=seed) for t in _train_specs(train)]
@@ -558,7 +558,7 @@ def predict(
     Args:
         predictor: a folder written by :func:`fit_predictor` (``nas predictor fit``), a
             pretrained predictor by name (``pretrained:gennape``), or a fitted
-            :class:`predictors.base.Predictor`.
+            :class:`nas.predictors.base.Predictor`.
         arch, space, dataset: as for :func:`inspect`.
         onnx: instead of ``arch``, an ONNX file made by any tool (``torch.onnx.export``,
             ...), read into the IR by :func:`nas.onnx_import.onnx_to_graph`; an operator the
@@ -588,7 +588,7 @@ def predict(
         ...
         nas.errors.DataError: ... is not a saved predictor...
     """
-    from predictors.base import load_predictor
+    from nas.predictors.base import load_predictor
 
     if (arch is None) == (onnx is None):
         raise ConfigError("predict needs exactly one of an architecture (--arch) or --onnx")

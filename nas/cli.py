@@ -248,14 +248,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_latency_table(args: argparse.Namespace) -> int:
-    from search_spaces import get_space
-    from search_spaces.ofa.latency import measure_table
+    from nas.search_spaces import get_space
+    from nas.search_spaces.ofa.latency import measure_table
 
     space = get_space(args.space)
-    from search_spaces.gpt.space import GPTSpace
+    from nas.search_spaces.gpt.space import GPTSpace
 
     if isinstance(space, GPTSpace):
-        from search_spaces.gpt.latency import measure_table as measure_gpt
+        from nas.search_spaces.gpt.latency import measure_table as measure_gpt
 
         table = measure_gpt(space, batch=args.batch, repeats=args.repeats)
         path = table.save(args.out)

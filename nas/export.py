@@ -55,7 +55,7 @@ def export_trial(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}")
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     rec, settings = _read_trial(storage, study_name, trial)
     space = get_space(rec.space)

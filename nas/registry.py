@@ -20,7 +20,7 @@ kind           target
 ``strategies`` a :class:`nas.searchers.base.Searcher` (sample-based, ask/tell) or
                :class:`nas.searchers.base.OneShotStrategy` subclass
 ``evaluators`` an :class:`nas.evaluators.base.Evaluator` subclass
-``predictors`` a :class:`predictors.base.Predictor` subclass
+``predictors`` a :class:`nas.predictors.base.Predictor` subclass
 ``datasets``   a :class:`nas.data.DatasetSpec` (or a callable returning one)
 =============  ===================================================================
 
@@ -56,20 +56,20 @@ def group(kind: str) -> str:
 
 BUILTIN: dict[str, dict[str, str]] = {
     "spaces": {
-        "nb101": "search_spaces.nb101.space:NB101Space",
-        "nb201": "search_spaces.nb201.space:NB201Space",
-        "darts": "search_spaces.darts.space:DartsSpace",
-        "nasnet": "search_spaces.nasnet.space:NasnetSpace",
-        "nb301": "search_spaces.darts.space:NB301Space",
-        "spos": "search_spaces.spos.space:SPOSSpace",
-        "spos-channels": "search_spaces.spos.space:SPOSChannelSpace",
-        "nbmacro": "search_spaces.nbmacro.space:NBMacroSpace",
-        "ofa": "search_spaces.ofa.space:OFASpace",
-        "ofa-proxyless": "search_spaces.ofa.space:OFAProxylessSpace",
-        "bignas": "search_spaces.bignas.space:BigNASSpace",
-        "transformer": "search_spaces.transformer.space:TransformerSpace",
-        "gpt": "search_spaces.gpt.space:GPTSpace",
-        "gpt-base": "search_spaces.gpt.space:GPTBaseSpace",
+        "nb101": "nas.search_spaces.nb101.space:NB101Space",
+        "nb201": "nas.search_spaces.nb201.space:NB201Space",
+        "darts": "nas.search_spaces.darts.space:DartsSpace",
+        "nasnet": "nas.search_spaces.nasnet.space:NasnetSpace",
+        "nb301": "nas.search_spaces.darts.space:NB301Space",
+        "spos": "nas.search_spaces.spos.space:SPOSSpace",
+        "spos-channels": "nas.search_spaces.spos.space:SPOSChannelSpace",
+        "nbmacro": "nas.search_spaces.nbmacro.space:NBMacroSpace",
+        "ofa": "nas.search_spaces.ofa.space:OFASpace",
+        "ofa-proxyless": "nas.search_spaces.ofa.space:OFAProxylessSpace",
+        "bignas": "nas.search_spaces.bignas.space:BigNASSpace",
+        "transformer": "nas.search_spaces.transformer.space:TransformerSpace",
+        "gpt": "nas.search_spaces.gpt.space:GPTSpace",
+        "gpt-base": "nas.search_spaces.gpt.space:GPTBaseSpace",
     },
     "strategies": {
         "random": "nas.searchers.random_search:RandomSearch",
@@ -90,18 +90,18 @@ BUILTIN: dict[str, dict[str, str]] = {
         "supernet": "nas.evaluators.oneshot:SupernetEvaluator",
     },
     "predictors": {
-        "gennape": "predictors.gennape:GennapePredictor",
-        "onnxnet": "predictors.onnxnet:OnnxNetPredictor",
-        "gbm": "predictors.baselines:GBMPredictor",
-        "mlp": "predictors.baselines:MLPPredictor",
-        "params": "predictors.baselines:ParamsProxy",
-        "flops": "predictors.baselines:FlopsProxy",
-        "synflow": "predictors.baselines:SynflowProxy",
-        "jacov": "predictors.baselines:JacovProxy",
-        "snip": "predictors.baselines:SnipProxy",
-        "grad_norm": "predictors.baselines:GradNormProxy",
-        "naswot": "predictors.baselines:NaswotProxy",
-        "gcn": "predictors.gcn:GCNPredictor",
+        "gennape": "nas.predictors.gennape:GennapePredictor",
+        "onnxnet": "nas.predictors.onnxnet:OnnxNetPredictor",
+        "gbm": "nas.predictors.baselines:GBMPredictor",
+        "mlp": "nas.predictors.baselines:MLPPredictor",
+        "params": "nas.predictors.baselines:ParamsProxy",
+        "flops": "nas.predictors.baselines:FlopsProxy",
+        "synflow": "nas.predictors.baselines:SynflowProxy",
+        "jacov": "nas.predictors.baselines:JacovProxy",
+        "snip": "nas.predictors.baselines:SnipProxy",
+        "grad_norm": "nas.predictors.baselines:GradNormProxy",
+        "naswot": "nas.predictors.baselines:NaswotProxy",
+        "gcn": "nas.predictors.gcn:GCNPredictor",
     },
     "datasets": {
         "digits": "nas.data:DIGITS",

@@ -63,7 +63,7 @@ def write_report(study: TrialStore, out_dir: str | Path, top: int = 3) -> Path:
     several), the same definition the summary and ``nas export --trial best`` use.
     """
     from nas.draw import draw
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     out = Path(out_dir)
     recs = study.records()

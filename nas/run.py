@@ -53,7 +53,7 @@ def prepare(
     """
     strategy_cls = type(strategy) if strategy is not None else None
     from nas import registry
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     space = get_space(config.space)
     if strategy_cls is None:

@@ -1,7 +1,7 @@
 """The predictor protocol, out-of-distribution detection, persistence and the registry.
 
 A predictor maps architecture graphs (:class:`~nas.graph.ArchGraph`, or the lazy
-:class:`~predictors.features.ArchRef` of the labelled-data loaders) to an accuracy estimate
+:class:`~nas.predictors.features.ArchRef` of the labelled-data loaders) to an accuracy estimate
 with an uncertainty::
 
     p = get_predictor("gennape").fit(graphs, y)
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from nas.predictors.features import GraphLike
 
 from nas.errors import ConfigError, DataError
 from nas.options import NoOptions, build_options
-from predictors.features import GraphLike
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "predictor.json"
@@ -209,7 +209,7 @@ class Predictor(ABC):
         self.ood_detector = KnnOOD()
         self.fitted = False
         self.from_pretrained: str | None = None
-        """The pretrained predictor this one was loaded as (:mod:`predictors.pretrained`):
+        """The pretrained predictor this one was loaded as (:mod:`nas.predictors.pretrained`):
         its ``fit`` fine-tunes instead of starting again."""
 
     # ------------------------------------------------------------------ protocol
@@ -249,7 +249,7 @@ class Predictor(ABC):
         far = self.ood_detector.flag(self._ood_features(graphs))
         trained_on = getattr(self, "families", None)
         if trained_on:
-            from predictors.transfer import families
+            from nas.predictors.transfer import families
 
             named = np.array([f not in ("", *trained_on) for f in families(graphs)], bool)
             far = far | named
@@ -327,8 +327,9 @@ def load_predictor(path: str | Path) -> Predictor:
     shape, a bad safetensors header or arrays that do not fit the description are each a
     :class:`DataError` naming the folder, never a traceback.
     """
+    from nas.predictors import pretrained
+
     from nas.inputs import read_json, read_safetensors
-    from predictors import pretrained
 
     if pretrained.is_pretrained(path):
         return pretrained.load(str(path))
@@ -377,8 +378,9 @@ def predictor_names() -> list[str]:
 def get_predictor(name: str, **options: Any) -> Predictor:
     """A new predictor registered as ``name``, or a pretrained one (``pretrained:NAME``,
     loaded ready to predict; it takes only a ``seed``, for its fine-tuning)."""
+    from nas.predictors import pretrained
+
     from nas import registry
-    from predictors import pretrained
 
     if pretrained.is_pretrained(name):
         seed = options.pop("seed", None)

@@ -1,7 +1,7 @@
 """Baselines under the predictor protocol.
 
 * Zero-cost proxies computed as NASLib does on the network the IR describes
-  (:mod:`predictors.zerocost`): ``synflow``, ``jacov``, ``snip``, ``grad_norm``,
+  (:mod:`nas.predictors.zerocost`): ``synflow``, ``jacov``, ``snip``, ``grad_norm``,
   ``naswot``; and the ``params`` and ``flops`` counts. They need no training: ``fit`` only
   records the training set for the out-of-distribution flag, and the score (higher is
   better; a heuristic, not an accuracy: ``basis = "proxy"``) is the prediction.
@@ -22,11 +22,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-
-from nas.errors import ConfigError
-from nas.options import NoOptions, positive
-from predictors.base import Predictor, check_labels
-from predictors.features import (
+from nas.predictors.base import Predictor, check_labels
+from nas.predictors.features import (
     GLOBALS,
     ArchRef,
     GraphLike,
@@ -36,11 +33,14 @@ from predictors.features import (
     ref_of,
 )
 
+from nas.errors import ConfigError
+from nas.options import NoOptions, positive
+
 # ------------------------------------------------------------------------------- encodings
 
 
 def _genotype(g: GraphLike):
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     ref = ref_of(g)
     if ref is None:
@@ -329,7 +329,7 @@ class FlopsProxy(_CountProxy):
 
 
 class _ModelProxy(ProxyPredictor):
-    """Proxies that run the network (:mod:`predictors.zerocost`: a numpy interpreter of the
+    """Proxies that run the network (:mod:`nas.predictors.zerocost`: a numpy interpreter of the
     IR with PyTorch-style initial weights, as NASLib's reference scores used)."""
 
     Options: ClassVar[type] = BatchOptions
@@ -340,7 +340,7 @@ class _ModelProxy(ProxyPredictor):
 
     def _data(self, graph) -> tuple[np.ndarray, np.ndarray]:
         """The fixed batch: ``batch`` digits at the network's input size."""
-        from predictors.zerocost.proxies import digits_batch
+        from nas.predictors.zerocost.proxies import digits_batch
 
         return digits_batch(tuple(graph.shape(graph.input)), self.batch, self.seed)
 
@@ -351,7 +351,7 @@ class GradNormProxy(_ModelProxy):
     name: ClassVar[str] = "grad_norm"
 
     def score(self, graph) -> float:
-        from predictors.zerocost.proxies import grad_norm
+        from nas.predictors.zerocost.proxies import grad_norm
 
         return grad_norm(graph, *self._data(graph), seed=self.seed)
 
@@ -362,7 +362,7 @@ class SnipProxy(_ModelProxy):
     name: ClassVar[str] = "snip"
 
     def score(self, graph) -> float:
-        from predictors.zerocost.proxies import snip
+        from nas.predictors.zerocost.proxies import snip
 
         return snip(graph, *self._data(graph), seed=self.seed)
 
@@ -376,7 +376,7 @@ class SynflowProxy(_ModelProxy):
     Options: ClassVar[type] = NoOptions
 
     def score(self, graph) -> float:
-        from predictors.zerocost.proxies import synflow
+        from nas.predictors.zerocost.proxies import synflow
 
         return synflow(graph, seed=self.seed)
 
@@ -388,7 +388,7 @@ class JacovProxy(_ModelProxy):
     name: ClassVar[str] = "jacov"
 
     def score(self, graph) -> float:
-        from predictors.zerocost.proxies import jacov
+        from nas.predictors.zerocost.proxies import jacov
 
         return jacov(graph, self._data(graph)[0], seed=self.seed)
 
@@ -400,7 +400,7 @@ class NaswotProxy(_ModelProxy):
     name: ClassVar[str] = "naswot"
 
     def score(self, graph) -> float:
-        from predictors.zerocost.proxies import naswot
+        from nas.predictors.zerocost.proxies import naswot
 
         return naswot(graph, self._data(graph)[0], seed=self.seed)
 

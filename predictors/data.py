@@ -13,7 +13,7 @@ nbmacro    cifar10                             6,561    mean test accuracy of 3 
 gpt        stdlib                              500      minus supernet bits per byte
 =========  ==================================  =======  ==============================
 
-Graphs are :class:`~predictors.features.ArchRef` values, expanded into the IR only when a
+Graphs are :class:`~nas.predictors.features.ArchRef` values, expanded into the IR only when a
 predictor needs a graph its feature cache does not hold.
 
 Example:
@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nas.predictors.features import ArchRef
 
 from nas.errors import ConfigError, UnknownName
-from predictors.features import ArchRef
 
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     "nb201": ("cifar10", "cifar100", "ImageNet16-120"),
@@ -85,23 +85,23 @@ def parse_spec(text: str) -> Spec:
 def _table(bench: str, dataset: str) -> tuple[tuple[str, ...], np.ndarray]:
     """Every labelled architecture of a benchmark: (native strings, accuracies in %)."""
     if bench == "nb201":
-        from search_spaces.nb201.space import load_table
+        from nas.search_spaces.nb201.space import load_table
 
         t = load_table()
         archs = tuple(sorted(t))
         return archs, np.array([float(t[a][dataset]) for a in archs])
     if bench == "nb101":
-        from search_spaces.nb101.space import load_nb101
+        from nas.search_spaces.nb101.space import load_nb101
 
         rows = load_nb101()
         return tuple(g.to_str() for g, _ in rows), np.array([r["val_accuracy"] for _, r in rows])
     if bench == "nb301":
-        from search_spaces.darts.space import load_nb301
+        from nas.search_spaces.darts.space import load_nb301
 
         rows = load_nb301()
         return tuple(g.to_str() for g, _ in rows), np.array([r["val_accuracy"] for _, r in rows])
     if bench == "nbmacro":
-        from search_spaces.nbmacro.space import load_macro
+        from nas.search_spaces.nbmacro.space import load_macro
 
         rows = load_macro()
         return tuple(g.to_str() for g, _ in rows), np.array([r["mean_acc"] for _, r in rows])

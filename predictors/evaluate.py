@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nas.predictors.base import Predictor, get_predictor
+from nas.predictors.data import LabelledSet, load_split, parse_spec
+from nas.predictors.features import features
 from scipy import stats
 
 from nas.errors import ConfigError
-from predictors.base import Predictor, get_predictor
-from predictors.data import LabelledSet, load_split, parse_spec
-from predictors.features import features
 
 
 def rank_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -135,7 +135,7 @@ def specs_evaluation(
     A pretrained predictor (``pretrained:NAME``) is not fitted: its ``train`` SPECs, if any,
     fine-tune it, and the test set leaves out what it was trained on.
     """
-    from predictors import pretrained
+    from nas.predictors import pretrained
 
     if pretrained.is_pretrained(name):
         return _pretrained_evaluation(name, train, test, seed, finetune, **options)
@@ -159,8 +159,8 @@ def specs_evaluation(
 def _pretrained_evaluation(
     name: str, train: Sequence[str], test: str, seed: int, finetune: str | None, **options: Any
 ) -> Evaluation:
-    from predictors import pretrained
-    from predictors.data import train_archs
+    from nas.predictors import pretrained
+    from nas.predictors.data import train_archs
 
     if finetune:
         raise ConfigError(f"{name} is already trained: give its fine-tuning data as --train")

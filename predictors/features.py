@@ -150,7 +150,7 @@ class ArchRef:
         return {"space": self.space, "arch": self.arch, "dataset": self.dataset}
 
     def graph(self) -> ArchGraph:
-        from search_spaces import get_space
+        from nas.search_spaces import get_space
 
         space = get_space(self.space)
         return space.to_graph(space.parse(self.arch), self.dataset)

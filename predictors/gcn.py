@@ -15,7 +15,7 @@ Encodings (:func:`encode`), chosen at ``fit`` from the training graphs' space:
   (8 nodes; one-hot over input, output and the 5 operations);
 * ``nb101``: the pruned cell matrix and its operations (up to 7 nodes, 5 labels);
 * ``ir``: any other space, or graphs from several spaces: the compact computation graph of
-  :mod:`predictors.features` (its node feature rows and edges).
+  :mod:`nas.predictors.features` (its node feature rows and edges).
 
 A search strategy, which holds genotypes rather than graphs, uses :func:`genotype_encoder`
 and :class:`Surrogate`: the cell graphs above on NB201 and NB101, and on any other space
@@ -40,11 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from nas.predictors.base import Predictor, check_labels
+from nas.predictors.features import NODE_DIM, GraphLike, features, ref_of
 
 from nas.errors import ConfigError
 from nas.options import positive
-from predictors.base import Predictor, check_labels
-from predictors.features import NODE_DIM, GraphLike, features, ref_of
 
 ENCODINGS = ("nb201", "nb101", "ir")
 NB201_LABELS = (
@@ -94,7 +94,7 @@ class GCNOptions:
 
 
 def _nb201(arch: str) -> tuple[np.ndarray, np.ndarray]:
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     ops = get_space("nb201").parse(arch).ops
     adj = np.zeros((8, 8), np.float32)
@@ -111,7 +111,7 @@ def _nb201(arch: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _nb101(arch: str) -> tuple[np.ndarray, np.ndarray]:
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     matrix, ops = get_space("nb101").parse(arch).pruned()
     adj = np.asarray(matrix, np.float32)

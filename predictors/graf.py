@@ -4,8 +4,8 @@ GRAF describes an architecture by simple, interpretable graph statistics (operat
 the shortest and longest input-output paths through given operation types, node degrees)
 and lets a tabular model do the rest; with zero-cost proxies beside them they are the inputs
 of the transferable surrogates of Kadlecova et al. (2025). This module computes such
-statistics from :class:`~predictors.features.GraphFeatures` (the live, fused, repeat-collapsed
-graph of :func:`~predictors.features.graph_features`), so they exist for every space of the
+statistics from :class:`~nas.predictors.features.GraphFeatures` (the live, fused, repeat-collapsed
+graph of :func:`~nas.predictors.features.graph_features`), so they exist for every space of the
 IR and for imported ONNX models alike. Counts weigh each node by the copies its collapsed
 block stands for.
 
@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from predictors.features import CATEGORIES, GLOBALS, NUMERIC, GraphFeatures
+from nas.predictors.features import CATEGORIES, GLOBALS, NUMERIC, GraphFeatures
 
 _COL = {name: len(CATEGORIES) + i for i, name in enumerate(NUMERIC)}
 _COUNTED = ("conv", "conv_1x1", "conv_dw", "conv_group", "dense", "max_pool", "avg_pool",

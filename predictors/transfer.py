@@ -1,7 +1,7 @@
 """What a trained predictor may claim about a space it never saw.
 
-Both learned predictors (:mod:`predictors.gennape`, :mod:`predictors.onnxnet`) score a
-network as a compute prior (:mod:`predictors.gennape.prior`) plus a learned part. On the
+Both learned predictors (:mod:`nas.predictors.gennape`, :mod:`nas.predictors.onnxnet`) score a
+network as a compute prior (:mod:`nas.predictors.gennape.prior`) plus a learned part. On the
 spaces they were trained or fine-tuned on the learned part counts in full. On any other
 space it counts by the option ``transfer`` (:data:`TRANSFERS`), by default not at all: the
 prediction is the compute prior, fitted on the training labels.
@@ -21,11 +21,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from predictors.features import GraphFeatures, GraphLike, ref_of
+from nas.predictors.features import GraphFeatures, GraphLike, ref_of
 
 if TYPE_CHECKING:  # the gennape package imports this module
-    from predictors.gennape.prior import EffectiveFlops
+    from nas.predictors.gennape.prior import EffectiveFlops
 
 PRIORS: dict[str, dict | None] = {
     "none": None,
@@ -97,7 +96,7 @@ def fit_prior(
 ) -> EffectiveFlops | None:
     """The compute prior ``name`` (a key of :data:`PRIORS`) fitted on per-group
     standardised accuracies; ``None`` for ``"none"``."""
-    from predictors.gennape.prior import EffectiveFlops
+    from nas.predictors.gennape.prior import EffectiveFlops
 
     if PRIORS[name] is None:
         return None
@@ -170,8 +169,9 @@ def restore_transfer(
 ) -> tuple[EffectiveFlops | None, set[str], float]:
     """``(prior, training spaces, share)`` of a saved predictor. One saved before priors or
     spaces were recorded has no prior and gives every space all of its learned part."""
+    from nas.predictors.gennape.prior import EffectiveFlops
+
     from nas.errors import DataError
-    from predictors.gennape.prior import EffectiveFlops
 
     prior = None
     if "prior" in meta:

@@ -140,8 +140,7 @@ def test_predictor_evaluate_plot_from_the_cli(tmp_path):
 
 def test_plot_predictions_svg_and_checks(tmp_path):
     import numpy as np
-
-    from predictors.evaluate import plot_predictions, rank_metrics
+    from nas.predictors.evaluate import plot_predictions, rank_metrics
 
     rng = np.random.default_rng(0)
     y = rng.uniform(80, 95, 200)

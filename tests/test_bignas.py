@@ -8,13 +8,12 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
-
-from search_spaces import get_space  # noqa: E402
-from search_spaces.bignas.space import RESOLUTIONS, STAGES, BigNASSpace  # noqa: E402
-from search_spaces.bignas.supernet import BigNASSupernet, sandwich_archs  # noqa: E402
-from search_spaces.ofa import child as childmod  # noqa: E402
-from search_spaces.ofa.network import build  # noqa: E402
-from search_spaces.ofa.supernet import (  # noqa: E402
+from nas.search_spaces import get_space  # noqa: E402
+from nas.search_spaces.bignas.space import RESOLUTIONS, STAGES, BigNASSpace  # noqa: E402
+from nas.search_spaces.bignas.supernet import BigNASSupernet, sandwich_archs  # noqa: E402
+from nas.search_spaces.ofa import child as childmod  # noqa: E402
+from nas.search_spaces.ofa.network import build  # noqa: E402
+from nas.search_spaces.ofa.supernet import (  # noqa: E402
     ElasticBN,
     ElasticMBNet,
     NetLayout,
@@ -23,7 +22,7 @@ from search_spaces.ofa.supernet import (  # noqa: E402
     choice_spec,
     encode_arch,
 )
-from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer  # noqa: E402
+from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer  # noqa: E402
 
 # A BigNAS-shaped toy: elastic stem/stage/head widths, centre-crop kernels, no feature mix.
 TINY = NetLayout(

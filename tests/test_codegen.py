@@ -9,10 +9,10 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from nas.search_spaces import get_space
 
 from nas.codegen import graph_to_python
 from nas.ops import OPS
-from search_spaces import get_space
 from tests.graphs import (
     image_tokens_graph,
     jit_forward,

@@ -39,8 +39,9 @@ def test_depthwise_formulation_is_chosen_per_backend():
     assert kernels.depthwise_impl(backend="tpu", **pick) == "xla"
     on_cpu = kernels.depthwise_impl(backend="cpu", **pick)
     assert on_cpu == ("native" if kernels.available() else "shift")
+    from nas.search_spaces.darts.supernet import default_impl
+
     from nas.oneshot import default_dw_impl
-    from search_spaces.darts.supernet import default_impl
 
     here = jax.default_backend()
     assert default_dw_impl() == kernels.depthwise_impl(backend=here, **pick)

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space
+from nas.search_spaces.darts import DartsGenotype, NB301Genotype, load_nb301, parse_darts
+from nas.search_spaces.nasnet import NasnetGenotype, parse_nasnet
 
 from nas.errors import InvalidGenotype, UnknownName
-from search_spaces import get_space
-from search_spaces.darts import DartsGenotype, NB301Genotype, load_nb301, parse_darts
-from search_spaces.nasnet import NasnetGenotype, parse_nasnet
 from tests.conftest import require_data
 
 DARTS = get_space("darts")

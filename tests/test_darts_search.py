@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from search_spaces.darts import DartsSpace
-from search_spaces.darts.genotypes import PRIMITIVES
-from search_spaces.darts.search import DartsSearchConfig, darts_search, derive_cell
-from search_spaces.darts.supernet import (
+from nas.search_spaces.darts import DartsSpace
+from nas.search_spaces.darts.genotypes import PRIMITIVES
+from nas.search_spaces.darts.search import DartsSearchConfig, darts_search, derive_cell
+from nas.search_spaces.darts.supernet import (
     EDGES,
     DartsSupernet,
     SearchCell,
@@ -20,6 +19,7 @@ from search_spaces.darts.supernet import (
     init_edges,
     mixed_op,
 )
+
 from tests.conftest import run_cli
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+from nas.search_spaces import get_space
 
 from nas import registry
 from nas.errors import ConfigError, NasError
 from nas.evaluators import get_evaluator
 from nas.execution import evaluate_safely
-from search_spaces import get_space
 from tests.conftest import require_data
 
 # name -> (space, dataset, options that keep one evaluation cheap, data it needs)

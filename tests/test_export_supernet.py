@@ -38,9 +38,10 @@ def _search(out: Path, *args: str) -> dict:
 
 def test_path_supernet_trial_exports_its_child_with_inherited_weights(tmp_path, digits):
     """nbmacro + supernet evaluator through the CLI; the flax export reproduces the trial."""
+    from nas.search_spaces.nbmacro import NBMacroSpace
+
     from nas.evaluators import get_evaluator
     from nas.oneshot import Mode
-    from search_spaces.nbmacro import NBMacroSpace
 
     out = tmp_path / "run"
     res = _search(
@@ -102,12 +103,13 @@ def test_elastic_supernet_trial_exports_its_child_with_inherited_weights(tmp_pat
     step of the whole supernet takes minutes on a CPU, and training is tested elsewhere
     (test_bignas, the slow OFA CLI test). BN recalibration, scoring and extraction are real.
     """
+    from nas.search_spaces import get_space
+    from nas.search_spaces.bignas.supernet import BigNASNet
+
     from nas.config import SearchConfig
     from nas.evaluators import get_evaluator
     from nas.search import run_search
     from nas.weights import save_weights
-    from search_spaces import get_space
-    from search_spaces.bignas.supernet import BigNASNet
 
     space = get_space("bignas")
     ev = get_evaluator(

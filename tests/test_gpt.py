@@ -10,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from nas.search_spaces.gpt.space import GPTSpace
+from nas.search_spaces.gpt.supernet import GPTSupernet
+from nas.search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
 
 from nas.corpus import load_stdlib, load_text
 from nas.errors import DataError, InvalidGenotype
-from search_spaces.gpt.space import GPTSpace
-from search_spaces.gpt.supernet import GPTSupernet
-from search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
 from tests.conftest import run_cli
 from tests.graphs import jit_forward
 
@@ -181,7 +181,7 @@ def test_cli_search_pareto_front_and_exported_child_runs_in_onnxruntime(tmp_path
 
 
 def test_sorting_by_importance_keeps_the_dense_function_and_nests_children():
-    from search_spaces.gpt.compress import importance, largest, sort_by_importance
+    from nas.search_spaces.gpt.compress import importance, largest, sort_by_importance
 
     s = tiny_space()
     sn = perturbed(s, seed=1)
@@ -202,9 +202,10 @@ def test_sorting_by_importance_keeps_the_dense_function_and_nests_children():
 
 
 def test_latency_table_prices_children_by_their_parts(tmp_path):
+    from nas.search_spaces.gpt.evaluator import GPTSupernetEvaluator
+    from nas.search_spaces.gpt.latency import GPTLatencyTable, block_key, ends_key
+
     from nas.errors import ConfigError
-    from search_spaces.gpt.evaluator import GPTSupernetEvaluator
-    from search_spaces.gpt.latency import GPTLatencyTable, block_key, ends_key
 
     s = GPTSpace()
     entries = {ends_key(s, d): d / 100 for d in s.d_models}
@@ -223,7 +224,7 @@ def test_latency_table_prices_children_by_their_parts(tmp_path):
 
 @pytest.mark.slow
 def test_latency_table_is_measured_for_every_part(tmp_path):
-    from search_spaces.gpt.latency import load_table, measure_table
+    from nas.search_spaces.gpt.latency import load_table, measure_table
 
     s = tiny_space()
     table = measure_table(s, repeats=3)

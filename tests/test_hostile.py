@@ -752,9 +752,10 @@ def test_cifar_batches_load_without_running_code(tmp_path):
 
 def test_a_nan_result_leaves_error_txt(tmp_path):
     """A trial whose evaluation returns NaN (as a diverged train run does) has error.txt."""
+    from nas.search_spaces import get_space
+
     from nas.evaluators.synthetic import SyntheticEvaluator
     from nas.execution import InProcessExecutor, Job
-    from search_spaces import get_space
 
     space = get_space("nb201")
     genotype = space.resolve("best_cifar10")
@@ -836,9 +837,10 @@ def test_unreachable_cluster_fails_within_seconds():
 @pytest.mark.slow
 def test_more_workers_than_cores_warns_once(caplog):
     pytest.importorskip("ray")
+    from nas.search_spaces import get_space
+
     from nas.evaluators.synthetic import SyntheticEvaluator
     from nas.execution import RayExecutor
-    from search_spaces import get_space
 
     n = len(os.sched_getaffinity(0)) + 1
     with caplog.at_level("WARNING", logger="nas.execution"):
@@ -867,7 +869,7 @@ def test_ray_agents_left_by_a_killed_driver_are_stopped_by_the_next_driver():
 
     code = (
         "from nas.execution import RayExecutor; from nas.evaluators.synthetic import "
-        "SyntheticEvaluator; from search_spaces import get_space; import time; "
+        "SyntheticEvaluator; from nas.search_spaces import get_space; import time; "
         "ex = RayExecutor(SyntheticEvaluator(get_space('nb201')), workers=1, pin=False); "
         "print(ex._tmp, flush=True); time.sleep(600)"
     )

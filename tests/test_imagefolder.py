@@ -46,7 +46,7 @@ def test_folder_loads_splits_and_standardises(tmp_path):
 
 
 def test_retargeted_network_takes_the_folders_images():
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     g = space.to_graph(space.sample(np.random.default_rng(0)), "cifar10")

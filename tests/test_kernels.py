@@ -129,7 +129,7 @@ def test_the_library_is_keyed_by_its_source(tmp_path, monkeypatch):
 def test_without_the_kernels_the_darts_supernet_falls_back_to_xla(why, tmp_path):
     code = (
         "import warnings; warnings.simplefilter('always');"
-        "from nas import kernels; from search_spaces.darts.supernet import DartsSupernet;"
+        "from nas import kernels; from nas.search_spaces.darts.supernet import DartsSupernet;"
         "m = DartsSupernet(C=8, layers=1, in_channels=1);"
         "print(kernels.available(), m.cells[0].impl)"
     )

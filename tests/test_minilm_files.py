@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nas.predictors.onnxnet import encoder
+from nas.predictors.onnxnet.encoder import EmbeddingCache, encoder_fingerprint, text_key
 
 from nas.errors import DataError
-from predictors.onnxnet import encoder
-from predictors.onnxnet.encoder import EmbeddingCache, encoder_fingerprint, text_key
 
 
 @pytest.mark.skipif(not encoder.available(), reason="all-MiniLM-L6-v2 weights not installed")

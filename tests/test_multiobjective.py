@@ -7,6 +7,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space
 
 from nas import api
 from nas.errors import ConfigError, StorageError, UnknownName
@@ -14,7 +15,6 @@ from nas.evaluators.base import EvalResult
 from nas.evaluators.synthetic import synthetic_accuracy
 from nas.objectives import dominates, non_dominated, orient, parse_objectives
 from nas.searchers import build_strategy
-from search_spaces import get_space
 from tests.conftest import require_data, run_cli
 
 TWO = parse_objectives("accuracy,flops")

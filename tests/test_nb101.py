@@ -6,10 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
-from nas.errors import DataError, InvalidGenotype, UnknownName
-from search_spaces import get_space
-from search_spaces.nb101 import (
+from nas.search_spaces import get_space
+from nas.search_spaces.nb101 import (
     NB101Genotype,
     NB101Space,
     compute_vertex_channels,
@@ -20,7 +18,9 @@ from search_spaces.nb101 import (
     parse_nb101,
     prune,
 )
-from search_spaces.nb101.space import TABLE_FILE
+from nas.search_spaces.nb101.space import TABLE_FILE
+
+from nas.errors import DataError, InvalidGenotype, UnknownName
 from tests.conftest import require_data
 
 C3, C1, MP = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"

@@ -8,11 +8,11 @@ import json
 import random
 
 import pytest
+from nas.search_spaces import get_space
+from nas.search_spaces.nb201 import NB201Genotype, load_table, parse_nb201
+from nas.search_spaces.nb201.ops import OPS
 
 from nas.errors import InvalidGenotype, UnknownName
-from search_spaces import get_space
-from search_spaces.nb201 import NB201Genotype, load_table, parse_nb201
-from search_spaces.nb201.ops import OPS
 from tests.conftest import require_data
 
 SPACE = get_space("nb201")

@@ -13,14 +13,14 @@ import json
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space
+from nas.search_spaces.ofa import specialized
+from nas.search_spaces.ofa.network import ofa_profile_flops
+from nas.search_spaces.ofa.space import RESOLUTIONS, OFAGenotype, OFAProxylessGenotype
+from nas.search_spaces.ofa.specialized import OFANetGenotype
 
 from nas.errors import ConfigError, InvalidGenotype
 from nas.graph import ArchGraph
-from search_spaces import get_space
-from search_spaces.ofa import specialized
-from search_spaces.ofa.network import ofa_profile_flops
-from search_spaces.ofa.space import RESOLUTIONS, OFAGenotype, OFAProxylessGenotype
-from search_spaces.ofa.specialized import OFANetGenotype
 from tests.conftest import require_data
 
 # net id -> (params, exact MACs, the FLOPs OFA's count_net_flops prints)

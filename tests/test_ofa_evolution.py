@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from nas.search_spaces import get_space
 
 from nas.objectives import parse_objectives
 from nas.searchers.base import SearchContext
 from nas.searchers.ofa_evolution import OFAEvolution
-from search_spaces import get_space
 from tests.conftest import run_cli
 
 

@@ -11,12 +11,10 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
-
-from nas.graph import ArchGraph  # noqa: E402
-from search_spaces.ofa import child as childmod  # noqa: E402
-from search_spaces.ofa.network import build  # noqa: E402
-from search_spaces.ofa.space import OFASpace  # noqa: E402
-from search_spaces.ofa.supernet import (  # noqa: E402
+from nas.search_spaces.ofa import child as childmod  # noqa: E402
+from nas.search_spaces.ofa.network import build  # noqa: E402
+from nas.search_spaces.ofa.space import OFASpace  # noqa: E402
+from nas.search_spaces.ofa.supernet import (  # noqa: E402
     ElasticBN,
     ElasticDWConv,
     ElasticMBNet,
@@ -28,11 +26,13 @@ from search_spaces.ofa.supernet import (  # noqa: E402
     choice_spec,
     encode_arch,
 )
-from search_spaces.ofa.train import (  # noqa: E402
+from nas.search_spaces.ofa.train import (  # noqa: E402
     ElasticTrainConfig,
     ElasticTrainer,
     evaluate_subnet,
 )
+
+from nas.graph import ArchGraph  # noqa: E402
 
 TINY = NetLayout(
     in_channels=1,
@@ -308,7 +308,7 @@ def test_distillation_step_skips_inactive_blocks_and_leaves_the_teacher_alone():
 
 
 def test_progressive_shrinking_phases():
-    from search_spaces.ofa.elastic import OFA_PHASES, phase_steps, sample_phase
+    from nas.search_spaces.ofa.elastic import OFA_PHASES, phase_steps, sample_phase
 
     assert [p.name for p in OFA_PHASES][:2] == ["full", "kernel"]
     assert OFA_PHASES[0].ks == (7,) and not OFA_PHASES[0].distill
@@ -327,9 +327,10 @@ def test_progressive_shrinking_phases():
 def test_note10_latency_of_published_nets():
     """OFA's Note10 table prices the w1.2 net published for 30 ms at 29.97 ms; a w1.0 net
     (16-channel stem) has no entries and says so."""
+    from nas.search_spaces.ofa import specialized
+    from nas.search_spaces.ofa.latency import note10_table
+
     from nas.errors import ConfigError
-    from search_spaces.ofa import specialized
-    from search_spaces.ofa.latency import note10_table
 
     table = note10_table()
     space = OFASpace(1.2)
@@ -344,7 +345,7 @@ def test_note10_latency_of_published_nets():
 
 
 def test_measured_latency_table_roundtrip(tmp_path):
-    from search_spaces.ofa.latency import load_table, measure_table
+    from nas.search_spaces.ofa.latency import load_table, measure_table
 
     space = OFASpace()
     g = space.known()["min"].__class__((3,) * 20, (3,) * 20, (2,) * 5, 128)
@@ -404,8 +405,8 @@ def test_ofa_proxyless_supernet_children_equal_it():
 
     Slow: one compile of the whole w1.3 supernet's forward and one of the child's (the
     OFA-MobileNetV3 counterpart in the fast suite covers the shared machinery)."""
-    from search_spaces.ofa.proxyless import OFAProxylessSupernet
-    from search_spaces.ofa.space import OFAProxylessSpace
+    from nas.search_spaces.ofa.proxyless import OFAProxylessSupernet
+    from nas.search_spaces.ofa.space import OFAProxylessSpace
 
     space = OFAProxylessSpace()
     sn = OFAProxylessSupernet(space, "digits")

@@ -57,7 +57,7 @@ def test_every_op_matches_the_flax_model():
     ],
 )
 def test_space_networks_match_in_onnxruntime(space, arch):
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     sp = get_space(space)
     geno = sp.parse(arch) if arch else sp.sample(np.random.default_rng(3))
@@ -84,7 +84,7 @@ def test_structure_only_exports_are_valid(tmp_path):
 
 
 def test_scope_travels_in_node_names():
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     sp = get_space("nb201")
     g = sp.to_graph(sp.sample(np.random.default_rng(0)), "digits")

@@ -45,9 +45,10 @@ def test_external_onnx_files_become_ir_graphs(name):
 
 
 def test_own_exports_round_trip_through_onnx():
+    from nas.search_spaces import get_space
+
     from nas.onnx_export import graph_to_onnx
     from nas.onnx_import import onnx_to_graph
-    from search_spaces import get_space
 
     for name in ("nb201", "darts", "spos", "bignas"):
         space = get_space(name)
@@ -98,9 +99,10 @@ def test_unrepresentable_operators_are_named():
 
 
 def test_predict_external_onnx_files(tmp_path):
+    from nas.predictors import get_predictor
+
     from nas import api
     from nas.onnx_import import onnx_to_graph
-    from predictors import get_predictor
 
     graphs = [onnx_to_graph(DATA / name) for name in sorted(EXTERNAL)]
     flops = get_predictor("flops").fit(graphs)
@@ -116,7 +118,7 @@ def test_predict_external_onnx_files(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["basis"] == "proxy" and doc["params"] == EXTERNAL[Path(onnx).name][0]
     # ... and a learned predictor with a prior: an ONNX file of no known space gets the prior.
-    from predictors import get_predictor as pretrained
+    from nas.predictors import get_predictor as pretrained
 
     out = api.predict(pretrained("pretrained:gennape"), onnx=onnx)
     assert out["basis"] == "prior+learned" and out["learned_share"] == 0.0

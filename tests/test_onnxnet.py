@@ -9,8 +9,9 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from nas.predictors.onnxnet import available, describe  # noqa: E402
+
 from nas.errors import ConfigError  # noqa: E402
-from predictors.onnxnet import available, describe  # noqa: E402
 
 NB201_ARCH = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
@@ -52,7 +53,7 @@ REFERENCE = {
 
 
 def _nb201(arch: str = NB201_ARCH, dataset: str = "cifar10"):
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     sp = get_space("nb201")
     return sp.to_graph(sp.parse(arch), dataset)
@@ -95,7 +96,7 @@ def test_different_cells_give_different_text_and_same_cells_the_same():
 
 @needs_minilm
 def test_minilm_matches_sentence_transformers():
-    from predictors.onnxnet import MiniLM
+    from nas.predictors.onnxnet import MiniLM
 
     enc = MiniLM.load()
     texts = list(REFERENCE)
@@ -112,8 +113,9 @@ def test_minilm_matches_sentence_transformers():
 
 @needs_minilm
 def test_fit_predict_save_load(tmp_path, monkeypatch):
-    from predictors.base import get_predictor, load_predictor
-    from predictors.data import load_split
+    from nas.predictors.base import get_predictor, load_predictor
+    from nas.predictors.data import load_split
+
     from tests.conftest import require_data
 
     require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")
@@ -153,8 +155,9 @@ def test_fit_predict_save_load(tmp_path, monkeypatch):
 
 
 def test_prior_and_share_for_unseen_spaces(tmp_path, monkeypatch):
-    from predictors.base import get_predictor, load_predictor
-    from predictors.data import LabelledSet, load_spec
+    from nas.predictors.base import get_predictor, load_predictor
+    from nas.predictors.data import LabelledSet, load_spec
+
     from tests.conftest import require_data
 
     require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")
@@ -194,7 +197,7 @@ def test_prior_and_share_for_unseen_spaces(tmp_path, monkeypatch):
 
 
 def test_bad_options():
-    from predictors.base import get_predictor
+    from nas.predictors.base import get_predictor
 
     with pytest.raises(ConfigError, match="mode"):
         get_predictor("onnxnet", mode="poem")

@@ -42,8 +42,8 @@ def _cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="module")
 def cells():
     """Eight sampled NB201 cells (16x16 inputs) with labels, and two more to predict."""
-    from predictors.features import ArchRef
-    from search_spaces import get_space
+    from nas.predictors.features import ArchRef
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     rng = np.random.default_rng(0)
@@ -58,7 +58,7 @@ def cells():
 
 
 def _fitted(name: str, cells, seed: int = 0):
-    from predictors.base import get_predictor
+    from nas.predictors.base import get_predictor
 
     train, y, _ = cells
     p = get_predictor(name, seed=seed, **TINY.get(name, {}))
@@ -67,7 +67,7 @@ def _fitted(name: str, cells, seed: int = 0):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_seeded_determinism_and_save_load_round_trip(name, cells, tmp_path):
-    from predictors.base import load_predictor
+    from nas.predictors.base import load_predictor
 
     _, _, test = cells
     a = _fitted(name, cells, seed=3)
@@ -94,7 +94,7 @@ def test_seeded_determinism_and_save_load_round_trip(name, cells, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_is_a_typed_error(name, cells):
-    from predictors.base import get_predictor
+    from nas.predictors.base import get_predictor
 
     train, y, test = cells
     with pytest.raises(ConfigError, match="unknown key 'no_such_option'; valid keys"):
@@ -117,7 +117,7 @@ def test_bad_input_is_a_typed_error(name, cells):
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n in TINY])
 def test_wrongly_typed_option_names_the_option(name):
-    from predictors.base import get_predictor
+    from nas.predictors.base import get_predictor
 
     key = next(iter(TINY[name]))
     with pytest.raises(ConfigError, match=key):

@@ -23,13 +23,15 @@ ACC = parse_objectives("accuracy")
 
 def get_searcher(strategy, space, seed=0, budget=0, **options):
     return build_strategy(strategy, space, ACC, seed, options, SearchContext(budget=budget))
+
+
 TABLE = "nasbench/nb201_natsbench_tss_test_acc_200ep.csv"
 
 
 @pytest.fixture(scope="module")
 def nb201():
-    from search_spaces import get_space
-    from search_spaces.nb201 import load_table
+    from nas.search_spaces import get_space
+    from nas.search_spaces.nb201 import load_table
 
     require_data(TABLE)
     return get_space("nb201"), {a: r["cifar10"] for a, r in load_table().items()}
@@ -87,7 +89,7 @@ def test_acquisitions_and_targets():
 
 
 def _space():
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     return get_space("nb201")
 
@@ -98,7 +100,7 @@ def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="n_train"):
         get_searcher("neural-predictor", _space(), n_train=1)
     with pytest.raises(ConfigError, match="path encoding exists for nb201 only"):
-        from search_spaces import get_space
+        from nas.search_spaces import get_space
 
         get_searcher("bananas", get_space("nbmacro"), encoding="path")
     # A predictor name is checked when the strategy is built, not after n_init trials.

@@ -24,7 +24,7 @@ def _cache(tmp_path_factory, monkeypatch):
 
 
 def test_parse_spec():
-    from predictors.data import parse_spec
+    from nas.predictors.data import parse_spec
 
     assert str(parse_spec("nb201:cifar10:100")) == "nb201:cifar10:100"
     assert parse_spec("nb201:100").n == 100
@@ -40,7 +40,7 @@ def test_parse_spec():
 
 def test_split_disjoint_and_seeded():
     require_data(NB201)
-    from predictors.data import load_split
+    from nas.predictors.data import load_split
 
     tr, te = load_split(["nb201:cifar10:30"], "nb201:cifar10:40", seed=3)
     assert len(tr) == 30 and len(te) == 40
@@ -54,8 +54,8 @@ def test_split_disjoint_and_seeded():
 
 def test_features_liveness_fusion_and_repeats():
     require_data(NB201)
-    from predictors.features import CATEGORIES, graph_features
-    from search_spaces import get_space
+    from nas.predictors.features import CATEGORIES, graph_features
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     best = graph_features(space.to_graph(space.known()["best_cifar10"]))
@@ -73,8 +73,8 @@ def test_features_liveness_fusion_and_repeats():
 
 def test_spatial_depth_is_the_longest_path_in_live_spatial_convs():
     require_data(NB201)
-    from predictors.features import GLOBALS, SPATIAL_DEPTH_SCALE, graph_features
-    from search_spaces import get_space
+    from nas.predictors.features import GLOBALS, SPATIAL_DEPTH_SCALE, graph_features
+    from nas.search_spaces import get_space
 
     def depth(space_name: str, arch: str) -> float:
         space = get_space(space_name)
@@ -100,8 +100,8 @@ def test_spatial_depth_is_the_longest_path_in_live_spatial_convs():
 
 def test_feature_cache_roundtrip(tmp_path):
     require_data(NB201)
-    from predictors.data import load_spec
-    from predictors.features import FeatureStore
+    from nas.predictors.data import load_spec
+    from nas.predictors.features import FeatureStore
 
     refs = load_spec("nb201:cifar10:5", seed=0).graphs
     a = FeatureStore(tmp_path).get(refs)
@@ -124,7 +124,7 @@ def test_feature_cache_roundtrip(tmp_path):
 
 
 def test_fcm_recovers_two_clusters():
-    from predictors.gennape import fuzzy_cmeans, memberships
+    from nas.predictors.gennape import fuzzy_cmeans, memberships
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 0.1, (30, 2)), rng.normal(5, 0.1, (30, 2))])
@@ -138,16 +138,16 @@ def test_fcm_recovers_two_clusters():
 @pytest.fixture(scope="module")
 def nb201_small():
     require_data(NB201)
-    from predictors.data import load_split
+    from nas.predictors.data import load_split
 
     return load_split(["nb201:cifar10:40"], "nb201:cifar10:20", seed=0)
 
 
 def test_gennape_fit_predict_save_load_ood(nb201_small, tmp_path):
-    from predictors.base import load_predictor
-    from predictors.evaluate import rank_metrics
-    from predictors.gennape import GennapePredictor
-    from search_spaces import get_space
+    from nas.predictors.base import load_predictor
+    from nas.predictors.evaluate import rank_metrics
+    from nas.predictors.gennape import GennapePredictor
+    from nas.search_spaces import get_space
 
     tr, te = nb201_small
     p = GennapePredictor(seed=0, **TINY).fit(tr.graphs, tr.y, tr.groups)
@@ -177,9 +177,8 @@ def test_gennape_fit_predict_save_load_ood(nb201_small, tmp_path):
 def test_gennape_scale_free_encoder_ignores_absolute_size_and_dense_matches_flat(nb201_small):
     import jax.numpy as jnp
     from flax import nnx
-
-    from predictors.features import GLOBALS, GraphFeatures, features
-    from predictors.gennape.model import CHANNEL_COLS, Gennape, pack, pack_dense
+    from nas.predictors.features import GLOBALS, GraphFeatures, features
+    from nas.predictors.gennape.model import CHANNEL_COLS, Gennape, pack, pack_dense
 
     f = features(nb201_small[0].graphs[:3])
     # The same networks 4x wider with 4x the FLOPs: channels shift in log units.
@@ -204,7 +203,7 @@ def test_gennape_scale_free_encoder_ignores_absolute_size_and_dense_matches_flat
             ya, yb = m.heads(za, a["globals"][:3]), m.heads(zb, b["globals"][:3])
             np.testing.assert_allclose(yb - ya, 0.3, atol=1e-5)
     with pytest.raises(ConfigError, match="cost="):
-        from predictors.gennape import GennapePredictor
+        from nas.predictors.gennape import GennapePredictor
 
         GennapePredictor(cost="latency")
     with pytest.raises(ConfigError, match="prior="):
@@ -212,10 +211,10 @@ def test_gennape_scale_free_encoder_ignores_absolute_size_and_dense_matches_flat
 
 
 def test_gennape_adds_its_network_to_the_compute_prior(nb201_small):
-    from predictors.evaluate import rank_metrics
-    from predictors.features import features
-    from predictors.gennape import GennapePredictor
-    from predictors.gennape.prior import EffectiveFlops
+    from nas.predictors.evaluate import rank_metrics
+    from nas.predictors.features import features
+    from nas.predictors.gennape import GennapePredictor
+    from nas.predictors.gennape.prior import EffectiveFlops
 
     tr, te = nb201_small
     # With the network's part scaled to zero the prediction is the prior: log live MACs
@@ -234,7 +233,7 @@ def test_gennape_adds_its_network_to_the_compute_prior(nb201_small):
 
 
 def _log_depth(feats) -> np.ndarray:
-    from predictors.features import GLOBALS, SPATIAL_DEPTH_SCALE
+    from nas.predictors.features import GLOBALS, SPATIAL_DEPTH_SCALE
 
     g = np.stack([f.globals for f in feats])[:, GLOBALS.index("spatial_depth")]
     return g * SPATIAL_DEPTH_SCALE * np.log(2.0)
@@ -243,10 +242,10 @@ def _log_depth(feats) -> np.ndarray:
 def test_effective_flops_prior_starts_at_log_flops_and_learns_op_weights(nb201_small):
     require_data(MACRO)
     require_data("nasbench/naslib_zc_nasbench101.json")
-    from predictors.data import load_spec
-    from predictors.evaluate import rank_metrics
-    from predictors.features import as_graph, features
-    from predictors.gennape.prior import EffectiveFlops
+    from nas.predictors.data import load_spec
+    from nas.predictors.evaluate import rank_metrics
+    from nas.predictors.features import as_graph, features
+    from nas.predictors.gennape.prior import EffectiveFlops
 
     # Unfitted (all op weights 0) the score is the log of the MACs that reach the output,
     # also for networks whose repeated cells or blocks the compact graph collapses (NB201
@@ -277,10 +276,10 @@ def test_effective_flops_prior_starts_at_log_flops_and_learns_op_weights(nb201_s
 
 def test_depth_prior_learns_that_spatial_depth_pays_on_nb101():
     require_data("nasbench/naslib_zc_nasbench101.json")
-    from predictors.data import load_spec
-    from predictors.evaluate import rank_metrics
-    from predictors.features import features
-    from predictors.gennape.prior import EffectiveFlops
+    from nas.predictors.data import load_spec
+    from nas.predictors.evaluate import rank_metrics
+    from nas.predictors.features import features
+    from nas.predictors.gennape.prior import EffectiveFlops
 
     nb101 = load_spec("nb101:300", seed=0)
     f = features(nb101.graphs)
@@ -303,10 +302,10 @@ def test_gennape_network_share_for_unseen_spaces(tmp_path):
     require_data(NB201)
     require_data(MACRO)
     require_data("nasbench/naslib_zc_nasbench101.json")
-    from predictors.base import load_predictor
-    from predictors.data import LabelledSet, load_spec
-    from predictors.features import features
-    from predictors.gennape import GennapePredictor
+    from nas.predictors.base import load_predictor
+    from nas.predictors.data import LabelledSet, load_spec
+    from nas.predictors.features import features
+    from nas.predictors.gennape import GennapePredictor
 
     a, b = load_spec("nb201:cifar10:40", seed=0), load_spec("nbmacro:40", seed=0)
     train = LabelledSet.concat([a, b])
@@ -353,7 +352,7 @@ def test_gennape_network_share_for_unseen_spaces(tmp_path):
     np.testing.assert_allclose(mean, prior, atol=1e-5 * (np.ptp(mean) + 1))
     # Graphs that do not say their space (built by hand) are one family of their own: a
     # predictor trained on such graphs gives them its whole network part.
-    from predictors.features import as_graph
+    from nas.predictors.features import as_graph
 
     hand = [as_graph(g) for g in a.graphs]
     for g in hand:
@@ -376,8 +375,8 @@ def test_gennape_network_share_for_unseen_spaces(tmp_path):
 
 def test_gbm_mlp_save_load_and_space_check(nb201_small, tmp_path):
     require_data(MACRO)
-    from predictors.base import get_predictor, load_predictor
-    from predictors.data import load_spec
+    from nas.predictors.base import get_predictor, load_predictor
+    from nas.predictors.data import load_spec
 
     tr, te = nb201_small
     for name in ("gbm", "mlp"):
@@ -391,7 +390,7 @@ def test_gbm_mlp_save_load_and_space_check(nb201_small, tmp_path):
 
 
 def test_proxies_params_flops_and_zero_cost(nb201_small):
-    from predictors.base import get_predictor
+    from nas.predictors.base import get_predictor
 
     tr, te = nb201_small
     g = te.graphs[0].graph()
@@ -403,9 +402,10 @@ def test_proxies_params_flops_and_zero_cost(nb201_small):
 
 
 def test_zero_cost_proxies_on_a_small_network():
+    from nas.predictors.base import get_predictor
+    from nas.predictors.baselines import ZERO_COST
+
     from nas.graph import ArchGraph
-    from predictors.base import get_predictor
-    from predictors.baselines import ZERO_COST
 
     def net(width):
         return ArchGraph.sequential(
@@ -430,7 +430,7 @@ def test_zero_cost_proxies_on_a_small_network():
 
 
 def test_registry_errors():
-    from predictors.base import get_predictor, load_predictor
+    from nas.predictors.base import get_predictor, load_predictor
 
     with pytest.raises(UnknownName, match="choose one of"):
         get_predictor("nope")
@@ -519,7 +519,7 @@ def test_cli_evaluate_fit_predict(tmp_path):
 
 
 def test_fcm_refinement_keeps_cluster_identity_and_entropy_measures_spread():
-    from predictors.gennape.fcm import fuzzy_cmeans, membership_entropy, memberships
+    from nas.predictors.gennape.fcm import fuzzy_cmeans, membership_entropy, memberships
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-3, 0.3, (40, 2)), rng.normal(3, 0.3, (40, 2))])
@@ -532,9 +532,9 @@ def test_fcm_refinement_keeps_cluster_identity_and_entropy_measures_spread():
 
 
 def test_graf_features_and_family_standardisation():
-    from predictors.features import graph_features
-    from predictors.graf import NAMES, graf_features, standardise_by_family
-    from search_spaces import get_space
+    from nas.predictors.features import graph_features
+    from nas.predictors.graf import NAMES, graf_features, standardise_by_family
+    from nas.search_spaces import get_space
 
     space = get_space("nb201")
     cells = {

@@ -17,9 +17,9 @@ def _cache(tmp_path_factory, monkeypatch):
 
 
 def test_pretrained_gennape_by_name_predicts_without_fitting():
-    from predictors import get_predictor, load_predictor
-    from predictors.features import ArchRef
-    from predictors.pretrained import command, names
+    from nas.predictors import get_predictor, load_predictor
+    from nas.predictors.features import ArchRef
+    from nas.predictors.pretrained import command, names
 
     assert "pretrained:gennape" in names()
     assert command("pretrained:gennape").startswith("nas predictor fit --predictor gennape")
@@ -40,14 +40,14 @@ def test_pretrained_gennape_by_name_predicts_without_fitting():
 
 
 def _native(space: str, arch: str) -> str:
-    from search_spaces import get_space
+    from nas.search_spaces import get_space
 
     s = get_space(space)
     return s.known()[arch].to_str() if arch in s.known() else s.parse(arch).to_str()
 
 
 def test_missing_pretrained_file_says_how_to_make_it(monkeypatch, tmp_path):
-    from predictors import pretrained
+    from nas.predictors import pretrained
 
     monkeypatch.setattr(pretrained, "HERE", tmp_path)
     with pytest.raises(DataError, match="nas predictor fit --predictor gennape"):
@@ -56,9 +56,10 @@ def test_missing_pretrained_file_says_how_to_make_it(monkeypatch, tmp_path):
 
 def test_pretrained_evaluation_leaves_out_its_training_architectures():
     require_data(NB201)
+    from nas.predictors.data import load_split, train_archs
+    from nas.predictors.pretrained import recipe
+
     from nas import api
-    from predictors.data import load_split, train_archs
-    from predictors.pretrained import recipe
 
     out = api.evaluate_predictor("pretrained:gennape", None, "nb201:cifar10:100", seed=5)
     assert out["predictor"] == "pretrained:gennape" and out["n_train"] == 0
@@ -73,8 +74,8 @@ def test_pretrained_evaluation_leaves_out_its_training_architectures():
 @pytest.mark.slow
 def test_fit_of_a_pretrained_predictor_fine_tunes_it():
     require_data(NB201)
-    from predictors import get_predictor
-    from predictors.data import load_spec
+    from nas.predictors import get_predictor
+    from nas.predictors.data import load_spec
 
     p = get_predictor("pretrained:gennape")
     before = p.families.copy()

@@ -21,6 +21,8 @@ import pytest
 
 pytest.importorskip("ray")
 
+from nas.search_spaces import get_space  # noqa: E402
+
 from nas.config import SearchConfig  # noqa: E402
 from nas.errors import ConfigError  # noqa: E402
 from nas.evaluators.synthetic import SyntheticEvaluator, synthetic_accuracy  # noqa: E402
@@ -28,7 +30,6 @@ from nas.execution import Job, RayExecutor  # noqa: E402
 from nas.objectives import parse_objectives  # noqa: E402
 from nas.search import run_search  # noqa: E402
 from nas.searchers.base import Searcher  # noqa: E402
-from search_spaces import get_space  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 SPACE = get_space("nb201")

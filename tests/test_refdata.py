@@ -80,7 +80,7 @@ def test_fetch_from_a_mirror_then_the_spaces_read_it(shared, serve, home):
     assert len(out["fetched"]) == 6 and not out["present"] and out["folder"] == str(home)
     assert refdata.verify(["nbmacro", "ofa-note10-lut"], root=home)[0]["ok"] == 1
     assert paths.data_path("nasbench/nas-bench-macro_cifar10.json").parent.parent == home
-    from search_spaces.ofa.latency import load_table
+    from nas.search_spaces.ofa.latency import load_table
 
     assert str(home) in load_table("note10").name  # the space reads the fetched folder
     again = refdata.fetch(["nbmacro"], mirror=base, progress=False)

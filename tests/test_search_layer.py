@@ -393,11 +393,11 @@ def test_the_library_changes_no_global_state_of_its_caller(tmp_path):
 def test_darts_derivation_within_a_limit_fits_and_the_cost_model_is_exact():
     """Without training: random softmax weights, the real network's parameter count."""
     import numpy as np
+    from nas.search_spaces import get_space
+    from nas.search_spaces.darts.genotypes import PRIMITIVES
+    from nas.search_spaces.darts.search import derive_genotype
 
     from nas.searchers.darts import _CellCosts, derive_within
-    from search_spaces import get_space
-    from search_spaces.darts.genotypes import PRIMITIVES
-    from search_spaces.darts.search import derive_genotype
 
     space = get_space("darts")
 
@@ -428,8 +428,9 @@ def test_darts_derivation_within_a_limit_fits_and_the_cost_model_is_exact():
 @pytest.mark.slow
 def test_darts_keeps_hard_limits(tmp_path):
     """--max-params with --strategy darts used to be recorded and ignored."""
+    from nas.search_spaces import get_space
+
     from nas.searchers.darts import derive_within
-    from search_spaces import get_space
 
     space = get_space("darts")
     cheapest = space.to_graph(space.smallest(), "digits").params()

@@ -197,8 +197,9 @@ def test_unknown_strategy():
 
 
 def test_evolution_reaches_the_top_percent_of_nb201_on_most_seeds():
-    from search_spaces import get_space
-    from search_spaces.nb201 import load_table
+    from nas.search_spaces import get_space
+    from nas.search_spaces.nb201 import load_table
+
     from tests.conftest import require_data
 
     require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")

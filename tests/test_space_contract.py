@@ -8,10 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space, space_names
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
-from search_spaces import get_space, space_names
 
 
 @pytest.fixture(params=space_names())

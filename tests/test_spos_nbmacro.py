@@ -8,11 +8,11 @@ import random
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space
+from nas.search_spaces.nbmacro import NBMacroGenotype, load_macro, parse_nbmacro
+from nas.search_spaces.spos import SCALES, SPOSGenotype, parse_spos
 
 from nas.errors import InvalidGenotype, UnknownName
-from search_spaces import get_space
-from search_spaces.nbmacro import NBMacroGenotype, load_macro, parse_nbmacro
-from search_spaces.spos import SCALES, SPOSGenotype, parse_spos
 from tests.conftest import require_data
 
 SPOS = get_space("spos")

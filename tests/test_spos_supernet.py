@@ -10,6 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from nas.search_spaces import get_space
+from nas.search_spaces.nbmacro import NBMacroSpace
+from nas.search_spaces.spos import SPOSSpace
+from nas.search_spaces.spos.supernet import SPOSSupernet
 
 from nas.data import load_digits
 from nas.errors import InvalidGenotype
@@ -27,10 +31,6 @@ from nas.oneshot import (
     extract_model,
 )
 from nas.searchers import Constrained, build_strategy
-from search_spaces import get_space
-from search_spaces.nbmacro import NBMacroSpace
-from search_spaces.spos import SPOSSpace
-from search_spaces.spos.supernet import SPOSSupernet
 from tests.conftest import run_cli
 
 SPOS_ARCH = "2,1,0,1,2,0,2,0,2,0,2,3,0,0,0,0,3,2,3,3"

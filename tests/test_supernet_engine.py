@@ -76,11 +76,11 @@ def train_macro(ckpt_dir: str, pause: float = 0.0) -> np.ndarray:
     ``pause`` seconds after each step give a test time to kill the process."""
     import jax
     from flax import nnx
+    from nas.search_spaces.nbmacro import NBMacroSpace
+    from nas.search_spaces.nbmacro.supernet import MacroNet
 
     from nas.checkpoint import Checkpointer
     from nas.training import run_training
-    from search_spaces.nbmacro import NBMacroSpace
-    from search_spaces.nbmacro.supernet import MacroNet
 
     data = load_digits(0)
     net = MacroNet(NBMacroSpace(), "digits", seed=0)
@@ -122,11 +122,11 @@ def test_resumed_training_ends_with_the_uninterrupted_weights(tmp_path, digits):
     """In one process (one compile): 8 steps straight; then 4 steps with checkpoints, the
     state wiped, and a run to 8 that restores step 4: the same weights, bit for bit."""
     import jax
+    from nas.search_spaces.nbmacro import NBMacroSpace
+    from nas.search_spaces.nbmacro.supernet import MacroNet
 
     from nas.checkpoint import Checkpointer
     from nas.training import run_training
-    from search_spaces.nbmacro import NBMacroSpace
-    from search_spaces.nbmacro.supernet import MacroNet
 
     net = MacroNet(NBMacroSpace(), "digits", seed=0)
     opts = MacroNet.defaults.__class__(**{**MacroNet.defaults.to_json(), "steps": 8})
@@ -177,10 +177,11 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
 
 
 def test_spaces_declare_their_supernet_and_others_are_refused():
+    from nas.search_spaces import get_space
+
     from nas.errors import ConfigError
     from nas.evaluators.oneshot import SupernetEvaluator
     from nas.supernet import Supernet, supernet_class
-    from search_spaces import get_space
 
     for name in ("spos", "nbmacro", "ofa", "bignas"):
         assert issubclass(supernet_class(get_space(name)), Supernet)
@@ -192,12 +193,12 @@ def test_spaces_declare_their_supernet_and_others_are_refused():
 
 # ------------------------------------------------------------------ elastic resolution
 
-from search_spaces.bignas.space import BigNASSpace  # noqa: E402
-from search_spaces.ofa.elastic import ElasticNet, ElasticTraining  # noqa: E402
+from nas.search_spaces.bignas.space import BigNASSpace  # noqa: E402
+from nas.search_spaces.ofa.elastic import ElasticNet, ElasticTraining  # noqa: E402
 
 
 def _tiny_layout():
-    from search_spaces.ofa.supernet import NetLayout, StageLayout
+    from nas.search_spaces.ofa.supernet import NetLayout, StageLayout
 
     return NetLayout(
         in_channels=3,
@@ -219,8 +220,8 @@ class _Largest(ElasticTraining):
     """Plain training of the largest subnet (a stand-in for the families' schedules)."""
 
     def __init__(self, net, options, seed, resolutions):
-        from search_spaces.ofa.elastic import elastic_config
-        from search_spaces.ofa.train import ElasticTrainer
+        from nas.search_spaces.ofa.elastic import elastic_config
+        from nas.search_spaces.ofa.train import ElasticTrainer
 
         super().__init__(net, options, seed, resolutions)
         self.trainer = ElasticTrainer(net.model, elastic_config(options, seed))
@@ -234,7 +235,7 @@ class TinyElasticNet(ElasticNet):
     minutes): every genotype is its largest subnet at the genotype's own resolution."""
 
     def build(self, space, dataset, seed):
-        from search_spaces.ofa.supernet import ElasticMBNet
+        from nas.search_spaces.ofa.supernet import ElasticMBNet
 
         return ElasticMBNet(_tiny_layout(), seed=seed)
 

@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space
 
 from nas.data import load_digits
 from nas.errors import DataError, UnknownName
@@ -17,7 +18,6 @@ from nas.evaluators import get_evaluator
 from nas.evaluators.train import TrainConfig, Trainer
 from nas.model import build_model
 from nas.weights import load_model, load_weights, model_from_weights, save_weights
-from search_spaces import get_space
 
 SPACE = get_space("nb201")
 CELL = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
@@ -104,7 +104,7 @@ def test_batch_is_sharded_over_two_devices():
         from nas.data import load_digits
         from nas.evaluators.train import TrainConfig, Trainer
         from nas.model import build_model
-        from search_spaces import get_space
+        from nas.search_spaces import get_space
         s = get_space("nb201")
         g = s.to_graph(s.parse({CELL!r}), "digits")
         data = load_digits(0)

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from nas.search_spaces import get_space
+from nas.search_spaces.transformer.genotypes import PUBLISHED
 
 from nas.errors import InvalidGenotype
-from search_spaces import get_space
-from search_spaces.transformer.genotypes import PUBLISHED
 from tests.conftest import run_cli
 
 
@@ -50,15 +50,15 @@ def test_cli_inspect_and_errors(tmp_path):
 def test_minilm_graph_with_its_weights_equals_the_encoder():
     """The IR-built all-MiniLM-L6-v2, loaded with the shipped weights, gives the
     sentence embeddings of the project's reference BERT forward (mean pooled, L2 normed)."""
-    encoder = pytest.importorskip("predictors.onnxnet.encoder")
+    encoder = pytest.importorskip("nas.predictors.onnxnet.encoder")
     if not encoder.available():
         pytest.skip("all-MiniLM-L6-v2 weights not installed")
     import jax.numpy as jnp
     from flax import nnx
+    from nas.search_spaces.transformer.weights import bert_weights
     from safetensors.numpy import load_file
 
     from nas.model import GraphModel
-    from search_spaces.transformer.weights import bert_weights
     from tests.graphs import jit_forward
 
     tensors = load_file(str(encoder.model_dir() / "model.safetensors"))
@@ -82,9 +82,10 @@ def test_onnx_text_and_graph_features_read_transformers(arch):
     """The ONNX text writes attention as one line and counts what the IR counts; the
     graph features have attention, embedding and norm categories."""
     pytest.importorskip("onnx")
+    from nas.predictors.features import CATEGORIES, graph_features
+    from nas.predictors.onnxnet.text import _parse, describe
+
     from nas.onnx_export import graph_to_onnx
-    from predictors.features import CATEGORIES, graph_features
-    from predictors.onnxnet.text import _parse, describe
 
     space = get_space("transformer")
     graph = space.to_graph(space.parse(arch))

@@ -37,7 +37,7 @@ def _toy() -> ArchGraph:
 
 
 def test_backward_matches_finite_differences():
-    from predictors.zerocost.engine import Network
+    from nas.predictors.zerocost.engine import Network
 
     net = Network(_toy(), seed=1, dtype=np.float64, bn="train")
     x = np.random.default_rng(0).normal(size=(3, 9, 9, 4))
@@ -70,9 +70,10 @@ def test_synflow_and_counts_agree_with_naslib():
     weight scale, so the values themselves come out close (NASLib's reach 112: float32
     would overflow), not just the ranking."""
     data = json.loads(require_data(NASLIB).read_text())["nasbench201"]["cifar10"]
+    from nas.predictors.zerocost.proxies import synflow
+    from nas.search_spaces import get_space
+
     from benchmarks.zero_cost import NASLIB_OPS
-    from predictors.zerocost.proxies import synflow
-    from search_spaces import get_space
 
     space = get_space("nb201")
     ours, theirs = [], []
@@ -88,7 +89,7 @@ def test_synflow_and_counts_agree_with_naslib():
 
 
 def test_data_dependent_proxies_are_finite_and_seeded():
-    from predictors.zerocost import proxies as zc
+    from nas.predictors.zerocost import proxies as zc
 
     g = _toy()
     x, y = zc.digits_batch((9, 9, 4), 6, 0)
@@ -99,7 +100,7 @@ def test_data_dependent_proxies_are_finite_and_seeded():
 
 @pytest.mark.parametrize("bn", ["off", "eval"])
 def test_batch_norm_modes(bn):
-    from predictors.zerocost.engine import Network
+    from nas.predictors.zerocost.engine import Network
 
     g = ArchGraph.sequential((4, 4, 2), [("batch_norm", {}), ("global_pool", {})])
     out, _ = Network(g, bn=bn, dtype=np.float64).forward(np.full((1, 4, 4, 2), 2.0))

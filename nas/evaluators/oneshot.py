@@ -160,7 +160,7 @@ class SupernetEvaluator(Evaluator):
         self.cost_dataset = space.check_dataset(opts.cost_dataset or default_cost)
         self.latency = None
         if opts.latency_table:
-            from search_spaces.ofa.latency import load_table
+            from nas.search_spaces.ofa.latency import load_table
 
             self.latency = load_table(opts.latency_table)
         self._sn: Any = None

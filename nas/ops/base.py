@@ -5,7 +5,7 @@ attributes, shape inference, cost, its semantics for graph reduction (whether an
 input gives an all-zero output, whether it forwards its input unchanged) and its lowerings
 -- to a flax.nnx layer and forward, to ONNX nodes, to standalone source code, to a
 predictor feature category and to a diagram label. Backends (:mod:`nas.model`,
-:mod:`nas.onnx_export`, :mod:`nas.codegen`, :mod:`nas.draw`, ``predictors.features``)
+:mod:`nas.onnx_export`, :mod:`nas.codegen`, :mod:`nas.draw`, ``nas.predictors.features``)
 interpret the graph by asking each node's definition; none of them switches on op names.
 
 Lowerings see a node through :class:`Node` (id, op, attributes with defaults, input and

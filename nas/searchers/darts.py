@@ -2,7 +2,7 @@
 
 A DARTS search is one differentiable search, not a stream of proposals.
 :meth:`DartsStrategy.derive` runs the whole bilevel optimisation
-(:func:`search_spaces.darts.search.darts_search`; ``--budget`` is its number of search
+(:func:`nas.search_spaces.darts.search.darts_search`; ``--budget`` is its number of search
 steps) and derives the genotype; the search loop then evaluates it with the run's evaluator
 (for example a short training of the derived network with ``--evaluator train``) and stores
 it as the run's one trial, with the supernet's metrics and the alpha history
@@ -77,7 +77,7 @@ class _CellCosts:
     def __init__(
         self, cost: Callable[[Genotype], dict[str, float]], make: Callable, keys: list[str]
     ):
-        from search_spaces.darts.genotypes import PRIMITIVES
+        from nas.search_spaces.darts.genotypes import PRIMITIVES
 
         self.keys = keys
         self.ops = [i for i, p in enumerate(PRIMITIVES) if p != "none"]
@@ -125,7 +125,7 @@ def derive_within(
     node keeps two distinct input edges. Then spends any slack on the changes that raise the
     log-weight most while the cost still fits.
     """
-    from search_spaces.darts.search import derive_cell
+    from nas.search_spaces.darts.search import derive_cell
 
     logw = [np.log(np.maximum(np.asarray(w, np.float64), 1e-12)) for w in weights]
     cells = [[_slot(p) for p in derive_cell(w)] for w in weights]
@@ -162,7 +162,7 @@ def derive_within(
 
 
 def _slot(pair: tuple[str, int]) -> Slot:
-    from search_spaces.darts.genotypes import PRIMITIVES
+    from nas.search_spaces.darts.genotypes import PRIMITIVES
 
     return (pair[1], PRIMITIVES.index(pair[0]))
 
@@ -201,7 +201,7 @@ class DartsStrategy(OneShotStrategy):
     Options: ClassVar[type] = DartsOptions
 
     def check(self, evaluator: Evaluator) -> None:
-        from search_spaces.darts import DartsSpace
+        from nas.search_spaces.darts import DartsSpace
 
         if not isinstance(self.space, DartsSpace):
             raise ConfigError(
@@ -227,7 +227,7 @@ class DartsStrategy(OneShotStrategy):
                     )
 
     def _make(self, normal: tuple[Slot, ...], reduce: tuple[Slot, ...]) -> Genotype:
-        from search_spaces.darts.genotypes import PRIMITIVES
+        from nas.search_spaces.darts.genotypes import PRIMITIVES
 
         def cell(slots: tuple[Slot, ...] | list[Slot]) -> tuple[tuple[str, int], ...]:
             return tuple((PRIMITIVES[op], s) for s, op in slots)
@@ -235,7 +235,7 @@ class DartsStrategy(OneShotStrategy):
         return self.space.genotype_cls(cell(normal), cell(reduce))  # type: ignore[attr-defined]
 
     def derive(self, evaluator: Evaluator) -> Derived:
-        from search_spaces.darts.search import DartsSearchConfig, darts_search
+        from nas.search_spaces.darts.search import DartsSearchConfig, darts_search
 
         o = self.options
         config = DartsSearchConfig(

@@ -2,7 +2,7 @@
 
 Both fit a surrogate on the architectures evaluated so far and spend the remaining budget on
 the candidates it ranks best. The Neural Predictor's default surrogate is the paper's graph
-convolutional network over the cell graph (:mod:`predictors.gcn`); BANANAS' (and
+convolutional network over the cell graph (:mod:`nas.predictors.gcn`); BANANAS' (and
 ``predictor="ensemble"``) is a small ensemble of MLPs in numpy
 (:class:`MLPEnsemble`), trained full-batch with Adam from different initialisations; the
 spread of its members is the uncertainty that BANANAS' acquisition functions use. It
@@ -329,7 +329,7 @@ class _PredictorSearcher(Searcher):
         o = self.options
         self.encode = make_encoder(self.space, o.encoding)
         if _external(o.predictor):
-            from predictors.base import get_predictor
+            from nas.predictors.base import get_predictor
 
             get_predictor(o.predictor, seed=0, **o.predictor_options)  # bad options: now
         self.ensemble = dict(members=o.members, hidden=tuple(o.hidden), epochs=o.epochs, lr=o.lr)
@@ -382,7 +382,7 @@ class _PredictorSearcher(Searcher):
 
     def _fit_gcn(self, genotypes: list[Genotype], t: np.ndarray, seed: int) -> Surrogate:
         """The Neural Predictor's GCN on the genotypes' cell graphs (or decision chains)."""
-        from predictors.gcn import GCNOptions, Surrogate, genotype_encoder
+        from nas.predictors.gcn import GCNOptions, Surrogate, genotype_encoder
 
         encode = genotype_encoder(self.space)
         options = build_options(GCNOptions, self.options.predictor_options, "predictor_options")
@@ -392,7 +392,7 @@ class _PredictorSearcher(Searcher):
     def _fit_external(self, genotypes: list[Genotype], t: np.ndarray, seed: int) -> Surrogate:
         """A predictor of the ``predictors`` package, fitted on lazily expanded graphs."""
         from nas import registry
-        from predictors import ArchRef, get_predictor
+        from nas.predictors import ArchRef, get_predictor
 
         dataset = self.space.default_dataset
         # A registered space's architectures travel as references (their graph features
@@ -561,7 +561,7 @@ class NeuralPredictorOptions(PredictorOptions):
 
     Attributes:
         predictor: the surrogate; by default ``gcn``, the paper's graph convolutional
-            network (:mod:`predictors.gcn`); ``ensemble`` is the MLP ensemble.
+            network (:mod:`nas.predictors.gcn`); ``ensemble`` is the MLP ensemble.
         n_train: uniform samples to train on (default: ``train_fraction`` of the budget).
         train_fraction: ``n_train`` as a fraction of the search's budget.
         pool_size: candidates ranked.

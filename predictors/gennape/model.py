@@ -14,8 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-from predictors.features import CATEGORIES, GLOBAL_DIM, GLOBALS, NODE_DIM, NUMERIC, GraphFeatures
+from nas.predictors.features import (
+    CATEGORIES,
+    GLOBAL_DIM,
+    GLOBALS,
+    NODE_DIM,
+    NUMERIC,
+    GraphFeatures,
+)
 
 _NUM0 = len(CATEGORIES)
 CHANNEL_COLS = (_NUM0 + NUMERIC.index("log_cin"), _NUM0 + NUMERIC.index("log_cout"))
@@ -26,7 +32,7 @@ SCALE_GLOBALS = ("log_params", "log_flops", "log_input_res", "log_classes", "mea
 families by orders of magnitude, so the scale-free model sees them only through
 :attr:`Gennape.cost` (a linear term) and never through the encoder or the head MLPs."""
 PRIOR_GLOBALS = ("spatial_depth",)
-"""Graph-level features that only the compute prior reads (:mod:`predictors.gennape.prior`):
+"""Graph-level features that only the compute prior reads (:mod:`nas.predictors.gennape.prior`):
 the networks' inputs stay what they were, so predictors saved before them still load."""
 NET_GLOBALS = tuple(i for i, g in enumerate(GLOBALS) if g not in PRIOR_GLOBALS)
 FREE_GLOBALS = tuple(i for i in NET_GLOBALS if GLOBALS[i] not in SCALE_GLOBALS)

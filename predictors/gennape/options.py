@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nas.predictors.gennape.model import COST_GLOBALS
+from nas.predictors.transfer import PRIORS, TRANSFERS
+
 from nas.errors import ConfigError
 from nas.options import positive
-from predictors.gennape.model import COST_GLOBALS
-from predictors.transfer import PRIORS, TRANSFERS
 
 
 @dataclass(frozen=True)

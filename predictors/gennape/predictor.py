@@ -2,7 +2,7 @@
 
 Training (:meth:`GennapePredictor.fit`):
 
-1. every graph becomes its compact computation graph (:mod:`predictors.features`);
+1. every graph becomes its compact computation graph (:mod:`nas.predictors.features`);
 2. the encoder is pretrained with InfoNCE on two augmented views of each network (node
    dropping, edge dropping, feature noise), on the labelled graphs plus any ``unlabeled``;
 3. fuzzy c-means clusters the pretrained embeddings; its centres give the memberships with
@@ -34,7 +34,7 @@ prior fitted before the graph network: the log of the network's live multiply-ad
 that reach the output: the compact graph drops dead branches) plus a fitted weight times
 the log of its spatial depth, times a slope fitted on the training labels;
 ``effective_flops`` also learns a weight per op kind, ``flops`` has no depth term
-(:mod:`predictors.gennape.prior`). The graph network learns what compute does not explain,
+(:mod:`nas.predictors.gennape.prior`). The graph network learns what compute does not explain,
 so a family it never saw starts from a compute ranking instead of from whatever two source
 families taught it: trained on NB101 + NB301, the network alone ranks NAS-Bench-Macro
 *inversely* (tau -0.3 to -0.6), while live MACs rank NB201 at 0.636 against 0.578 for the
@@ -44,11 +44,11 @@ inference. ``prior="none"`` and ``scale_free=False`` give the first version's mo
 Transfer (option ``transfer``, default ``prior``): the predictor remembers the spaces it was
 trained (or fine-tuned) on. A graph from any other space gets the prior alone (``prior``),
 the prior plus the share of the network's part that leaving each training family out
-supports (``lofo``), or all of it (``full``); :mod:`predictors.transfer` says why the default
+supports (``lofo``), or all of it (``full``); :mod:`nas.predictors.transfer` says why the default
 trusts the network only where it was trained. The uncertainty stays the heads' spread at the
 full residual.
 
-Inference sorts graphs by size and runs dense batches (:func:`~predictors.gennape.model.
+Inference sorts graphs by size and runs dense batches (:func:`~nas.predictors.gennape.model.
 pack_dense`: batched adjacency products instead of scatters); training keeps flat batches,
 whose cost follows the number of edges when sizes are mixed.
 """
@@ -65,12 +65,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-
-from nas.weights import _key
-from predictors.base import Decomposition, Predictor, check_labels
-from predictors.features import GraphFeatures, GraphLike, features, global_matrix
-from predictors.gennape.fcm import fuzzy_cmeans, membership_entropy
-from predictors.gennape.model import (
+from nas.predictors.base import Decomposition, Predictor, check_labels
+from nas.predictors.features import GraphFeatures, GraphLike, features, global_matrix
+from nas.predictors.gennape.fcm import fuzzy_cmeans, membership_entropy
+from nas.predictors.gennape.model import (
     NET_GLOBALS,
     Gennape,
     augment,
@@ -78,9 +76,9 @@ from predictors.gennape.model import (
     pack,
     pack_dense,
 )
-from predictors.gennape.options import GennapeOptions
-from predictors.gennape.prior import EffectiveFlops
-from predictors.transfer import (
+from nas.predictors.gennape.options import GennapeOptions
+from nas.predictors.gennape.prior import EffectiveFlops
+from nas.predictors.transfer import (
     decide_share,
     families,
     fit_prior,
@@ -89,6 +87,8 @@ from predictors.transfer import (
     standardise,
     transfer_state,
 )
+
+from nas.weights import _key
 
 DENSE_MAX_NODES = 64
 """Largest (padded) graph that inference batches densely (see ``pack_dense``)."""

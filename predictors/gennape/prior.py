@@ -10,7 +10,7 @@ convolution's. The prior scores a network by its *effective* FLOPs and its depth
 over the compact graph's conv and dense nodes ``v``, where ``phi_v`` is the node's op kind
 and kernel/stride/dilation/activation flags, and the spatial depth is the longest
 input-output path counted in convolutions larger than 1x1 (the ``spatial_depth`` global of
-:mod:`predictors.features`). The compact graph holds only live nodes, so a branch that never
+:mod:`nas.predictors.features`). The compact graph holds only live nodes, so a branch that never
 reaches the output (an NB201 conv feeding a node whose only exit is ``none``) counts
 nothing. With ``w = 0`` and ``beta = 0`` the score is the log of the live MACs (``log
 FLOPs`` wherever nothing is dead), and an L2 penalty pulls the weights back towards that;
@@ -24,7 +24,7 @@ prior ranks NB201 at 0.635 and NAS-Bench-Macro at 0.621 without ever seeing them
 which is why it transfers to families the predictor never saw where a graph network trained
 on two families does not (part ``heldout``, the ``+prior`` configurations).
 
-:class:`~predictors.gennape.predictor.GennapePredictor` adds its graph network's output
+:class:`~nas.predictors.gennape.predictor.GennapePredictor` adds its graph network's output
 to this prior (option ``prior``), so that the network only has to learn what compute does
 not explain.
 """
@@ -38,8 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-from predictors.features import (
+from nas.predictors.features import (
     CATEGORIES,
     GLOBALS,
     NUMERIC,

@@ -1,8 +1,8 @@
 """The ONNX-Net-style predictor: ONNX text, a pretrained sentence encoder, a ranking head.
 
 Pipeline for one architecture: IR graph -> ONNX (structure only) -> text chunks
-(:mod:`predictors.onnxnet.text`) -> all-MiniLM-L6-v2 embeddings in JAX
-(:mod:`predictors.onnxnet.encoder`) -> a pooled feature vector -> an ensemble of small MLP
+(:mod:`nas.predictors.onnxnet.text`) -> all-MiniLM-L6-v2 embeddings in JAX
+(:mod:`nas.predictors.onnxnet.encoder`) -> a pooled feature vector -> an ensemble of small MLP
 heads trained with a pairwise logistic ranking loss (RankNet) on pairs from the same
 benchmark only (accuracy scales differ across benchmarks), which is what lets it score
 spaces it never saw. The ensemble's spread is the uncertainty; a linear map fitted on the
@@ -24,10 +24,10 @@ predictor.
 
 Compute prior and unseen spaces (options ``prior`` and ``transfer``, as in GENNAPE): each
 head's score is ``a * prior + learned``, where the prior is the compute prior of
-:mod:`predictors.gennape.prior` on the IR (default ``flops_depth``: log live MACs and log
+:mod:`nas.predictors.gennape.prior` on the IR (default ``flops_depth``: log live MACs and log
 spatial depth, fitted on the training labels) and ``a`` a per-head scale learned with the
 heads. A space the predictor was not trained on gets the prior alone by default
-(``transfer``; :mod:`predictors.transfer`).
+(``transfer``; :mod:`nas.predictors.transfer`).
 ``prior="none"`` is the pure text predictor.
 
 Embeddings are cached on disk by text hash and each architecture's chunk list by
@@ -49,16 +49,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-from nas.errors import ConfigError
-from nas.options import positive
-from predictors.base import Decomposition, Predictor, check_labels
-from predictors.features import GraphLike, as_graph, cache_dir, ref_of
-from predictors.features import features as graph_features
-from predictors.gennape.prior import EffectiveFlops
-from predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
-from predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
-from predictors.transfer import (
+from nas.predictors.base import Decomposition, Predictor, check_labels
+from nas.predictors.features import GraphLike, as_graph, cache_dir, ref_of
+from nas.predictors.features import features as graph_features
+from nas.predictors.gennape.prior import EffectiveFlops
+from nas.predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
+from nas.predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
+from nas.predictors.transfer import (
     PRIORS,
     TRANSFERS,
     decide_share,
@@ -68,6 +65,9 @@ from predictors.transfer import (
     restore_transfer,
     transfer_state,
 )
+
+from nas.errors import ConfigError
+from nas.options import positive
 
 TEXT_VERSION = 2
 MODES = ("blocks", "stats", "flat", "flat1")

@@ -1,16 +1,16 @@
 """Pretrained predictors, usable by name wherever a predictor name is: ``pretrained:gennape``.
 
 Each one is a saved predictor folder (``predictor.json`` + ``arrays.safetensors``, the
-format of :meth:`predictors.base.Predictor.save`) shipped beside this module, made by one
+format of :meth:`nas.predictors.base.Predictor.save`) shipped beside this module, made by one
 documented command from the labelled tables in ``../shared/data`` (:data:`RECIPES`;
-:func:`command` prints it, ``python -m predictors.pretrained NAME`` runs it)::
+:func:`command` prints it, ``python -m nas.predictors.pretrained NAME`` runs it)::
 
     nas predict --predictor pretrained:gennape --space nb201 --arch best_cifar10 --json
     nas predictor evaluate --predictor pretrained:gennape --test nbmacro       # no fitting
     nas search ... --strategy neural-predictor --predictor pretrained:gennape
 
 By name, a pretrained predictor is loaded, not fitted: ``predict`` uses it as it is;
-``fit`` on new labelled data fine-tunes it (:meth:`~predictors.base.Predictor.fine_tune`)
+``fit`` on new labelled data fine-tunes it (:meth:`~nas.predictors.base.Predictor.fine_tune`)
 instead of starting again, so that a search's surrogate keeps what pretraining learned.
 Its test sets exclude the architectures it was trained on (:attr:`Recipe.train` with
 :attr:`Recipe.seed`).
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from nas.errors import DataError, UnknownName
 
 if TYPE_CHECKING:
-    from predictors.base import Predictor
+    from nas.predictors.base import Predictor
 
 PREFIX = "pretrained:"
 HERE = Path(__file__).parent
@@ -86,7 +86,7 @@ def command(name: str) -> str:
 def load(name: str, seed: int | None = None) -> Predictor:
     """The pretrained predictor ``pretrained:NAME``, ready to predict (``seed``: the seed
     its fine-tuning uses, by default its own)."""
-    from predictors.base import load_predictor
+    from nas.predictors.base import load_predictor
 
     path = folder(name)
     if not (path / "predictor.json").exists():

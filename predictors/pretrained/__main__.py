@@ -1,9 +1,9 @@
-"""``python -m predictors.pretrained [NAME ...]``: make pretrained predictors (all by
+"""``python -m nas.predictors.pretrained [NAME ...]``: make pretrained predictors (all by
 default) from their recipes, printing each command first."""
 
 import sys
 
-from predictors.pretrained import RECIPES, command, make
+from nas.predictors.pretrained import RECIPES, command, make
 
 for name in sys.argv[1:] or sorted(RECIPES):
     print(command(name), flush=True)

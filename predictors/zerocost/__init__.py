@@ -1,1 +1,1 @@
-"""Zero-cost proxies on a numpy interpreter of the IR (:mod:`predictors.zerocost.engine`)."""
+"""Zero-cost proxies on a numpy interpreter of the IR (:mod:`nas.predictors.zerocost.engine`)."""

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from nas.predictors.zerocost.ops import BACKWARD, FORWARD
 
 from nas.graph import ArchGraph, _pair
-from predictors.zerocost.ops import BACKWARD, FORWARD
 
 BN_MODES = ("train", "eval", "off")
 """BatchNorm as batch statistics (a network in training mode), running statistics of a

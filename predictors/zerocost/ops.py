@@ -1,4 +1,4 @@
-"""Forward and backward of each IR op, in numpy, for :mod:`predictors.zerocost.engine`.
+"""Forward and backward of each IR op, in numpy, for :mod:`nas.predictors.zerocost.engine`.
 
 Every op has ``forward(net, node, attrs, inputs, tape) -> output`` and ``backward(net, node,
 attrs, inputs, tape, output_gradient, weights) -> (input gradients, weight gradients)``;
@@ -18,7 +18,7 @@ from scipy.special import erf
 from nas.graph import _padding, _pair
 
 if TYPE_CHECKING:
-    from predictors.zerocost.engine import Network, Tape
+    from nas.predictors.zerocost.engine import Network, Tape
 
 
 # ---------------------------------------------------------------------------- conv

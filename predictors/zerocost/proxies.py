@@ -27,9 +27,9 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from nas.predictors.zerocost.engine import Network
 
 from nas.graph import ArchGraph
-from predictors.zerocost.engine import Network
 
 
 def _one_thread(fn: Callable) -> Callable:

@@ -1,5 +1,5 @@
 """BigNAS: single-stage elastic supernet (sandwich rule, in-place distillation)."""
 
-from search_spaces.bignas.space import BigNASGenotype, BigNASSpace
+from nas.search_spaces.bignas.space import BigNASGenotype, BigNASSpace
 
 __all__ = ["BigNASGenotype", "BigNASSpace"]

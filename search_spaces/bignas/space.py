@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from nas.search_spaces.ofa.network import build
+from nas.search_spaces.ofa.supernet import NetLayout, StageLayout, SubnetChoice, choice_spec
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
 from nas.inputs import excerpt, parse_json
 from nas.space import Genotype, SearchSpace
-from search_spaces.ofa.network import build
-from search_spaces.ofa.supernet import NetLayout, StageLayout, SubnetChoice, choice_spec
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ STAGES = (
 HEAD_WIDTHS = tuple(range(1280, 1409, 8))
 RESOLUTIONS = (192, 224, 256, 288, 320)
 N_LAYERS = sum(max(s.depths) for s in STAGES)
-# Both at the genotype's resolution (see search_spaces.ofa.network.DATASETS).
+# Both at the genotype's resolution (see nas.search_spaces.ofa.network.DATASETS).
 DATASETS: dict[str, tuple[tuple[int, int, int] | None, int]] = {
     "imagenet": (None, 1000),
     "digits": (None, 10),
@@ -199,7 +199,7 @@ class BigNASSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "imagenet"
     datasets: ClassVar[tuple[str, ...]] = tuple(DATASETS)
-    supernet: ClassVar[str] = "search_spaces.bignas.supernet:BigNASNet"
+    supernet: ClassVar[str] = "nas.search_spaces.bignas.supernet:BigNASNet"
 
     # decisions: (name, options); single-option decisions are left out
     def _decisions(self) -> list[tuple[str, tuple[int, ...]]]:

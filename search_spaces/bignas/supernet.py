@@ -1,6 +1,6 @@
 """The BigNAS supernet and its single-stage training (sandwich rule, in-place distillation).
 
-The supernet is :class:`~search_spaces.ofa.supernet.ElasticMBNet` over the BigNAS layout
+The supernet is :class:`~nas.search_spaces.ofa.supernet.ElasticMBNet` over the BigNAS layout
 (elastic width, depth, kernel by centre crop, expansion; resolution static per compile).
 Training (:class:`SandwichTraining`) follows BigNAS:
 
@@ -25,16 +25,16 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from nas.search_spaces.bignas.space import RESOLUTIONS
+from nas.search_spaces.ofa.elastic import ElasticNet, ElasticTraining, elastic_config
+from nas.search_spaces.ofa.supernet import ElasticMBNet, encode_arch
+from nas.search_spaces.ofa.train import ElasticTrainer
 
 from nas.training import TrainingOptions
-from search_spaces.bignas.space import RESOLUTIONS
-from search_spaces.ofa.elastic import ElasticNet, ElasticTraining, elastic_config
-from search_spaces.ofa.supernet import ElasticMBNet, encode_arch
-from search_spaces.ofa.train import ElasticTrainer
 
 
 class BigNASSupernet(ElasticMBNet):
-    """The BigNAS elastic supernet of a :class:`~search_spaces.bignas.space.BigNASSpace`."""
+    """The BigNAS elastic supernet of a :class:`~nas.search_spaces.bignas.space.BigNASSpace`."""
 
     def __init__(
         self, space: Any, dataset: str = "digits", dw_impl: str | None = None, seed: int = 0

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nas.search_spaces.darts.genotypes import STEPS, DartsGenotype
+from nas.search_spaces.darts.ops import edge_op, factorized_reduce, relu_conv_bn
+
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.darts.genotypes import STEPS, DartsGenotype
-from search_spaces.darts.ops import edge_op, factorized_reduce, relu_conv_bn
 
 DARTS_CONVENTION = CostConvention()
 """FLOPs as conv and linear multiply-accumulates, no bias terms (DARTS' reported MACs)."""

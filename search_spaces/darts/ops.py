@@ -16,8 +16,9 @@ node. The definitions follow ``cnn/operations.py`` of the DARTS code:
 
 from __future__ import annotations
 
+from nas.search_spaces.darts.genotypes import PRIMITIVES
+
 from nas.graph import ArchGraph
-from search_spaces.darts.genotypes import PRIMITIVES
 
 
 def relu_conv_bn(

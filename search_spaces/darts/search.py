@@ -14,7 +14,7 @@ Each search step is one compiled function (traced once for the whole search):
    decay 3e-4, gradient clipping at norm 5 and a cosine learning rate from 0.025 to 0.001.
 
 The network weights are the model's ``nnx.Param`` variables and the architecture parameters
-its :class:`~search_spaces.darts.supernet.Alpha` variables, split with ``nnx.split``; each
+its :class:`~nas.search_spaces.darts.supernet.Alpha` variables, split with ``nnx.split``; each
 group has its own optax optimiser. The data is the training split of the dataset cut in two
 halves (search-train for the weights, search-validation for the alphas), as DARTS does with
 CIFAR-10; the dataset's own validation split is never seen by the search.
@@ -39,13 +39,13 @@ import numpy as np
 import optax
 from flax import nnx
 from jax import lax
+from nas.search_spaces.darts.genotypes import PRIMITIVES, STEPS, DartsGenotype
+from nas.search_spaces.darts.supernet import EDGES, Alpha, DartsSupernet, count_weights
 
 from nas.data import Dataset, load_dataset
 from nas.errors import ConfigError
 from nas.pipeline import Batches
 from nas.training import progress_bar
-from search_spaces.darts.genotypes import PRIMITIVES, STEPS, DartsGenotype
-from search_spaces.darts.supernet import EDGES, Alpha, DartsSupernet, count_weights
 
 NONE_INDEX = PRIMITIVES.index("none")
 
@@ -409,7 +409,7 @@ def darts_search(
         the derived genotype, the alpha history and the supernet metrics.
 
     Example:
-        >>> from search_spaces.darts.search import DartsSearchConfig, darts_search
+        >>> from nas.search_spaces.darts.search import DartsSearchConfig, darts_search
         >>> r = darts_search("digits", DartsSearchConfig(steps=2, C=4, layers=3))  # doctest: +SKIP
         >>> r.genotype.to_str()  # doctest: +SKIP
     """

@@ -3,7 +3,7 @@
 Decisions (``choices``), for the normal then the reduction cell, for each intermediate node
 ``n = 2..5``: its first input (``n`` options: nodes ``0..n-1``), its second input (``n - 1``
 options: the remaining nodes, in order), the first op and the second op (7 options each,
-:data:`~search_spaces.darts.genotypes.CELL_OPS`). The encoding keeps the order of the pairs, so
+:data:`~nas.search_spaces.darts.genotypes.CELL_OPS`). The encoding keeps the order of the pairs, so
 ``from_indices(to_indices(g)) == g``; two genotypes that only swap the pairs of a node describe
 the same network (see :meth:`DartsGenotype.canonical`).
 """
@@ -17,18 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from nas.errors import DataError, InvalidGenotype, UnknownName
-from nas.graph import ArchGraph
-from nas.paths import DATA_ENV, data_path
-from nas.space import Genotype, SearchSpace
-from search_spaces.darts import network
-from search_spaces.darts.genotypes import (
+from nas.search_spaces.darts import network
+from nas.search_spaces.darts.genotypes import (
     CELL_OPS,
     KNOWN,
     STEPS,
     DartsGenotype,
     parse_darts,
 )
+
+from nas.errors import DataError, InvalidGenotype, UnknownName
+from nas.graph import ArchGraph
+from nas.paths import DATA_ENV, data_path
+from nas.space import Genotype, SearchSpace
 
 
 def _cell_choices(prefix: str) -> list[tuple[str, int]]:

@@ -1,7 +1,7 @@
 """The DARTS search network (supernet) in flax.nnx.
 
 Every edge of a cell is a *mixed operation*: the ``softmax(alpha)``-weighted sum of the eight
-DARTS operations (:data:`~search_spaces.darts.genotypes.PRIMITIVES`, ``none`` included) applied
+DARTS operations (:data:`~nas.search_spaces.darts.genotypes.PRIMITIVES`, ``none`` included) applied
 to the edge's input. A cell has 14 edges (node ``j = 2..5`` reads every earlier node); the
 normal cells share one ``(14, 8)`` alpha matrix and the reduction cells another. The network
 follows ``model_search.py`` of the DARTS code: a 3x3 stem to ``3 C`` channels with an affine
@@ -51,10 +51,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax import lax
+from nas.search_spaces.darts.genotypes import PRIMITIVES, STEPS
 
 from nas import kernels
 from nas.oneshot import shifted_depthwise
-from search_spaces.darts.genotypes import PRIMITIVES, STEPS
 
 N_OPS = len(PRIMITIVES)
 N_EDGES = sum(range(2, STEPS + 2))  # 14

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from nas.search_spaces.gpt.supernet import Arch, GPTSupernet
 
 from nas.corpus import TextCorpus
 from nas.lm import Windows, bits_per_byte
-from search_spaces.gpt.supernet import Arch, GPTSupernet
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nas.search_spaces.gpt.supernet import GPTSupernet
+from nas.search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
+
 from nas.corpus import TextCorpus
 from nas.data import load_dataset
 from nas.errors import StorageError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.options import positive
 from nas.space import Genotype, SearchSpace
-from search_spaces.gpt.supernet import GPTSupernet
-from search_spaces.gpt.train import ChildScorer, SupernetConfig, SupernetTrainer
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class GPTSupernetEvaluator(Evaluator):
         self.train_summary: dict[str, Any] = {}
         self.latency = None
         if o.latency_table:
-            from search_spaces.gpt.latency import load_table
+            from nas.search_spaces.gpt.latency import load_table
 
             self.latency = load_table(o.latency_table)
 

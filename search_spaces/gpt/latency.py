@@ -4,7 +4,7 @@ A child's latency is the sum of its parts' latencies: the ends (byte and positio
 final norm, tied output layer) at its width, plus one entry per layer for its width, heads
 and MLP width, at the space's context length. :func:`measure_table` times each distinct part
 as an IR-built model (median of ``repeats`` compiled forwards, batch ``batch``), as
-``search_spaces.ofa.latency`` does for the CNN spaces; ``nas latency-table --space gpt``
+``nas.search_spaces.ofa.latency`` does for the CNN spaces; ``nas latency-table --space gpt``
 writes one and ``--latency-table FILE --max-latency MS`` uses it.
 """
 
@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nas.search_spaces.gpt.space import GPTGenotype, GPTSpace
+from nas.search_spaces.ofa.latency import time_layer
+from nas.search_spaces.transformer.network import BlockSpec, block_graph, build
+
 from nas.errors import ConfigError, DataError
-from search_spaces.gpt.space import GPTGenotype, GPTSpace
-from search_spaces.ofa.latency import time_layer
-from search_spaces.transformer.network import BlockSpec, block_graph, build
 
 
 def block_key(space: GPTSpace, d: int, heads: int, ffn: int) -> str:

@@ -9,7 +9,7 @@ in a supernet made elastic from a trained model, the ``L`` most important; see
 
 Blocks are GPT-2's: pre-LayerNorm, tanh GELU MLP, biases, learned positions, output tied to
 the byte embedding (vocabulary 256). The cost convention is the transformer space's
-(:mod:`search_spaces.transformer.network`), at the space's context length.
+(:mod:`nas.search_spaces.transformer.network`), at the space's context length.
 
 Sizes: ``gpt`` is CPU-sized (widths 32-64, up to 4 layers of up to 4 heads of 16, MLP
 64-256, 128 bytes of context; the largest child has 224,640 parameters); ``gpt-base`` is
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+from nas.search_spaces.transformer.network import BlockSpec, NetSpec, build
 
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
 from nas.space import Genotype, SearchSpace
-from search_spaces.transformer.network import BlockSpec, NetSpec, build
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ class GPTSpace(SearchSpace):
 
     def supernet_option_keys(self) -> tuple[str, ...]:
         """The options of this space's ``supernet`` evaluator (its ``[evaluator_options]``)."""
-        from search_spaces.gpt.evaluator import GPTSupernetOptions
+        from nas.search_spaces.gpt.evaluator import GPTSupernetOptions
 
         return tuple(GPTSupernetOptions.__dataclass_fields__)
 
@@ -272,7 +272,7 @@ class GPTSpace(SearchSpace):
 
     def supernet_evaluator(self, dataset: str | None = None, **options: Any) -> Any:
         """The ``supernet`` evaluator: children scored with the trained supernet's weights."""
-        from search_spaces.gpt.evaluator import supernet_evaluator
+        from nas.search_spaces.gpt.evaluator import supernet_evaluator
 
         return supernet_evaluator(self, dataset, **options)
 

@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from nas.search_spaces.gpt.space import GPTGenotype, GPTSpace
 
 from nas.errors import DataError, GraphError
 from nas.ops import OPS
 from nas.ops.attention import attention
-from search_spaces.gpt.space import GPTGenotype, GPTSpace
 
 EPS = 1e-5  # GPT-2's LayerNorm epsilon, as in the child graphs
 

@@ -4,7 +4,7 @@ Each step draws one batch of byte windows and trains, in one compiled program, t
 child on the next bytes (cross-entropy) and the smallest child plus ``random_children``
 random children on the largest child's predicted distribution (cross-entropy against its
 softmax, gradient stopped: BigNAS's in-place distillation); the summed loss makes one
-AdamW update. Children enter the program as arrays (:class:`~search_spaces.gpt.supernet.Arch`),
+AdamW update. Children enter the program as arrays (:class:`~nas.search_spaces.gpt.supernet.Arch`),
 so every sandwich step, whatever children it draws, runs the same compiled step. The first
 ``dense_fraction`` of the steps train the largest child alone (its own compiled step);
 ``random_children=-1`` trains the largest child alone throughout (a dense model).
@@ -22,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from nas.search_spaces.gpt.space import GPTGenotype
+from nas.search_spaces.gpt.supernet import Arch, GPTSupernet, stack_archs
 
 from nas.corpus import TextCorpus
 from nas.errors import ConfigError
 from nas.lm import LN2, LMConfig, Windows, bits_per_byte, eval_windows, optimizer
 from nas.options import positive
-from search_spaces.gpt.space import GPTGenotype
-from search_spaces.gpt.supernet import Arch, GPTSupernet, stack_archs
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nas.search_spaces.darts.genotypes import parse_call
+
 from nas.errors import InvalidGenotype
 from nas.inputs import parse_json
 from nas.space import Genotype
-from search_spaces.darts.genotypes import parse_call
 
 OPS: tuple[str, ...] = (
     "identity",
@@ -189,7 +190,9 @@ def _from_tf_spec(field: str, spec: Any) -> tuple[tuple[tuple[str, int], ...], t
 
 
 def _from_fields(fields: dict[str, Any]) -> NasnetGenotype:
-    extra = sorted(set(fields) - {"normal", "reduce", "normal_concat", "reduce_concat", "published"})
+    extra = sorted(
+        set(fields) - {"normal", "reduce", "normal_concat", "reduce_concat", "published"}
+    )
     if extra:
         raise InvalidGenotype(f"nasnet: unknown genotype field(s) {extra}")
     cells: dict[str, Any] = {}

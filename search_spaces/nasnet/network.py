@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nas.search_spaces.nasnet.genotypes import BLOCKS, NasnetGenotype
+from nas.search_spaces.nasnet.ops import Builder, apply_op, factorized_reduction, spatial
+
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.nasnet.genotypes import BLOCKS, NasnetGenotype
-from search_spaces.nasnet.ops import Builder, apply_op, factorized_reduction, spatial
 
 NASNET_CONVENTION = CostConvention()
 """Multiply-adds of convolutions and the linear layer, no bias terms (the NASNet paper's

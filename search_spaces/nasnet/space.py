@@ -2,7 +2,7 @@
 
 Decisions (``choices``), for the normal then the reduction cell, for each block ``b = 0..4``:
 its two input hidden states (``b + 2`` options each; both may be the same state) and its two
-operations (13 options each, :data:`~search_spaces.nasnet.genotypes.OPS`). The cell output
+operations (13 options each, :data:`~nas.search_spaces.nasnet.genotypes.OPS`). The cell output
 is not a decision: a genotype built from decisions concatenates the states no block reads
 (the paper's rule). Published cells may concatenate other states (the TF specs of NASNet-A
 and AmoebaNet-A do); they keep their ``concat`` as given, ``to_indices`` ignores it, so
@@ -14,11 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from nas.errors import InvalidGenotype
-from nas.graph import ArchGraph
-from nas.space import Genotype, SearchSpace
-from search_spaces.nasnet import network
-from search_spaces.nasnet.genotypes import (
+from nas.search_spaces.nasnet import network
+from nas.search_spaces.nasnet.genotypes import (
     BLOCKS,
     OPS,
     PUBLISHED_SKELETONS,
@@ -26,6 +23,10 @@ from search_spaces.nasnet.genotypes import (
     known_genotypes,
     parse_nasnet,
 )
+
+from nas.errors import InvalidGenotype
+from nas.graph import ArchGraph
+from nas.space import Genotype, SearchSpace
 
 
 def _cell_choices(prefix: str) -> list[tuple[str, int]]:

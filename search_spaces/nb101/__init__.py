@@ -1,7 +1,7 @@
 """NAS-Bench-101."""
 
-from search_spaces.nb101.network import compute_vertex_channels, naslib_flops
-from search_spaces.nb101.space import (
+from nas.search_spaces.nb101.network import compute_vertex_channels, naslib_flops
+from nas.search_spaces.nb101.space import (
     NB101Genotype,
     NB101Space,
     from_naslib_key,

@@ -23,9 +23,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nas.search_spaces.nb101.ops import conv_bn_relu, vertex_op
+
 from nas.errors import GraphError
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.nb101.ops import conv_bn_relu, vertex_op
 
 NB101_CONVENTION = CostConvention(conv_bias=False, dense_bias=False)
 

@@ -30,14 +30,8 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
-
-from nas.errors import DataError, InvalidGenotype, UnknownName
-from nas.graph import ArchGraph
-from nas.inputs import excerpt, parse_json
-from nas.paths import DATA_ENV, data_path
-from nas.space import Genotype, SearchSpace
-from search_spaces.nb101 import network
-from search_spaces.nb101.ops import (
+from nas.search_spaces.nb101 import network
+from nas.search_spaces.nb101.ops import (
     CONV1X1,
     CONV3X3,
     INPUT,
@@ -46,6 +40,12 @@ from search_spaces.nb101.ops import (
     OPS,
     OUTPUT,
 )
+
+from nas.errors import DataError, InvalidGenotype, UnknownName
+from nas.graph import ArchGraph
+from nas.inputs import excerpt, parse_json
+from nas.paths import DATA_ENV, data_path
+from nas.space import Genotype, SearchSpace
 
 MAX_VERTICES = 7
 MAX_EDGES = 9
@@ -318,7 +318,7 @@ def load_nb101(path: str | None = None) -> list[tuple[NB101Genotype, Mapping[str
     """NASLib's NB101 sample on CIFAR-10: ``[(genotype, record)]``, 500 cells.
 
     A record holds ``val_accuracy`` (%), ``params`` (M), ``flops`` (M, NASLib's convention,
-    see :func:`~search_spaces.nb101.network.naslib_flops`) and zero-cost proxies.
+    see :func:`~nas.search_spaces.nb101.network.naslib_flops`) and zero-cost proxies.
     """
     return list(_load(path))
 

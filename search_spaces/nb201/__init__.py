@@ -1,5 +1,5 @@
 """NAS-Bench-201."""
 
-from search_spaces.nb201.space import NB201Genotype, NB201Space, load_table, parse_nb201
+from nas.search_spaces.nb201.space import NB201Genotype, NB201Space, load_table, parse_nb201
 
 __all__ = ["NB201Genotype", "NB201Space", "load_table", "parse_nb201"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nas.search_spaces.nb201.ops import edge_op, relu_conv_bn
+
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.nb201.ops import edge_op, relu_conv_bn
 
 NB201_CONVENTION = CostConvention(conv_bias=True, dense_bias=True)
 

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from nas.search_spaces.nb201 import network
+from nas.search_spaces.nb201.ops import OPS
+
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
 from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
-from search_spaces.nb201 import network
-from search_spaces.nb201.ops import OPS
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """NAS-Bench-Macro: the 3^8 MobileNetV2-block macro space, trained on CIFAR-10."""
 
-from search_spaces.nbmacro.space import (
+from nas.search_spaces.nbmacro.space import (
     NBMacroGenotype,
     NBMacroSpace,
     load_macro,

@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nas.search_spaces.nbmacro.ops import OPS, conv_bn, layer_op
+
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.nbmacro.ops import OPS, conv_bn, layer_op
 
 MACRO_CONVENTION = CostConvention(conv_bias=False, dense_bias=False, dense=True)
 

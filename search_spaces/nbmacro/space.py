@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from nas.search_spaces.nbmacro import network
+from nas.search_spaces.nbmacro.ops import OPS
+
 from nas.errors import DataError, InvalidGenotype, UnknownName
 from nas.graph import ArchGraph
 from nas.paths import DATA_ENV, data_path
 from nas.space import Genotype, SearchSpace
-from search_spaces.nbmacro import network
-from search_spaces.nbmacro.ops import OPS
 
 LAYERS = sum(network.STAGES)
 """Number of searchable layers (8)."""
@@ -140,7 +141,7 @@ class NBMacroSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "cifar10"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
-    supernet: ClassVar[str] = "search_spaces.nbmacro.supernet:MacroNet"
+    supernet: ClassVar[str] = "nas.search_spaces.nbmacro.supernet:MacroNet"
 
     def choices(self) -> list[tuple[str, int]]:
         return [(f"layer_{i}", len(OPS)) for i in range(LAYERS)]

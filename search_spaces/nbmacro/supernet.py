@@ -20,6 +20,8 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from nas.search_spaces.nbmacro.network import DATASETS, STAGES, NetConfig
+from nas.search_spaces.nbmacro.ops import MBCONV, OPS
 
 from nas.errors import ConfigError, GraphError, InvalidGenotype
 from nas.oneshot import (
@@ -33,8 +35,6 @@ from nas.oneshot import (
     stack_modules,
 )
 from nas.path_supernet import PathNet
-from search_spaces.nbmacro.network import DATASETS, STAGES, NetConfig
-from search_spaces.nbmacro.ops import MBCONV, OPS
 
 
 class _Identity(nnx.Module):

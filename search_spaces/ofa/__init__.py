@@ -1,7 +1,7 @@
 """Once-for-All: OFA-MobileNetV3 and OFA-ProxylessNAS elastic spaces, published networks."""
 
-from search_spaces.ofa.network import OFA_CONVENTION, NetSpec, build
-from search_spaces.ofa.space import (
+from nas.search_spaces.ofa.network import OFA_CONVENTION, NetSpec, build
+from nas.search_spaces.ofa.space import (
     ElasticGenotype,
     OFAGenotype,
     OFAProxylessGenotype,
@@ -9,7 +9,7 @@ from search_spaces.ofa.space import (
     OFASpace,
     parse_elastic,
 )
-from search_spaces.ofa.specialized import (
+from nas.search_spaces.ofa.specialized import (
     OFANetGenotype,
     from_ofa_config,
     load,

@@ -1,6 +1,6 @@
 """The :class:`~nas.supernet.Supernet` protocol for elastic MobileNets (OFA, BigNAS).
 
-:class:`ElasticNet` wraps an :class:`~search_spaces.ofa.supernet.ElasticMBNet`: a genotype
+:class:`ElasticNet` wraps an :class:`~nas.search_spaces.ofa.supernet.ElasticMBNet`: a genotype
 is its subnet arrays (``model.arch``), BN calibration averages the subnet's exact batch
 statistics over fixed training batches at the genotype's resolution, scoring and child
 extraction use the genotype's own resolution, and training samples a resolution per step
@@ -24,13 +24,13 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 from flax import nnx
+from nas.search_spaces.ofa.supernet import ElasticBN, ElasticMBNet
+from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer, _calib_step, _predict
 
 from nas.space import Genotype, SearchSpace
 from nas.supernet import Supernet, cumulative_bn
 from nas.training import Trainable, TrainingOptions
 from nas.training import optimizer as make_optimizer
-from search_spaces.ofa.supernet import ElasticBN, ElasticMBNet
-from search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer, _calib_step, _predict
 
 OFA_TRAINING = TrainingOptions(
     steps=600,
@@ -153,7 +153,7 @@ class ElasticNet(Supernet):
             self.model.train()
 
     def child(self, genotype: Genotype, graph: Any) -> Any:
-        from search_spaces.ofa.child import child_model
+        from nas.search_spaces.ofa.child import child_model
 
         return child_model(self.model, graph)
 
@@ -280,7 +280,7 @@ class OFANet(ElasticNet):
     train_resolutions = OFA_RESOLUTIONS
 
     def build(self, space: SearchSpace, dataset: str, seed: int) -> ElasticMBNet:
-        from search_spaces.ofa.supernet import OFASupernet
+        from nas.search_spaces.ofa.supernet import OFASupernet
 
         return OFASupernet(space, dataset, seed=seed)
 
@@ -290,7 +290,7 @@ class OFANet(ElasticNet):
 
 def sample_phase(phase: Phase, space: Any, rng: np.random.Generator, resolution: int = 224):
     """A random genotype of ``space`` restricted to the phase's choices."""
-    from search_spaces.ofa.network import N_UNITS
+    from nas.search_spaces.ofa.network import N_UNITS
 
     n = space.genotype_cls.n_layers
     return space.genotype_cls(

@@ -28,9 +28,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nas.search_spaces.ofa.network import NetSpec
+
 from nas.errors import ConfigError, DataError
 from nas.paths import data_path
-from search_spaces.ofa.network import NetSpec
 
 NOTE10_DIR = "ofa/ofa_note10_latency_lut"
 
@@ -221,9 +222,10 @@ def note10_table() -> LatencyTable:
 
 
 def _layer_graph(info: dict[str, Any], bn: tuple[float, float]):
+    from nas.search_spaces.ofa.network import OFA_CONVENTION, ConvSpec
+    from nas.search_spaces.ofa.ops import conv_layer, mb_block
+
     from nas.graph import ArchGraph
-    from search_spaces.ofa.network import OFA_CONVENTION, ConvSpec
-    from search_spaces.ofa.ops import conv_layer, mb_block
 
     g = ArchGraph(convention=OFA_CONVENTION)
     x = g.add("input", shape=list(info["in"]))
@@ -309,7 +311,7 @@ def measure_table(
         batch: images per timed forward (1, as OFA's phone tables).
         repeats: timed runs per layer (median).
     """
-    from search_spaces.ofa.network import D_CHOICES, E_CHOICES, KS_CHOICES, N_UNITS
+    from nas.search_spaces.ofa.network import D_CHOICES, E_CHOICES, KS_CHOICES, N_UNITS
 
     tables: dict[int | None, dict[str, float]] = {}
     for r in resolutions:

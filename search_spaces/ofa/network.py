@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nas.search_spaces.ofa.ops import CHANNEL_DIVISIBLE, conv_layer, make_divisible, mb_block
 
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, conv_layer, make_divisible, mb_block
 
 OFA_CONVENTION = CostConvention(conv_bias=False, dense_bias=False, dense=True)
 """OFA's ``count_net_flops``: conv and linear weight MACs, biases not counted."""

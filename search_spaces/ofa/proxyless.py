@@ -1,6 +1,6 @@
 """The OFA-ProxylessNAS elastic supernet (``ofa_proxyless.py``).
 
-The same :class:`~search_spaces.ofa.supernet.ElasticMBNet` as OFA-MobileNetV3 over
+The same :class:`~nas.search_spaces.ofa.supernet.ElasticMBNet` as OFA-MobileNetV3 over
 ProxylessNAS's layout: a 3x3 stride-2 stem, a fixed first block (depthwise 3x3, expand 1, no
 shortcut), five elastic units of up to four MBConv blocks (kernel {3,5,7}, expand {3,4,6})
 and a sixth unit of one block whose kernel and expand ratio are elastic, then the 1x1
@@ -14,24 +14,24 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-
-from nas.errors import InvalidGenotype
-from nas.space import SearchSpace
-from nas.training import TrainingOptions
-from search_spaces.ofa import network as net
-from search_spaces.ofa.elastic import (
+from nas.search_spaces.ofa import network as net
+from nas.search_spaces.ofa.elastic import (
     OFA_RESOLUTIONS,
     OFA_TRAINING,
     ElasticNet,
     ProgressiveShrinking,
 )
-from search_spaces.ofa.supernet import (
+from nas.search_spaces.ofa.supernet import (
     ElasticMBNet,
     NetLayout,
     StageLayout,
     SubnetChoice,
     encode_arch,
 )
+
+from nas.errors import InvalidGenotype
+from nas.space import SearchSpace
+from nas.training import TrainingOptions
 
 
 def proxyless_layout(
@@ -74,7 +74,7 @@ def proxyless_layout(
 
 
 class OFAProxylessSupernet(ElasticMBNet):
-    """The elastic supernet of an :class:`~search_spaces.ofa.space.OFAProxylessSpace`."""
+    """The elastic supernet of an :class:`~nas.search_spaces.ofa.space.OFAProxylessSpace`."""
 
     def __init__(
         self, space: Any, dataset: str = "digits", dw_impl: str | None = None, seed: int = 0
@@ -88,7 +88,7 @@ class OFAProxylessSupernet(ElasticMBNet):
 
     def arch(self, genotype: Any) -> dict[str, np.ndarray]:
         """The traced-array form of an ``ofa-proxyless`` genotype."""
-        from search_spaces.ofa.space import OFAProxylessGenotype
+        from nas.search_spaces.ofa.space import OFAProxylessGenotype
 
         if not isinstance(genotype, OFAProxylessGenotype):
             raise InvalidGenotype(f"ofa-proxyless supernet: not its genotype: {genotype!r}")

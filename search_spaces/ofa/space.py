@@ -22,7 +22,7 @@ select the same subnet are then equal, hash alike and encode alike, and ``mutate
 Beyond the grid, ``resolve`` also accepts ``MobileNetV3-Large`` (``ofa``), a published
 specialised network by id (``flops@595M_top1@80.0_finetune@75``) and a path to a
 ``net.config`` or its folder; these give an
-:class:`~search_spaces.ofa.specialized.OFANetGenotype`, which ``to_graph`` builds as well.
+:class:`~nas.search_spaces.ofa.specialized.OFANetGenotype`, which ``to_graph`` builds as well.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from nas.search_spaces.ofa import network, specialized
+from nas.search_spaces.ofa.network import D_CHOICES, E_CHOICES, KS_CHOICES, MAX_DEPTH, N_UNITS
+from nas.search_spaces.ofa.specialized import OFANetGenotype
 
 from nas.errors import ConfigError, DataError, InvalidGenotype
 from nas.graph import ArchGraph
 from nas.inputs import kind, parse_json
 from nas.space import Genotype, SearchSpace
-from search_spaces.ofa import network, specialized
-from search_spaces.ofa.network import D_CHOICES, E_CHOICES, KS_CHOICES, MAX_DEPTH, N_UNITS
-from search_spaces.ofa.specialized import OFANetGenotype
 
 RESOLUTIONS = tuple(range(128, 225, 4))
 """OFA's input sizes: 128, 132, ..., 224."""
@@ -446,7 +446,7 @@ class OFASpace(_OFASpace):
     family: ClassVar[str] = "mbv3"
     genotype_cls: ClassVar[type[ElasticGenotype]] = OFAGenotype
     widths: ClassVar[tuple[float, ...]] = (1.0, 1.2)
-    supernet: ClassVar[str] = "search_spaces.ofa.elastic:OFANet"
+    supernet: ClassVar[str] = "nas.search_spaces.ofa.elastic:OFANet"
 
 
 class OFAProxylessSpace(_OFASpace):
@@ -464,4 +464,4 @@ class OFAProxylessSpace(_OFASpace):
     family: ClassVar[str] = "proxyless"
     genotype_cls: ClassVar[type[ElasticGenotype]] = OFAProxylessGenotype
     widths: ClassVar[tuple[float, ...]] = (1.3, 1.0)
-    supernet: ClassVar[str] = "search_spaces.ofa.proxyless:OFAProxylessNet"
+    supernet: ClassVar[str] = "nas.search_spaces.ofa.proxyless:OFAProxylessNet"

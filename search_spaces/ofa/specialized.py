@@ -24,11 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.errors import DataError, InvalidGenotype, UnknownName
-from nas.inputs import parse_json, read_json
-from nas.paths import DATA_ENV, data_path
-from nas.space import Genotype
-from search_spaces.ofa.network import (
+from nas.search_spaces.ofa.network import (
     FAMILIES,
     ConvSpec,
     LinearSpec,
@@ -36,7 +32,12 @@ from search_spaces.ofa.network import (
     NetSpec,
     mobilenet_v3_large_spec,
 )
-from search_spaces.ofa.ops import ACTIVATIONS
+from nas.search_spaces.ofa.ops import ACTIVATIONS
+
+from nas.errors import DataError, InvalidGenotype, UnknownName
+from nas.inputs import parse_json, read_json
+from nas.paths import DATA_ENV, data_path
+from nas.space import Genotype
 
 SPECIALIZED_DIR = "ofa/ofa_specialized"
 """The published networks, under the shared data folder: ``<net_id>/{net.config,run.config}``."""

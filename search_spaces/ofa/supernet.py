@@ -70,10 +70,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
+from nas.search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 from nas.errors import InvalidGenotype
 from nas.oneshot import conv2d, default_dw_impl, im2col_conv, pointwise
-from search_spaces.ofa.ops import CHANNEL_DIVISIBLE, SE_REDUCTION, make_divisible
 
 Arch = dict[str, jax.Array]
 """A subnet as traced arrays: ``stem`` (), ``width`` (S,), ``depth`` (S,), ``ks`` (L,),
@@ -828,9 +828,9 @@ _OFA_ACT = {"hswish": "h_swish", "relu": "relu", "relu6": "relu6", "swish": "swi
 
 
 def choice_spec(layout: NetLayout, choice: SubnetChoice) -> tuple[Any, list[int]]:
-    """The standalone network (an OFA :class:`~search_spaces.ofa.network.NetSpec`) of a
+    """The standalone network (an OFA :class:`~nas.search_spaces.ofa.network.NetSpec`) of a
     subnet, and the supernet index of each of its blocks (for scopes ``blocks/<i>``)."""
-    from search_spaces.ofa.network import ConvSpec, LinearSpec, MBBlock, NetSpec
+    from nas.search_spaces.ofa.network import ConvSpec, LinearSpec, MBBlock, NetSpec
 
     blocks, ids = [], []
     prev = choice.stem
@@ -883,7 +883,7 @@ def ofa_layout(
     width_mult: float = 1.0, n_classes: int = 1000, in_channels: int = 3, dropout: float = 0.1
 ) -> NetLayout:
     """The OFA-MobileNetV3 supernet (``OFAMobileNetV3``, ks {3,5,7}, e {3,4,6}, d {2,3,4})."""
-    from search_spaces.ofa import network as net
+    from nas.search_spaces.ofa import network as net
 
     w = [net._width(b, width_mult) for b in net.MBV3_BASE_WIDTH[:-2]]
     stages = [
@@ -922,7 +922,7 @@ def ofa_layout(
 
 def ofa_choice(layout: NetLayout, genotype: Any) -> SubnetChoice:
     """The :class:`SubnetChoice` of an OFA-MobileNetV3 elastic genotype."""
-    from search_spaces.ofa.space import OFAGenotype
+    from nas.search_spaces.ofa.space import OFAGenotype
 
     if not isinstance(genotype, OFAGenotype):
         raise InvalidGenotype(f"ofa supernet: not an ofa elastic genotype: {genotype!r}")
@@ -937,7 +937,7 @@ def ofa_choice(layout: NetLayout, genotype: Any) -> SubnetChoice:
 
 
 class OFASupernet(ElasticMBNet):
-    """The OFA-MobileNetV3 elastic supernet of an :class:`~search_spaces.ofa.space.OFASpace`.
+    """The OFA-MobileNetV3 elastic supernet of an :class:`~nas.search_spaces.ofa.space.OFASpace`.
 
     Args:
         space: the ``ofa`` space (its width multiplier sets the widths).
@@ -949,7 +949,7 @@ class OFASupernet(ElasticMBNet):
     def __init__(
         self, space: Any, dataset: str = "digits", dw_impl: str | None = None, seed: int = 0
     ):
-        from search_spaces.ofa import network as net
+        from nas.search_spaces.ofa import network as net
 
         shape, classes = net.DATASETS[space.check_dataset(dataset)]
         chans = shape[2] if shape else 3

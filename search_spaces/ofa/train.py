@@ -1,18 +1,18 @@
 """Training elastic supernets: OFA's progressive shrinking and BigNAS's sandwich rule.
 
 Both are one jitted step, :meth:`ElasticTrainer.step`, over a *batch of subnets* (an
-encoded :data:`~search_spaces.ofa.supernet.Arch` with a leading subnet axis): the losses of
+encoded :data:`~nas.search_spaces.ofa.supernet.Arch` with a leading subnet axis): the losses of
 the subnets are summed and one optimiser update follows, which is what OFA's gradient
 accumulation over ``dynamic_batch_size`` subnets and BigNAS's sandwich step do. Subnets are
 traced arrays, so the step compiles once per (resolution, number of subnets, distillation
 on/off, which of the step's subnets are *fixed*) and serves every subnet. The largest subnet,
 and any subnet registered with ``ElasticTrainer(fixed=...)`` (BigNAS registers the smallest),
 is fixed: where it appears, it runs a program of its own with no conds
-(:class:`~search_spaces.ofa.supernet.FixedSubnet`). Up to ``unroll``
+(:class:`~nas.search_spaces.ofa.supernet.FixedSubnet`). Up to ``unroll``
 further subnets are traced one after the other (XLA:CPU runs straight-line code faster than a
 loop body); more share one ``lax.scan``.
 
-- Progressive shrinking (OFA, :class:`search_spaces.ofa.elastic.ProgressiveShrinking`): the full network first; then
+- Progressive shrinking (OFA, :class:`nas.search_spaces.ofa.elastic.ProgressiveShrinking`): the full network first; then
   elastic kernel; elastic depth ({3,4}, then {2,3,4}); elastic expand ({4,6}, then {3,4,6})
   after sorting the middle channels by importance. From the kernel phase on, every subnet
   also learns from the frozen full network (knowledge distillation, OFA's
@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from nas.search_spaces.ofa.supernet import ElasticMBNet, FixedSubnet, stack_archs
 
 from nas import compat
 from nas.training import TrainingOptions
 from nas.training import optimizer as training_optimizer
-from search_spaces.ofa.supernet import ElasticMBNet, FixedSubnet, stack_archs
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class ElasticTrainer:
         config: the settings.
         fixed: subnets (encoded archs) that come back step after step, such as a sandwich
             step's smallest: each gets a program of its own with no conds wherever it appears
-            in a step (:class:`~search_spaces.ofa.supernet.FixedSubnet`). The largest subnet
+            in a step (:class:`~nas.search_spaces.ofa.supernet.FixedSubnet`). The largest subnet
             always does.
         tx: the optimiser (default: ``config``'s).
 
@@ -286,7 +286,7 @@ def calibrate_bn(model: ElasticMBNet, arch: dict[str, np.ndarray], batches: Sequ
 
 
 def _momentum_filter(path: Any, value: Any) -> bool:
-    from search_spaces.ofa.supernet import BNMomentum
+    from nas.search_spaces.ofa.supernet import BNMomentum
 
     return isinstance(value, BNMomentum)
 

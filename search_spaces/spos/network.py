@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nas.search_spaces.spos.ops import BLOCKS, choice_block, conv_bn
+
 from nas.graph import ArchGraph, CostConvention
-from search_spaces.spos.ops import BLOCKS, choice_block, conv_bn
 
 SPOS_CONVENTION = CostConvention(conv_bias=False, dense_bias=False, dense=True)
 

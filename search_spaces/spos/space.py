@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from nas.search_spaces.spos import network
+from nas.search_spaces.spos.ops import BLOCKS
+
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
 from nas.space import Genotype, SearchSpace
-from search_spaces.spos import network
-from search_spaces.spos.ops import BLOCKS
 
 LAYERS = sum(network.REPEATS)
 """Number of choice layers (20)."""
@@ -177,7 +178,7 @@ class SPOSSpace(SearchSpace):
     )
     default_dataset: ClassVar[str] = "imagenet"
     datasets: ClassVar[tuple[str, ...]] = tuple(network.DATASETS)
-    supernet: ClassVar[str] = "search_spaces.spos.supernet:SPOSNet"
+    supernet: ClassVar[str] = "nas.search_spaces.spos.supernet:SPOSNet"
     genotype_cls: ClassVar[type[SPOSGenotype]] = SPOSGenotype
 
     def __init__(self, channel_search: bool = False) -> None:

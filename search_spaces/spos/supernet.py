@@ -21,7 +21,7 @@ statistics and affine parameters of the kept channels are those of the sliced bl
 Modules are named after the IR's scopes (``features/<layer>/pw``, ``.../proj/dw``,
 ``first_conv``, ``conv_last``, ``head/classifier``), so
 :func:`nas.oneshot.extract_model` copies a path's weights into the standalone model built
-from :mod:`search_spaces.spos.network` (with the path's widths: :meth:`SPOSSupernet.locate`
+from :mod:`nas.search_spaces.spos.network` (with the path's widths: :meth:`SPOSSupernet.locate`
 hands it the sliced weights) -- same outputs, no retraining.
 """
 
@@ -36,6 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from nas.search_spaces.spos.network import DATASETS, REPEATS, NetConfig, mid_channels
+from nas.search_spaces.spos.ops import BLOCKS, KERNELS
+from nas.search_spaces.spos.space import LAYERS, SCALES
 
 from nas.errors import ConfigError, GraphError, InvalidGenotype
 from nas.oneshot import (
@@ -49,9 +52,6 @@ from nas.oneshot import (
     stack_modules,
 )
 from nas.path_supernet import PathNet
-from search_spaces.spos.network import DATASETS, REPEATS, NetConfig, mid_channels
-from search_spaces.spos.ops import BLOCKS, KERNELS
-from search_spaces.spos.space import LAYERS, SCALES
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +77,7 @@ class SPOSBlock(nnx.Module):
     """One candidate block (``ops.choice_block`` as a module).
 
     Args:
-        block: one of :data:`~search_spaces.spos.ops.BLOCKS`.
+        block: one of :data:`~nas.search_spaces.spos.ops.BLOCKS`.
         in_channels: channels of the block input.
         out_channels: channels of the block output.
         mid: hidden width of the main branch.
@@ -239,13 +239,13 @@ class SPOSSupernet(PathSupernet):
     :class:`~nas.oneshot.Mode`.
 
     Args:
-        dataset: the network variant (:data:`search_spaces.spos.network.DATASETS`).
+        dataset: the network variant (:data:`nas.search_spaces.spos.network.DATASETS`).
         seed: initialisation seed.
         dw_impl: depthwise conv formulation, ``shift`` or ``xla`` (default: by backend).
         scan: run a stage's later layers as one ``lax.scan`` (smaller program, faster
             compile) rather than unrolled.
         channel_search: also choose each layer's hidden width (one of
-            :data:`~search_spaces.spos.space.SCALES`; max-width weights, masked).
+            :data:`~nas.search_spaces.spos.space.SCALES`; max-width weights, masked).
     """
 
     choices = (len(BLOCKS),) * LAYERS

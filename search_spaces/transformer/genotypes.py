@@ -17,7 +17,7 @@ graph's ``params()`` equals it exactly (tests check every entry):
   ``ViTForImageClassification``), ImageNet-1k head, class token, LayerNorm eps 1e-6.
 
 Multiply-accumulates follow this platform's convention (see
-:mod:`search_spaces.transformer.network`) at the sequence length in the name's settings
+:mod:`nas.search_spaces.transformer.network`) at the sequence length in the name's settings
 (``seq``; ViT: 197 tokens); append ``,seq=N`` to count another length.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces.transformer.space import TransformerConfig
+from nas.search_spaces.transformer.space import TransformerConfig
 
 
 @dataclass(frozen=True)

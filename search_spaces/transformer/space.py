@@ -3,8 +3,8 @@
 A genotype is a whole configuration (:class:`TransformerConfig`) written as
 ``key=value`` pairs, optionally after a published model's name whose settings the pairs
 override: ``gpt2``, ``gpt2,seq=128`` (GPT-2 counted at 128 tokens), ``bert-base,layers=6``.
-The published models (:mod:`search_spaces.transformer.genotypes`) count exactly as their
-authors' code counts them; the cost convention is :mod:`search_spaces.transformer.network`'s.
+The published models (:mod:`nas.search_spaces.transformer.genotypes`) count exactly as their
+authors' code counts them; the cost convention is :mod:`nas.search_spaces.transformer.network`'s.
 
 As a search space it holds every valid configuration; sampling, mutation and the encoding
 cover a small grid (kind, depth, width, head size, MLP ratio and form, norm and its
@@ -19,15 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from nas.search_spaces.transformer.network import KINDS, MLPS, NORMS, BlockSpec, NetSpec, build
+
 from nas.errors import InvalidGenotype
 from nas.graph import ArchGraph
 from nas.space import Genotype, SearchSpace
-from search_spaces.transformer.network import KINDS, MLPS, NORMS, BlockSpec, NetSpec, build
 
 
 @dataclass(frozen=True)
 class TransformerConfig(Genotype):
-    """A fixed transformer (see :class:`~search_spaces.transformer.network.NetSpec` for the
+    """A fixed transformer (see :class:`~nas.search_spaces.transformer.network.NetSpec` for the
     fields; ``head_dim`` 0 means ``d_model // heads``, ``seq`` 0 means ``context``)."""
 
     kind: str = "decoder"
@@ -247,7 +248,7 @@ class TransformerSpace(SearchSpace):
         return self.parse(text)
 
     def known(self) -> Mapping[str, TransformerConfig]:
-        from search_spaces.transformer.genotypes import PUBLISHED
+        from nas.search_spaces.transformer.genotypes import PUBLISHED
 
         return {name: model.config for name, model in PUBLISHED.items()}
 

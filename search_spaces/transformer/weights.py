@@ -2,7 +2,7 @@
 
 :func:`bert_weights` maps a Hugging Face BERT checkpoint (``BertModel`` tensor names, as in
 all-MiniLM-L6-v2's ``model.safetensors``) onto the nodes of a ``transformer`` graph with
-the same configuration, by the scopes :mod:`search_spaces.transformer.network` gives them;
+the same configuration, by the scopes :mod:`nas.search_spaces.transformer.network` gives them;
 :class:`nas.model.GraphModel` then runs it (``weights=``).
 """
 
