@@ -591,7 +591,7 @@ class SupernetTrainer:
 
 def reset_bn(model: nnx.Module) -> None:
     """Set every BatchNorm's running mean to 0 and variance to 1."""
-    for _, m in model.iter_modules():
+    for _, m in nnx.iter_modules(model):
         if isinstance(m, BN):
             m.mean[...] = jnp.zeros_like(m.mean[...])
             m.var[...] = jnp.ones_like(m.var[...])

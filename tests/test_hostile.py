@@ -509,7 +509,7 @@ CASES: list[Case] = [
     # ---------------------------------------------------------------- predict / predictor
     Case("predict", sh("predict --predictor {pred} --space nb201 --arch best_cifar10 --json"),
          check=lambda ctx, out: 0 < _json_out(out)["mean"] < 100),
-    Case("predict-missing-folder", sh("predict --predictor none --space nb201 --arch x"),
+    Case("predict-missing-folder", sh("predict --predictor none --space nb201 --arch best_cifar10"),
          "not a saved predictor"),
     Case("predict-bad-safetensors-header", PREDICT, "not a valid safetensors file",
          setup=_write("pred/arrays.safetensors", b"\xff" * 64)),

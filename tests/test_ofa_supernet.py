@@ -165,6 +165,7 @@ def test_traced_chunks_save_only_their_conv_outputs():
             assert 0 < sum(s[-1] == width for s in saved) <= budget, (bi, width, saved)
 
 
+@pytest.mark.slow  # whole-supernet gradients at 16x16: minutes on 2 cores
 def test_chunked_middle_channels_equal_the_masked_block():
     """TINY computes its middle channels in chunks (one per expand ratio) and skips those a
     subnet does not use; the same weights with the whole width computed and masked give the
@@ -236,6 +237,7 @@ def optax_ce(logits: jax.Array, y: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
+@pytest.mark.slow  # whole-supernet gradients at 16x16: minutes on 2 cores
 def test_elastic_training_compiles_once_per_mode_and_learns():
     """Training steps over different subnets (1 and 3 per step) reuse one compile per mode,
     and BN recalibration leaves the supernet's own statistics alone."""
@@ -263,6 +265,7 @@ def test_elastic_training_compiles_once_per_mode_and_learns():
     assert all(np.array_equal(a, b) for a, b in zip(stats, after, strict=True))
 
 
+@pytest.mark.slow  # whole-supernet gradients at 16x16: minutes on 2 cores
 def test_unrolled_and_scanned_subnets_make_the_same_update():
     """A sandwich step traces each subnet (``unroll``) or runs them under one ``lax.scan``:
     the loss, the updated weights and the BN statistics are the same either way."""

@@ -794,7 +794,7 @@ class ElasticMBNet(nnx.Module):
 
     def set_bn_momentum(self, momentum: float) -> None:
         """Set every BatchNorm's running-statistics momentum (PyTorch convention)."""
-        for _, m in self.iter_modules():
+        for _, m in nnx.iter_modules(self):
             if isinstance(m, ElasticBN):
                 m.momentum[...] = jnp.float32(momentum)
 
