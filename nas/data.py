@@ -1,5 +1,6 @@
-"""Datasets for training evaluators: scikit-learn's digits (built in), a local CIFAR-10, and
-byte corpora for language models (:mod:`nas.corpus`: the Python standard library, your text).
+"""Datasets for training evaluators: scikit-learn's digits (built in), local CIFAR-10 and
+CIFAR-100 python folders, and byte corpora for language models (:mod:`nas.corpus`: the
+Python standard library, your text). Numpy arrays and image folders: :mod:`nas.localdata`.
 
 Arrays are NHWC float32, standardised; labels int32. Splits are fixed by a seed so that every
 candidate of a search sees the same data.
@@ -20,6 +21,7 @@ from nas.errors import DataError, UnknownName
 from nas.pipeline import Augment
 
 CIFAR_ENV = "NAS_CIFAR10_DIR"
+CIFAR100_ENV = "NAS_CIFAR100_DIR"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,29 @@ def load_digits(seed: int = 0, val_fraction: float = 0.2) -> Dataset:
     n_val = int(round(len(x) * val_fraction))
     val, train = order[:n_val], order[n_val:]
     return Dataset("digits", x[train], y[train], x[val], y[val], 10)
+
+
+def holdout(
+    y: np.ndarray, seed: int, fraction: float, where: str, names: list[str] | None = None
+) -> np.ndarray:
+    """A seeded, per-class validation mask holding out ``fraction`` of every class.
+
+    Raises:
+        DataError: a class too small to hold out at least one image and keep one (the
+            message names the data, ``where``, and the class, by ``names`` if given).
+    """
+    rng = np.random.default_rng([seed, 2])
+    val = np.zeros(len(y), bool)
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = int(round(len(idx) * fraction))
+        if k < 1 or k >= len(idx):
+            raise DataError(
+                f"class {names[c] if names else int(c)!r} of {where} has {len(idx)} image(s): too few to hold out "
+                f"{fraction:.0%} for validation"
+            )
+        val[idx[:k]] = True
+    return val
 
 
 def _pickle_globals() -> dict[tuple[str, str], object]:
@@ -120,46 +145,84 @@ def load_pickle_batch(path: str | os.PathLike) -> dict:
     return data
 
 
+def _cifar_split(path: Path, label_key: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, 3, 32, 32)`` uint8 and labels of one CIFAR python pickle."""
+    d = load_pickle_batch(path)
+    try:
+        x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(d[label_key], np.int32).reshape(-1)
+    except KeyError as e:
+        raise DataError(
+            f"{path} is not a {name} python batch: it has no key {e.args[0]!r}"
+        ) from None
+    except (TypeError, ValueError) as e:
+        line = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"{path} is not a {name} python batch: {line}") from None
+    if len(x) != len(y):
+        raise DataError(f"{path} is not a {name} python batch: {len(x)} images, {len(y)} labels")
+    return x, y
+
+
+def _cifar_dataset(
+    name: str,
+    train: list[Path],
+    test: Path,
+    label_key: bytes,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    classes: int,
+    limit: int | None,
+) -> Dataset:
+    """A CIFAR python folder's pickles as a standardised :class:`Dataset`."""
+    missing = [str(p) for p in train + [test] if not p.exists()]
+    if missing:
+        raise DataError(f"{name} folder {test.parent} is missing {missing[0]}")
+    parts = [_cifar_split(p, label_key, name) for p in train]
+    xtr, ytr = np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+    xte, yte = _cifar_split(test, label_key, name)
+    for split, y in ((train[0], ytr), (test, yte)):
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise DataError(f"{split}: labels must lie in 0..{classes - 1}, found {y.max()}")
+    if limit:
+        xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: limit // 5], yte[: limit // 5]
+    mean, std = (np.array(v, np.float32) for v in stats)
+
+    def prep(x: np.ndarray) -> np.ndarray:
+        return ((x.transpose(0, 2, 3, 1).astype(np.float32) / 255.0) - mean) / std
+
+    return Dataset(name, prep(xtr), ytr, prep(xte), yte, classes)
+
+
+def _cifar_folder(folder: str | os.PathLike | None, env: str, what: str) -> Path:
+    folder = folder or os.environ.get(env)
+    if not folder:
+        raise DataError(f"{what} needs a local folder: pass --data-dir or set {env}")
+    return Path(folder)
+
+
 def load_cifar10(folder: str | os.PathLike | None = None, limit: int | None = None) -> Dataset:
     """CIFAR-10 from a local ``cifar-10-batches-py`` folder (the python pickles).
 
     The folder is ``folder``, else ``$NAS_CIFAR10_DIR``. Nothing is downloaded. The batches
     are read by :func:`load_pickle_batch`, which runs no code a file names.
     """
-    folder = folder or os.environ.get(CIFAR_ENV)
-    if not folder:
-        raise DataError(
-            f"CIFAR-10 needs a local cifar-10-batches-py folder: pass --data-dir or set {CIFAR_ENV}"
-        )
-    root = Path(folder)
-    files = [root / f"data_batch_{i}" for i in range(1, 6)]
-    test = root / "test_batch"
-    missing = [str(p) for p in files + [test] if not p.exists()]
-    if missing:
-        raise DataError(f"CIFAR-10 folder {root} is missing {missing[0]}")
+    root = _cifar_folder(folder, CIFAR_ENV, "CIFAR-10 (a cifar-10-batches-py folder)")
+    train = [root / f"data_batch_{i}" for i in range(1, 6)]
+    stats = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    return _cifar_dataset("cifar10", train, root / "test_batch", b"labels", stats, 10, limit)
 
-    def read(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for p in paths:
-            d = load_pickle_batch(p)
-            try:
-                xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
-                ys.append(np.asarray(d[b"labels"], np.int32))
-            except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{p} is not a CIFAR-10 python batch: {e!r}") from None
-        return np.concatenate(xs), np.concatenate(ys)
 
-    xtr, ytr = read(files)
-    xte, yte = read([test])
-    if limit:
-        xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[: limit // 5], yte[: limit // 5]
-    mean = np.array([0.4914, 0.4822, 0.4465], np.float32)
-    std = np.array([0.2470, 0.2435, 0.2616], np.float32)
+def load_cifar100(folder: str | os.PathLike | None = None, limit: int | None = None) -> Dataset:
+    """CIFAR-100 from a local ``cifar-100-python`` folder: the ``train`` and ``test``
+    pickles, labelled by their 100 ``fine_labels``.
 
-    def prep(x: np.ndarray) -> np.ndarray:
-        return ((x.transpose(0, 2, 3, 1).astype(np.float32) / 255.0) - mean) / std
-
-    return Dataset("cifar10", prep(xtr), ytr, prep(xte), yte, 10)
+    The folder is ``folder``, else ``$NAS_CIFAR100_DIR``. Nothing is downloaded; the pickles
+    are read by :func:`load_pickle_batch`, which runs no code a file names.
+    """
+    root = _cifar_folder(folder, CIFAR100_ENV, "CIFAR-100 (a cifar-100-python folder)")
+    stats = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+    return _cifar_dataset(
+        "cifar100", [root / "train"], root / "test", b"fine_labels", stats, 100, limit
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +259,13 @@ CIFAR10 = DatasetSpec(
     "cifar10",
     f"CIFAR-10 from a local cifar-10-batches-py folder (--data-dir or ${CIFAR_ENV})",
     lambda _seed, data_dir: load_cifar10(data_dir),
+    needs_dir=True,
+    augment=Augment(crop_scale=(0.35, 1.0), flip=True, eval_crop=1.0),
+)
+CIFAR100 = DatasetSpec(
+    "cifar100",
+    f"CIFAR-100 (fine labels) from a local cifar-100-python folder (--data-dir or ${CIFAR100_ENV})",
+    lambda _seed, data_dir: load_cifar100(data_dir),
     needs_dir=True,
     augment=Augment(crop_scale=(0.35, 1.0), flip=True, eval_crop=1.0),
 )

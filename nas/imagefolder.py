@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.data import Dataset
+from nas.data import Dataset, holdout
 from nas.errors import DataError, GraphError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -103,17 +103,7 @@ def load_image_folder(
         dirs = _classes(root)
         names = [d.name for d in dirs]
         x, y = _load_split(dirs, names, image_size)
-        rng = np.random.default_rng([seed, 2])
-        val = np.zeros(len(y), bool)
-        for c in range(len(names)):
-            idx = rng.permutation(np.flatnonzero(y == c))
-            k = int(round(len(idx) * val_fraction))
-            if k < 1 or k >= len(idx):
-                raise DataError(
-                    f"class {names[c]!r} of {root} has {len(idx)} image(s): too few to hold "
-                    f"out {val_fraction:.0%} for validation"
-                )
-            val[idx[:k]] = True
+        val = holdout(y, seed, val_fraction, str(root), names)
         xtr, ytr, xva, yva = x[~val], y[~val], x[val], y[val]
     xtr_f = xtr.astype(np.float32) / 255.0
     mean = xtr_f.mean(axis=(0, 1, 2))

@@ -106,6 +106,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "datasets": {
         "digits": "nas.data:DIGITS",
         "cifar10": "nas.data:CIFAR10",
+        "cifar100": "nas.data:CIFAR100",
         "stdlib": "nas.data:STDLIB",
         "text": "nas.data:TEXT",
     },

@@ -199,11 +199,15 @@ class TrainEvaluator(Evaluator):
 
     Args:
         space: the search space.
-        dataset: ``digits`` (built in) or ``cifar10`` (a local folder); left out with an
-            image folder as ``data_dir``, the space's network takes the folder's images
+        dataset: ``digits`` (built in), ``cifar10`` or ``cifar100`` (local folders). Left
+            out, ``data_dir`` is recognised by its layout (:func:`nas.localdata.local_kind`):
+            a CIFAR folder the space has a network for trains that network; anything else
+            (an image folder, an ``.npz`` file, CIFAR-100 for a space without a CIFAR-100
+            network) trains the space's network adapted to the data's input size and classes
             (:func:`nas.imagefolder.retarget` of its CIFAR-10 network, else its default).
         seed: initialisation and data order.
-        data_dir: the CIFAR-10 folder (else ``$NAS_CIFAR10_DIR``), or an image folder.
+        data_dir: a CIFAR-10/100 python folder (else ``$NAS_CIFAR10_DIR`` /
+            ``$NAS_CIFAR100_DIR``), an ``.npz`` file or an image folder.
         run_dir: unused (trial files go to each evaluation's workdir).
         options: :class:`TrainOptions`.
         data: in-memory arrays (``nas.data.Dataset``) instead of a named dataset.
@@ -223,14 +227,17 @@ class TrainEvaluator(Evaluator):
         options: Any = None,
         data: Dataset | None = None,
     ) -> None:
-        from nas.imagefolder import is_image_folder, load_image_folder
+        from nas.localdata import load_local, local_kind
 
-        self.folder = dataset is None and data is None and is_image_folder(data_dir)
+        kind = local_kind(data_dir) if dataset is None and data is None else None
+        if kind in ("cifar10", "cifar100") and kind in space.datasets:
+            dataset = kind  # the space has a network for it: no retargeting
+        self.folder = kind is not None and dataset is None
         if self.folder:
             variant = "cifar10" if "cifar10" in space.datasets else space.default_dataset
-            # the images at the size the network was designed for (CIFAR's 32)
+            # an image folder's images at the size the network was designed for (CIFAR's 32)
             size = 32 if variant == "cifar10" else 64
-            data = load_image_folder(data_dir, seed=seed, image_size=size)
+            data = load_local(data_dir, seed=seed, image_size=size)
             dataset = variant
         super().__init__(
             space,
@@ -252,11 +259,15 @@ class TrainEvaluator(Evaluator):
     def settings(self) -> dict[str, Any]:
         out = {**super().settings(), "train": self.config.to_json()}
         if self.folder:
-            out.update(image_folder=str(self.data_dir), input_shape=list(self.data.input_shape))
+            out.update(
+                local_data=str(self.data_dir),
+                data_kind=self.data.name,
+                input_shape=list(self.data.input_shape),
+            )
         return out
 
     def graph(self, genotype: Genotype) -> ArchGraph:
-        """The network trained for ``genotype`` (retargeted to an image folder's data)."""
+        """The network trained for ``genotype`` (retargeted to local data's shape and classes)."""
         graph = self.space.to_graph(genotype, self.dataset)
         if self.folder:
             from nas.imagefolder import retarget
