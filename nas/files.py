@@ -7,16 +7,22 @@
   where a folder is wanted, a folder that cannot be written), and missing parent folders
   are created only inside the working directory; elsewhere the user creates them. The
   folders created are returned so that the command can say what it created.
+- Sharing: a file that several workers of one search may produce (a trained supernet) is
+  made under an exclusive lock (:func:`exclusive`) and written under a temporary name, then
+  renamed into place (:func:`write_atomically`), so no worker reads half a file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +108,52 @@ def _check_writable(folder: Path, what: str) -> None:
             pass
     except OSError as e:
         raise ConfigError(f"{what}: cannot write into {folder}: {e.strerror or e}") from None
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike, waiting: str = "") -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path`` (created if missing) for the block.
+
+    Processes of one machine (Ray workers, two ``--join`` drivers) that make the same file
+    take turns: the second waits until the first leaves the block (``waiting``, if given,
+    is printed on stderr once while it waits). The kernel drops the lock when its holder
+    dies, so a killed worker never leaves it taken.
+
+    Raises:
+        StorageError: the lock file cannot be created or locked (a read-only folder, a
+            file system without locks).
+    """
+    import fcntl
+
+    lock = Path(path)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock, "a+")  # noqa: SIM115 - closed below, after unlocking
+    except OSError as e:
+        raise StorageError(f"cannot create the lock file {lock}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError as e:
+            raise StorageError(f"cannot lock {lock}: {e.strerror or e}") from None
+        yield
+    finally:
+        f.close()  # closing releases the lock
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Make ``path`` by ``write(temporary)`` then one rename, so that a reader finds either
+    no file or the whole file; a failed ``write`` leaves no temporary behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

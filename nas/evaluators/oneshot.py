@@ -8,7 +8,9 @@ BigNAS elastic subnets):
   ``<run>/supernet/<space>-<dataset>-<key>.safetensors``, where ``<key>`` hashes every setting
   that changes the weights (space, supernet class, dataset, seed, the resolved training
   options, training resolutions). A resumed search or a second study with the same settings
-  reuses it; other settings train their own. Training checkpoints with orbax into
+  reuses it; other settings train their own. Workers of one search that find no file take
+  turns under a lock (``<...>.lock``): one trains, the others then load its file, which is
+  written under a temporary name and renamed into place. Training checkpoints with orbax into
   ``<...>.ckpt/`` every ``checkpoint_every`` steps and on SIGTERM, and a killed training
   resumes from there (:func:`nas.training.run_training`); a rich progress bar shows steps/s
   and the loss.
@@ -234,17 +236,29 @@ class SupernetEvaluator(Evaluator):
         if self.options.resolutions:
             sn.train_resolutions = tuple(self.options.resolutions)
         path = self.supernet_file()
-        if path is not None and path.exists():
-            sn.restore(path)
-            meta = path.with_suffix(".json")
-            self.train_summary = (
-                json.loads(meta.read_text()).get("train", {}) if meta.exists() else {}
-            )
+        if path is None:
+            self.train_summary = self._train(sn, None)
+        elif path.exists():  # whole: it is renamed into place once written
+            self._restore(sn, path)
         else:
-            self.train_summary = self._train(sn, path)
+            from nas.files import exclusive
+
+            # workers of one search take turns: the first trains and saves, the others
+            # wait for it, then load its file
+            wait = f"waiting for another worker training the {self.space.name} supernet ({path})"
+            with exclusive(path.with_suffix(".lock"), wait):
+                if path.exists():
+                    self._restore(sn, path)
+                else:
+                    self.train_summary = self._train(sn, path)
         self.weights_path = path.resolve() if path is not None else None
         self._sn = sn
         return sn
+
+    def _restore(self, sn: Any, path: Path) -> None:
+        sn.restore(path)
+        meta = path.with_suffix(".json")
+        self.train_summary = json.loads(meta.read_text()).get("train", {}) if meta.exists() else {}
 
     def _train(self, sn: Any, path: Path | None) -> dict[str, Any]:
         from nas.checkpoint import Checkpointer
@@ -272,10 +286,13 @@ class SupernetEvaluator(Evaluator):
                 ckpt.close()
         summary["traces"] = task.traces
         if path is not None:
+            from nas.files import write_atomically
+
             meta = {"space": self.space.name, "dataset": self.dataset, "key": self.key()}
-            sn.save(path, {**meta, "training": opts.to_json()})
-            doc = {**meta, "training": opts.to_json(), "train": summary}
-            path.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+            doc = json.dumps({**meta, "training": opts.to_json(), "train": summary}, indent=1)
+            write_atomically(path.with_suffix(".json"), lambda p: p.write_text(doc))
+            # the weights last: their file's existence means the supernet is trained
+            write_atomically(path, lambda p: sn.save(p, {**meta, "training": opts.to_json()}))
             shutil.rmtree(path.with_suffix(".ckpt"), ignore_errors=True)
         return summary
 
