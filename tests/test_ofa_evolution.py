@@ -86,3 +86,22 @@ def test_bignas_coarse_to_fine_grid_then_mutations_of_the_best():
         s.tell(g, (truth[g],))
     coarse_best = max(truth[g] for g in s.grid)
     assert s.best[1] > coarse_best  # the fine stage improved on the grid's best
+
+
+def test_a_resolution_the_latency_table_lacks_is_outside_the_limit(tmp_path):
+    """OFA's tables price a few resolutions: another one costs infinite latency (so a
+    latency limit excludes it) and its trial fails, saying so, before any training."""
+    from dataclasses import replace
+
+    from nas.search_spaces.ofa.latency import LatencyTable
+
+    from nas.evaluators.oneshot import SupernetEvaluator
+
+    table = LatencyTable({128: {}}, "two entries").save(tmp_path / "table.json")
+    space = get_space("ofa")
+    ev = SupernetEvaluator(space, "digits", run_dir=tmp_path, options={"latency_table": str(table)})
+    g = replace(space.known()["min"], resolution=132)
+    assert ev.cost(g)["latency"] == float("inf")
+    r = ev.evaluate(g)
+    assert not r.ok and "no entries for resolution 132" in r.error
+    assert not (tmp_path / "supernet").exists()  # nothing was trained

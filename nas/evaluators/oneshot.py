@@ -22,13 +22,16 @@ BigNAS elastic subnets):
 
 Costs describe the network the genotype deploys as: for elastic spaces the space's default
 dataset (ImageNet at the genotype's resolution), so ``--max-flops 300M`` means what it says;
-with a latency table (``latency_table="note10"`` or a file) they include ``latency`` (ms).
+with a latency table (``latency_table="note10"`` or a file) they include ``latency`` (ms),
+infinite at a resolution the table does not price (outside any ``--max-latency``; a trial
+there fails, saying so).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -302,7 +305,13 @@ class SupernetEvaluator(Evaluator):
         g = self.space.to_graph(genotype, self.cost_dataset)
         out = {"params": g.params(), "flops": g.flops()}
         if self.latency is not None:
-            out["latency"] = self.latency.predict_genotype(self.space, genotype)
+            r = int(genotype.resolution)  # type: ignore[attr-defined]
+            # a resolution the table does not price is outside every latency limit (OFA's
+            # finder, likewise, draws only its table's resolutions)
+            priced = self.latency.prices(r)
+            out["latency"] = (
+                self.latency.predict_genotype(self.space, genotype) if priced else math.inf
+            )
         return out
 
     def calibrate(self, genotype: Genotype) -> None:
@@ -349,6 +358,12 @@ class SupernetEvaluator(Evaluator):
             raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
         t0 = time.perf_counter()
         cost = self.cost(genotype)
+        if not math.isfinite(cost.get("latency", 0.0)):
+            return EvalResult.failure(
+                f"latency table {self.latency.name} has no entries for resolution "
+                f"{genotype.resolution} (set a latency limit, or measure one with `nas "
+                "latency-table --resolutions ...`)"
+            )
         sn = self.supernet(workdir)
         acc = self.accuracy(genotype)
         artifacts: dict[str, str] = {}

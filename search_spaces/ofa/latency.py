@@ -130,6 +130,10 @@ class LatencyTable:
         self.tables = {k: dict(v) for k, v in tables.items()}
         self.name = name
 
+    def prices(self, resolution: int) -> bool:
+        """Whether the table has entries for ``resolution``."""
+        return resolution in self.tables or None in self.tables
+
     def _table(self, resolution: int) -> dict[str, float]:
         if resolution in self.tables:
             return self.tables[resolution]
