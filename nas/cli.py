@@ -480,7 +480,9 @@ def _search_parser(sub: Any) -> None:
         "--budget", type=int, help="evaluated architectures (one-shot strategies: search steps)"
     )
     s.add_argument("--dataset", help="network variant and data (default: the evaluator's)")
-    s.add_argument("--data-dir", help="local data folder (CIFAR python batches, image folder)")
+    s.add_argument(
+        "--data-dir", help="local data: CIFAR-10/100 python folder, image folder or .npz file"
+    )
     s.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
     s.add_argument("--objectives", help="comma-separated, e.g. accuracy,flops (:min/:max)")
     s.add_argument("--max-flops", help="hard limit on multiply-accumulates, e.g. 600M")

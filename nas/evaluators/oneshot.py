@@ -132,6 +132,8 @@ class SupernetEvaluator(Evaluator):
     def __new__(cls, space: SearchSpace, *args: Any, **kwargs: Any) -> Any:
         if not type(space).supernet and callable(getattr(space, "supernet_evaluator", None)):
             # a family that brings its own evaluator (gpt, until it implements the protocol)
+            from nas.evaluators.family import FamilyEvaluator
+
             return FamilyEvaluator(space, *args, **kwargs)
         return super().__new__(cls)
 
@@ -402,53 +404,4 @@ class SupernetEvaluator(Evaluator):
         return sn.child(genotype, self.space.to_graph(genotype, self.dataset))
 
 
-class FamilyEvaluator(Evaluator):
-    """A space's own weight-sharing evaluator in the registry's construction shape, for a
-    family that does not implement :class:`nas.supernet.Supernet` yet (the ``gpt`` language
-    models): the space names its option keys (``supernet_option_keys``) and builds the
-    evaluator (``supernet_evaluator``), which does the work."""
-
-    name = "supernet"
-
-    def __init__(self, space: SearchSpace, dataset: str | None = None, **kwargs: Any) -> None:
-        options = dict(kwargs.pop("options", None) or {})
-        valid = set(space.supernet_option_keys()) | {"run_dir"}  # type: ignore[attr-defined]
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ConfigError(
-                f"supernet evaluator options: unknown key {unknown[0][:40]!r}; valid keys: "
-                f"{', '.join(sorted(valid - {'run_dir'}))}"
-            )
-        if kwargs.get("run_dir") is not None:
-            options.setdefault("run_dir", kwargs["run_dir"])
-        seed = kwargs.get("seed", 0)
-        self.inner = space.supernet_evaluator(  # type: ignore[attr-defined]
-            dataset, seed=seed, data_dir=kwargs.get("data_dir"), **options
-        )
-        self.space = space
-        self.dataset = self.inner.dataset
-        self.seed = seed
-        self.options = options
-        self.metrics = self.inner.metrics  # what the family's evaluator measures
-
-    def evaluate(self, genotype: Genotype, workdir: Path | None = None) -> EvalResult:
-        if not self.space.contains(genotype):  # before any training
-            raise InvalidGenotype(f"{self.space.name}: not one of its genotypes: {genotype!r:.80}")
-        return self.inner.evaluate(genotype, workdir)
-
-    def cost(self, genotype: Genotype) -> dict[str, float]:
-        return self.inner.cost(genotype)
-
-    def settings(self) -> dict[str, Any]:
-        return self.inner.settings()
-
-    def child_model(self, genotype: Genotype) -> Any:
-        return self.inner.child_model(genotype)
-
-    def __getattr__(self, name: str) -> Any:  # the family evaluator's own methods
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-
-__all__ = ["FamilyEvaluator", "SupernetEvaluator", "SupernetOptions"]
+__all__ = ["SupernetEvaluator", "SupernetOptions"]
