@@ -123,6 +123,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = _parse(argv)
+    from nas import memory
+
+    memory.reexec()  # glibc malloc tuned as the nas CLI runs (nas.memory); before JAX starts
     from nas.search_spaces import get_space
 
     from nas.evaluators.oneshot import SupernetEvaluator

@@ -19,8 +19,9 @@ data path adds: a compile per new resolution, and nothing else.
 
 ``--full``: OFA-MobileNetV3 w1.0 on ImageNet-shaped inputs at 128x128, batch 32 (the
 ``benchmarks.ofa_supernet`` setting; minutes to compile); default: a tiny OFA-shaped layout
-at 32x32 (seconds), which shows the same structure. Run under the ``nas`` CLI's malloc
-settings (``GLIBC_TUNABLES``, :mod:`nas.memory`) or without, to compare the fault counts.
+at 32x32 (seconds), which shows the same structure. It runs with the ``nas`` CLI's malloc
+settings (:mod:`nas.memory`; it re-executes itself); ``NAS_MALLOC_TUNING=0`` runs it without,
+to compare the fault counts.
 
 Usage: ``python -m benchmarks.sandwich_diagnostics [--full] [--steps 12]``; writes
 ``benchmarks/results/sandwich_diagnostics[_full].json``.
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--resolutions", default="")
     args = p.parse_args(argv)
+    from nas import memory
+
+    memory.reexec()  # glibc malloc tuned as the nas CLI runs (nas.memory); before JAX starts
 
     import numpy as np
     from nas.search_spaces.ofa.supernet import ElasticMBNet, encode_arch
