@@ -381,7 +381,7 @@ class TrialStore:
             if lease.get("released"):
                 continue
             if lease.get("host") == host:
-                alive = _pid_alive(int(lease.get("pid", -1)))  # on this machine: ask the OS
+                alive = pid_alive(int(lease.get("pid", -1)))  # on this machine: ask the OS
             else:
                 alive = time.time() - float(lease.get("beat", 0)) < float(lease.get("ttl", 0))
             if alive:
@@ -456,7 +456,8 @@ def find_record(store: TrialStore, trial: str, objectives: Any = None) -> TrialR
     return store.record(number)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (a lease's or a Ray session's driver)."""
     if pid <= 0:
         return False
     try:
