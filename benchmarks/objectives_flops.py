@@ -29,6 +29,19 @@ OUT = ROOT / "benchmarks" / "results" / "objectives_flops.json"
 STRATEGIES = "random,evolution,tpe,nsga2,bananas,neural-predictor,spos-evolution"
 
 
+def _site(tmp: Path) -> Path:
+    """A folder whose ``sitecustomize`` sets aside this venv's editable-install finders, so that
+    the ``nas`` (and ``search_spaces``) of ``--checkout`` are the ones imported."""
+    site = tmp / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if 'editable' not in type(f).__module__.lower()]\n"
+    )
+    return site
+
+
 def late_flops(checkout: Path, strategy: str, seed: int, budget: int, tmp: Path) -> dict:
     """One search; the median MFLOPs of its last 20 trials, or the error it printed."""
     import optuna
@@ -38,7 +51,8 @@ def late_flops(checkout: Path, strategy: str, seed: int, budget: int, tmp: Path)
            strategy, "--evaluator", "benchmark", "--dataset", "cifar10", "--objectives",
            "flops", "--budget", str(budget), "--seed", str(seed), "--out", str(out),
            "--no-progress"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(checkout), "JAX_PLATFORMS": "cpu"}
+    path = str(checkout) if checkout == ROOT else f"{_site(tmp)}:{checkout}"
+    env = {**os.environ, "PYTHONPATH": path, "JAX_PLATFORMS": "cpu"}
     r = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         return {"exit": r.returncode, "error": (r.stderr.strip().splitlines() or [""])[-1]}
