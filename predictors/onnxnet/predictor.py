@@ -17,13 +17,14 @@ Modes (how a long network becomes fixed-size features):
 * ``flat1``: the plain text truncated to its first chunk (384).
 
 With ``numeric`` (default on), three numbers read from the ONNX graph (log10 of parameters,
-multiply-adds and node count) are appended to the text features and, after standardisation,
-scaled by ``numeric_weight``: a sentence encoder reads "0.587 M parameters" only vaguely,
-and size is the strongest single signal across spaces. ``numeric=False`` is the pure text
-predictor. ``graph_numbers`` appends the IR graph's thirteen global features as well
-(:data:`nas.predictors.features.GLOBALS`: log parameters and MACs, node and conv counts, the
-longest and shortest conv paths, mean channels, shares of 1x1, depthwise and pooling ops,
-spatial depth), weighted like the three numbers.
+multiply-adds and node count) are appended to the text features, and with ``graph_numbers``
+(default on) the IR graph's thirteen global features (:data:`nas.predictors.features.GLOBALS`:
+log parameters and MACs, node and conv counts, the longest and shortest conv paths, mean
+channels, shares of 1x1, depthwise and pooling ops, spatial depth); after standardisation the
+numbers are scaled by ``numeric_weight`` (default 40): a sentence encoder reads "0.587 M
+parameters" only vaguely, and size and depth are the strongest signals (what the text and
+the numbers each add: ``benchmarks/onnxnet_options.py``). ``numeric=False,
+graph_numbers=False`` is the pure text predictor.
 
 Compute prior and unseen spaces (options ``prior`` and ``transfer``, as in GENNAPE): each
 head's score is ``a * prior + learned``, where the prior is the compute prior of
@@ -97,8 +98,8 @@ class OnnxNetOptions:
     weight_decay: float = 1e-2
     pairs: int = 2048
     numeric: bool = True
-    numeric_weight: float = 5.0
-    graph_numbers: bool = False
+    numeric_weight: float = 40.0
+    graph_numbers: bool = True
     cache: bool = True
     prior: str = "flops_depth"
     transfer: str = "prior"
