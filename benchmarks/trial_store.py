@@ -10,7 +10,8 @@ around 10, 100 and 1,000 for each strategy.
 
 It runs against this checkout or, with ``--legacy``, against a checkout of the code before
 the trial store (whose ``run_search`` took a searcher object), to measure both sides on the
-same machine: ``cd OLD_CHECKOUT && python /path/to/benchmarks/trial_store.py --legacy``.
+same machine: ``cd OLD_CHECKOUT && python /path/to/benchmarks/trial_store.py --legacy`` (with
+this checkout's venv: its editable install is set aside).
 
     python -m benchmarks.trial_store [--trials 1000] [--strategies evolution,tpe]
 """
@@ -51,12 +52,20 @@ def _probe_class(base):
     return Probe
 
 
+def _use_checkout_in_cwd() -> None:
+    """Import ``nas`` (and, before the rename, ``search_spaces``) from the working folder: drop
+    the editable-install finders of the checkout this venv was installed from."""
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()]
+    sys.path.insert(0, os.getcwd())
+
+
 def one(strategy: str, trials: int, legacy: bool) -> dict:
-    from nas.search_spaces import get_space
+    import importlib
 
     from nas.evaluators.synthetic import SyntheticEvaluator
 
-    space = get_space("nb201")
+    spaces = importlib.import_module("search_spaces" if legacy else "nas.search_spaces")
+    space = spaces.get_space("nb201")
     Probe = _probe_class(SyntheticEvaluator)
     Probe.samples = []
     with tempfile.TemporaryDirectory(prefix="nasbench-") as tmp:
@@ -103,6 +112,8 @@ def main() -> int:
     p.add_argument("--legacy", action="store_true", help="the code before the trial store")
     p.add_argument("--label", default=None, help="name of this run in the results file")
     args = p.parse_args()
+    if args.legacy:
+        _use_checkout_in_cwd()
     rows = [one(s, args.trials, args.legacy) for s in args.strategies.split(",")]
     for r in rows:
         print(json.dumps(r))

@@ -337,7 +337,8 @@ def search(
         }.items()
         if v is not None
     }
-    values = {**given, **settings}
+    # ``None`` for a setting means its default, as for the positional ones
+    values = {**given, **{k: v for k, v in settings.items() if v is not None}}
     if isinstance(config, SearchConfig):
         cfg = config.replace(**values) if values or sets else config
         if sets:

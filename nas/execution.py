@@ -35,6 +35,7 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.evaluators.base import EvalResult, Evaluator
 from nas.space import Genotype
+from nas.storage import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -233,15 +234,6 @@ def _import_ray():
 _TMP_PREFIX = "nasray-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _driver_gone(folder: Path, session_pid: int | None = None) -> bool:
     """Whether the driver of a Ray temp folder is dead: the pid in its ``driver.pid``, else
@@ -250,7 +242,7 @@ def _driver_gone(folder: Path, session_pid: int | None = None) -> bool:
         pid: int | None = int((folder / "driver.pid").read_text())
     except (OSError, ValueError):  # removed, or a driver starting right now
         pid = session_pid
-    return pid is not None and not _pid_alive(pid)
+    return pid is not None and not pid_alive(pid)
 
 
 def _instance_refs(pid: int, base: Path) -> set[tuple[Path, int | None]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -176,7 +177,7 @@ class Pending:
     number: int
     arch: str
     space: str
-    _trial: Any = field(repr=False, default=None)
+    _trial: Any = field(repr=False, default=None)  # the storage's trial id
 
 
 class TrialStore:
@@ -289,20 +290,43 @@ class TrialStore:
         raise StorageError(f"study {self.name!r} has no trial {number}")
 
     def start(self, arch: str, space: str, **attrs: Any) -> Pending:
-        """Write a proposed trial (state RUNNING) with its architecture, before evaluating it."""
-        trial = self._study.ask()
-        self._set_trial_attrs(trial._trial_id, {"arch": arch, "space": space, **attrs})
-        return Pending(trial.number, arch, space, trial)
+        """Write a proposed trial (state RUNNING) with its architecture, before evaluating it.
 
-    def finish(self, pending: Pending, attrs: dict[str, Any], values: list[float] | None) -> None:
-        """Write a trial's outcome: its attributes in one transaction, then its state."""
+        One transaction: the trial is created from a template that carries its attributes
+        (``Study.ask`` would first look for enqueued trials, reading every unfinished one,
+        and then write each attribute after the trial)."""
+        import datetime
+
         import optuna
 
-        self._set_trial_attrs(pending._trial._trial_id, attrs)
-        if values is not None:
-            self._study.tell(pending._trial, values)
-        else:
-            self._study.tell(pending._trial, state=optuna.trial.TrialState.FAIL)
+        template = optuna.trial.FrozenTrial(
+            number=0,
+            state=optuna.trial.TrialState.RUNNING,
+            value=None,
+            datetime_start=datetime.datetime.now(),
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={"arch": arch, "space": space, **attrs},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=0,
+        )
+        storage = self._study._storage
+        trial_id = storage.create_new_trial(self._study._study_id, template_trial=template)
+        return Pending(storage.get_trial_number_from_id(trial_id), arch, space, trial_id)
+
+    def finish(self, pending: Pending, attrs: dict[str, Any], values: list[float] | None) -> None:
+        """Write a trial's outcome: its attributes in one transaction, then its state
+        (COMPLETE with its objective values; FAIL without, or with a value that is not finite)."""
+        import optuna
+
+        self._set_trial_attrs(pending._trial, attrs)
+        ok = values is not None and all(math.isfinite(v) for v in values)
+        state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
+        self._study._storage.set_trial_state_values(
+            pending._trial, state, [float(v) for v in values] if ok else None
+        )
 
     def interrupt_running(self) -> list[TrialRecord]:
         """Mark the trials left RUNNING by a dead driver as interrupted (failed); return them."""
@@ -357,7 +381,7 @@ class TrialStore:
             if lease.get("released"):
                 continue
             if lease.get("host") == host:
-                alive = _pid_alive(int(lease.get("pid", -1)))  # on this machine: ask the OS
+                alive = pid_alive(int(lease.get("pid", -1)))  # on this machine: ask the OS
             else:
                 alive = time.time() - float(lease.get("beat", 0)) < float(lease.get("ttl", 0))
             if alive:
@@ -432,7 +456,8 @@ def find_record(store: TrialStore, trial: str, objectives: Any = None) -> TrialR
     return store.record(number)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (a lease's or a Ray session's driver)."""
     if pid <= 0:
         return False
     try:

@@ -351,6 +351,7 @@ def load_predictor(path: str | Path) -> Predictor:
         raise DataError(f"{cfg} is damaged or edited: {bad or ['predictor']} have the wrong type")
     arrays_path = folder / ARRAYS_FILE
     arrays = read_safetensors(arrays_path, "predictor arrays file") if arrays_path.exists() else {}
+    _check_arrays(arrays_path, arrays)
     p = get_predictor(doc["predictor"], seed=doc.get("seed", 0), **doc.get("options", {}))
     try:
         p._restore(doc.get("state", {}), arrays)
@@ -363,6 +364,16 @@ def load_predictor(path: str | Path) -> Predictor:
         ) from None
     p.fitted = True
     return p
+
+
+def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A saved predictor's arrays are numbers, and its floating-point arrays are finite: a NaN
+    written into a weight would make every prediction NaN without a word."""
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiub":
+            raise DataError(f"{path}: array {name[:80]!r} has dtype {a.dtype}, not numbers")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise DataError(f"{path}: array {name[:80]!r} holds NaN or infinite values (edited?)")
 
 
 # ---------------------------------------------------------------------------- registry

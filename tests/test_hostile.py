@@ -171,6 +171,21 @@ def _truncate(name: str, size: int) -> Callable[[Ctx], None]:
     return setup
 
 
+def _nan_array(name: str) -> Callable[[Ctx], None]:
+    """Write NaN into the first floating-point array of a safetensors file."""
+
+    def setup(ctx: Ctx) -> None:
+        from safetensors.numpy import load_file, save_file
+
+        path = ctx.tmp / name
+        arrays = load_file(str(path))
+        key = next(k for k, a in arrays.items() if a.dtype.kind == "f")
+        arrays[key] = np.full_like(arrays[key], np.nan)
+        save_file(arrays, str(path))
+
+    return setup
+
+
 def _sql(statement: str, *params: Any) -> Callable[[Ctx], None]:
     def setup(ctx: Ctx) -> None:
         with contextlib.closing(sqlite3.connect(ctx.run / "study.db")) as con:
@@ -515,6 +530,8 @@ CASES: list[Case] = [
          setup=_write("pred/arrays.safetensors", b"\xff" * 64)),
     Case("predict-truncated-arrays", PREDICT, "not a valid safetensors file",
          setup=_truncate("pred/arrays.safetensors", 2000)),
+    Case("predict-nan-in-arrays", PREDICT, "holds NaN or infinite values",
+         setup=_nan_array("pred/arrays.safetensors")),
     Case("predict-json-a-list", PREDICT, "not a version-1",
          setup=_write("pred/predictor.json", "[1, 2]")),
     Case("predict-json-deep", PREDICT, "nested too deeply",

@@ -55,8 +55,9 @@ def test_every_sample_strategy_concentrates_on_cheap_cells_at_budget_100(tmp_pat
     from nas.searchers import strategy_class
 
     require_data(TABLE)
+    options = {"ofa-evolution": {"samples": 40}}  # its default (100) would be the whole budget
     medians = {
-        name: late_median_flops(name, 100, tmp_path)
+        name: late_median_flops(name, 100, tmp_path, strategy_options=options.get(name))
         for name in registry.names("strategies")
         if strategy_class(name).kind == "sample"
     }
@@ -153,6 +154,7 @@ def test_config_file_flags_and_set_overrides(tmp_path, capsys):
         (["--strategy", "bananas", "--objectives", "accuracy,flops"], "'bananas' optimises 1 objective; for accuracy,flops use one of ['evolution', 'nsga2', 'random', 'tpe']"),
         (["--strategy", "bananas", "--predictor", "nope"], "unknown predictor 'nope'"),
         (["--strategy", "darts"], "strategy 'darts' searches the DARTS cell space"),
+        (["--strategy", "ofa-evolution"], "ofa-evolution: samples=100 leaves none of the budget (3)"),
         (["--log-level", "loud"], "--log-level must be one of"),
         (["--config", "/nonexistent.toml"], "--config /nonexistent.toml cannot be read: No such file"),
     ],

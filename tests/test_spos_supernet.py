@@ -86,7 +86,9 @@ def spos_eval(trained, digits):
 
 
 def _bn_means(module) -> list[np.ndarray]:
-    return [np.asarray(m.mean[...]).copy() for _, m in nnx.iter_modules(module) if isinstance(m, BN)]
+    return [
+        np.asarray(m.mean[...]).copy() for _, m in nnx.iter_modules(module) if isinstance(m, BN)
+    ]
 
 
 def test_bn_recalibration_resets_and_recomputes_statistics(trained, spos_eval):

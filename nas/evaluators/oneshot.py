@@ -130,6 +130,10 @@ class SupernetEvaluator(Evaluator):
             return FamilyEvaluator(space, *args, **kwargs)
         return super().__new__(cls)
 
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        # Unpickling (a Ray worker) calls ``__new__`` with these: it dispatches on the space.
+        return (self.space,)
+
     def __init__(
         self,
         space: SearchSpace,

@@ -151,6 +151,14 @@ class OFAEvolution(Searcher):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        budget = self.context.budget
+        if budget and self.options.samples >= budget:
+            # every proposal would be a random sample: the predictor would never be used
+            raise ConfigError(
+                f"ofa-evolution: samples={self.options.samples} leaves none of the budget "
+                f"({budget}) for the predictor's candidates; set samples below the budget "
+                "(--set strategy_options.samples=N)"
+            )
         self.scored: dict[Genotype, float] = {}
         self.asked: set[Genotype] = set()
         self.queue: list[Genotype] = []
