@@ -207,3 +207,37 @@ def test_bad_options():
         get_predictor("onnxnet", prior="latency")
     with pytest.raises(ConfigError, match="transfer"):
         get_predictor("onnxnet", transfer="some")
+
+
+@pytest.mark.slow
+@needs_minilm
+def test_graph_numbers_and_saves_made_before_them(tmp_path, monkeypatch):
+    """``graph_numbers`` appends the IR graph's global features to the text features; a
+    predictor saved before the option existed loads as it was trained, without them."""
+    import json
+
+    from nas.predictors.base import CONFIG_FILE, get_predictor, load_predictor
+    from nas.predictors.data import load_spec
+    from nas.predictors.features import GLOBAL_DIM, features, global_matrix
+
+    from tests.conftest import require_data
+
+    require_data("nasbench/nb201_natsbench_tss_test_acc_200ep.csv")
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    data = load_spec("nb201:cifar10:12", seed=0)
+    opts = {"steps": 10, "ensemble": 2, "mode": "stats"}
+    with_numbers = get_predictor("onnxnet", seed=0, graph_numbers=True, **opts)
+    without = get_predictor("onnxnet", seed=0, graph_numbers=False, **opts)
+    a, b = with_numbers.featurize(data.graphs), without.featurize(data.graphs)
+    assert a.shape[1] == b.shape[1] + GLOBAL_DIM
+    np.testing.assert_array_equal(a[:, : b.shape[1]], b)
+    np.testing.assert_array_equal(a[:, b.shape[1] :], global_matrix(features(data.graphs)))
+    without.fit(data.graphs, data.y, data.groups)
+    without.save(tmp_path / "old")
+    cfg = tmp_path / "old" / CONFIG_FILE
+    doc = json.loads(cfg.read_text())
+    del doc["options"]["graph_numbers"], doc["state"]["graph_numbers"]
+    cfg.write_text(json.dumps(doc))
+    old = load_predictor(tmp_path / "old")
+    assert old.opts["graph_numbers"] is False
+    np.testing.assert_array_equal(old.predict(data.graphs)[0], without.predict(data.graphs)[0])

@@ -58,12 +58,14 @@ _LOG_DEPTH = SPATIAL_DEPTH_SCALE * np.log(2.0)  # spatial_depth is log2(1 + d) /
 
 
 def _arrays(
-    feats: Sequence[GraphFeatures],
+    feats: Sequence[GraphFeatures], pad: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Padded ``(phi, weight, log_macs, log_depth)``: ``weight`` is a node's share of the
     network's MACs times the number of copies its collapsed block stands for; ``log_depth``
-    is ``ln(1 + longest path in spatial convs)``."""
+    is ``ln(1 + longest path in spatial convs)``. Nodes are padded (with zero weight) to a
+    multiple of ``pad``."""
     m = max((f.num_nodes for f in feats), default=1)
+    m = -(-m // pad) * pad
     phi = np.zeros((len(feats), m, len(PHI_COLS)), np.float32)
     share = np.zeros((len(feats), m), np.float32)
     for i, f in enumerate(feats):
@@ -103,6 +105,8 @@ def _ranking_loss(theta, arrays, members, y, l2) -> jax.Array:
     return total / max(len(members), 1) + l2 * jnp.sum(theta[:-1] ** 2)
 
 
+_score_jit = jax.jit(_score)
+
 _ADAM = optax.adam(0.05)
 
 
@@ -139,7 +143,9 @@ class EffectiveFlops:
         """Raw scores (log effective MACs plus the depth term); higher is predicted better."""
         if not len(feats):
             return np.zeros(0, np.float32)
-        return np.asarray(_score(self._theta(), *map(jnp.asarray, _arrays(feats))))
+        # Nodes padded to multiples of 16: few distinct shapes, few compilations.
+        arrays = map(jnp.asarray, _arrays(feats, pad=16))
+        return np.asarray(_score_jit(self._theta(), *arrays))
 
     def __call__(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
         """The prior in standardised-accuracy units: ``slope * (score - center)``."""

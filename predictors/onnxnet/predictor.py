@@ -17,10 +17,14 @@ Modes (how a long network becomes fixed-size features):
 * ``flat1``: the plain text truncated to its first chunk (384).
 
 With ``numeric`` (default on), three numbers read from the ONNX graph (log10 of parameters,
-multiply-adds and node count) are appended to the text features and, after standardisation,
-scaled by ``numeric_weight``: a sentence encoder reads "0.587 M parameters" only vaguely,
-and size is the strongest single signal across spaces. ``numeric=False`` is the pure text
-predictor.
+multiply-adds and node count) are appended to the text features, and with ``graph_numbers``
+(default on) the IR graph's thirteen global features (:data:`nas.predictors.features.GLOBALS`:
+log parameters and MACs, node and conv counts, the longest and shortest conv paths, mean
+channels, shares of 1x1, depthwise and pooling ops, spatial depth); after standardisation the
+numbers are scaled by ``numeric_weight`` (default 40): a sentence encoder reads "0.587 M
+parameters" only vaguely, and size and depth are the strongest signals (what the text and
+the numbers each add: ``benchmarks/onnxnet_options.py``). ``numeric=False,
+graph_numbers=False`` is the pure text predictor.
 
 Compute prior and unseen spaces (options ``prior`` and ``transfer``, as in GENNAPE): each
 head's score is ``a * prior + learned``, where the prior is the compute prior of
@@ -50,7 +54,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from nas.predictors.base import Decomposition, Predictor, check_labels
-from nas.predictors.features import GraphLike, as_graph, cache_dir, ref_of
+from nas.predictors.features import (
+    GLOBAL_DIM,
+    GraphLike,
+    as_graph,
+    cache_dir,
+    global_matrix,
+    ref_of,
+)
 from nas.predictors.features import features as graph_features
 from nas.predictors.gennape.prior import EffectiveFlops
 from nas.predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
@@ -87,7 +98,8 @@ class OnnxNetOptions:
     weight_decay: float = 1e-2
     pairs: int = 2048
     numeric: bool = True
-    numeric_weight: float = 5.0
+    numeric_weight: float = 40.0
+    graph_numbers: bool = True
     cache: bool = True
     prior: str = "flops_depth"
     transfer: str = "prior"
@@ -290,6 +302,7 @@ class OnnxNetPredictor(Predictor):
     Options: ``mode`` (blocks | stats | flat | flat1), ``max_tokens`` (chunk length, at most
     512), ``hidden``, ``ensemble`` (number of heads), ``steps``, ``lr``, ``weight_decay``,
     ``pairs`` (pairs per step), ``numeric`` and ``numeric_weight`` (append the size numbers),
+    ``graph_numbers`` (append the IR graph's global features),
     ``cache`` (use the disk cache), ``prior`` (a compute prior by name, or ``none``) and
     ``transfer`` (``prior``, ``lofo`` or ``full``: the learned part's share on unseen spaces).
     """
@@ -317,17 +330,29 @@ class OnnxNetPredictor(Predictor):
         return TextStore(self.opts["mode"], int(self.opts["max_tokens"]), directory)
 
     def featurize(self, graphs: Sequence[GraphLike]) -> np.ndarray:
-        """The pooled text embeddings of ``graphs`` (cached), then the numbers (if used)."""
+        """The pooled text embeddings of ``graphs`` (cached), then the numbers (if used) and
+        the IR graph's global features (with ``graph_numbers``)."""
         feats = self.store.features(list(graphs))
         if not self.opts["numeric"]:
             feats = feats[:, :-NUMBERS]
+        if self.opts["graph_numbers"]:
+            feats = np.concatenate([feats, global_matrix(graph_features(graphs))], 1)
         return feats
+
+    def _width(self) -> int:
+        """The length of :meth:`featurize`'s vectors under the current options."""
+        text = feature_dim(self.opts["mode"]) - NUMBERS
+        return text + self._numeric_width()
+
+    def _numeric_width(self) -> int:
+        """How many trailing feature columns are numbers rather than text embeddings."""
+        return NUMBERS * bool(self.opts["numeric"]) + GLOBAL_DIM * bool(self.opts["graph_numbers"])
 
     def _standardise(self, feats: np.ndarray) -> np.ndarray:
         x = (feats - self.mu) / self.sd
-        if self.opts["numeric"]:
-            # Three numbers among hundreds of text dimensions: give them a louder voice.
-            x[:, -NUMBERS:] *= float(self.opts["numeric_weight"])
+        if k := self._numeric_width():
+            # A few numbers among hundreds of text dimensions: give them a louder voice.
+            x[:, -k:] *= float(self.opts["numeric_weight"])
         return x.astype(np.float32)
 
     # ------------------------------------------------------------------ protocol
@@ -451,7 +476,11 @@ class OnnxNetPredictor(Predictor):
         arrays["norm.mu"] = np.asarray(self.mu, np.float32)
         arrays["norm.sd"] = np.asarray(self.sd, np.float32)
         meta, extra = transfer_state(self.prior, self.families, self.transfer_weight)
-        meta.update(calib=list(self.calib), text_version=TEXT_VERSION)
+        meta.update(
+            calib=list(self.calib),
+            text_version=TEXT_VERSION,
+            graph_numbers=bool(self.opts["graph_numbers"]),
+        )
         return meta, {**arrays, **extra}
 
     def _restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -462,5 +491,13 @@ class OnnxNetPredictor(Predictor):
             )
         self.params = {k[5:]: v for k, v in arrays.items() if k.startswith("head.")}
         self.mu, self.sd = arrays["norm.mu"], arrays["norm.sd"]
+        if self.opts["graph_numbers"] and "graph_numbers" not in meta:
+            # Saved before the option existed: that predictor was trained without them.
+            self.opts["graph_numbers"] = False
+        if len(self.mu) != self._width():
+            raise ConfigError(
+                f"this onnxnet predictor's {len(self.mu)} features do not match its options "
+                f"({self._width()}); refit it"
+            )
         self.calib = tuple(meta["calib"])
         self.prior, self.families, self.transfer_weight = restore_transfer(meta, arrays)

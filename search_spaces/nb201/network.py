@@ -55,9 +55,11 @@ def build(
     num_classes: int,
     channels: int = 16,
     cells_per_stage: int = 5,
+    graph: ArchGraph | None = None,
 ) -> ArchGraph:
-    """The NB201 network for a cell given as its six edge ops."""
-    g = ArchGraph(convention=NB201_CONVENTION)
+    """The NB201 network for a cell given as its six edge ops (built into ``graph``, an empty
+    graph with :data:`NB201_CONVENTION`, when given)."""
+    g = ArchGraph(convention=NB201_CONVENTION) if graph is None else graph
     x = g.add("input", shape=list(input_shape))
     x = g.add("conv", [x], scope="stem", out_channels=channels, kernel=3, padding=1)
     x = g.add("batch_norm", [x], scope="stem")
