@@ -234,7 +234,6 @@ def _import_ray():
 _TMP_PREFIX = "nasray-"
 
 
-
 def _driver_gone(folder: Path, session_pid: int | None = None) -> bool:
     """Whether the driver of a Ray temp folder is dead: the pid in its ``driver.pid``, else
     (the folder already removed) the pid that ends Ray's session folder name. Unknown: no."""

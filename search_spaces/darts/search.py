@@ -148,11 +148,11 @@ class DartsSearchResult:
 # ------------------------------------------------------------------------------ derivation
 
 
-
 def _global_norm(tree: Any) -> jax.Array:
     """The L2 norm of every leaf of ``tree`` together (the step size of the second-order
     DARTS finite difference is 0.01 over it)."""
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
+
 
 def derive_cell(weights: np.ndarray) -> tuple[tuple[str, int], ...]:
     """DARTS' ``_parse``: for node ``j = 2..5`` the two incoming edges with the largest
