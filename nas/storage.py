@@ -92,7 +92,10 @@ def open_storage(url: str, create: bool) -> Any:
             # Drivers starting together on a fresh database (or a reader such as the dashboard
             # opening one while its driver creates it) race to create the tables; the loser's
             # error goes away on a second try.
-            racing = "already exists" in str(e) or "database is locked" in str(e)
+            racing = any(
+                sign in str(e)
+                for sign in ("already exists", "database is locked", "UNIQUE constraint failed")
+            )
             if attempt == 2 or not racing:
                 first = mask_url(str(e).splitlines()[0] if str(e) else type(e).__name__)
                 raise StorageError(f"cannot open storage {mask_url(url)}: {first}") from None
