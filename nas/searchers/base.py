@@ -70,6 +70,13 @@ class SearchContext:
     data_dir: str | None = None
     progress: bool = False
 
+    def within(self, genotype: Genotype) -> bool:
+        """Whether ``genotype``'s cost is within every hard limit (always, without limits)."""
+        if not self.limits or self.cost is None:
+            return True
+        c = self.cost(genotype)
+        return all(c.get(k, 0.0) <= v for k, v in self.limits.items())
+
 
 class Strategy:
     """What both kinds share: a registered name, typed options, the objectives they take."""
@@ -132,6 +139,15 @@ class Searcher(Strategy, ABC):
     def tell(self, genotype: Genotype, values: Values | None) -> None:
         """Record the oriented objective values of a genotype (``None``: it failed)."""
         self.n_told += 1
+
+    def resample(self, genotype: Genotype, prob: float) -> Genotype:
+        """``genotype`` with each decision redrawn uniformly with probability ``prob`` (the
+        mutation of OFA's evolution finder and BigNAS's fine stage)."""
+        idx = self.space.to_indices(genotype)
+        for i, (_, n) in enumerate(self.space.choices()):
+            if self.rng.random() < prob:
+                idx[i] = int(self.rng.integers(n))
+        return self.space.from_indices(idx)
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "rng": rng_state(self.rng), "n_told": self.n_told}

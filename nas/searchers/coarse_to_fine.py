@@ -66,13 +66,6 @@ class CoarseToFine(Searcher):
         self.best: tuple[Genotype, float] | None = None
         self.asked: set[Genotype] = set()
 
-    def fits(self, genotype: Genotype) -> bool:
-        limits, cost = self.context.limits, self.context.cost
-        if not limits or cost is None:
-            return True
-        c = cost(genotype)
-        return all(c.get(k, 0.0) <= v for k, v in limits.items())
-
     def at_levels(self, levels: dict[str, float]) -> Genotype:
         """The genotype taking, for every decision, the option at its group's level."""
         idx = [int(round(levels[n.rsplit("_", 1)[0]] * (k - 1))) for n, k in self.space.choices()]
@@ -86,7 +79,7 @@ class CoarseToFine(Searcher):
         out: list[Genotype] = []
         for i in order:
             g = self.at_levels(dict(zip(self.groups, combos[int(i)], strict=True)))
-            if g not in out and self.fits(g):
+            if g not in out and self.context.within(g):
                 out.append(g)
             if len(out) >= o.coarse:
                 break
@@ -98,12 +91,8 @@ class CoarseToFine(Searcher):
 
     def _mutate(self, g: Genotype) -> Genotype:
         for _ in range(100):
-            idx = self.space.to_indices(g)
-            for i, (_, n) in enumerate(self.space.choices()):
-                if self.rng.random() < self.options.mutate_prob:
-                    idx[i] = int(self.rng.integers(n))
-            child = self.space.from_indices(idx)
-            if child not in self.asked and self.fits(child):
+            child = self.resample(g, self.options.mutate_prob)
+            if child not in self.asked and self.context.within(child):
                 return child
         return self.space.mutate(g, self.rng)
 

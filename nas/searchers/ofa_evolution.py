@@ -167,17 +167,10 @@ class OFAEvolution(Searcher):
 
     # ------------------------------------------------------------------ limits
 
-    def fits(self, genotype: Genotype) -> bool:
-        limits, cost = self.context.limits, self.context.cost
-        if not limits or cost is None:
-            return True
-        c = cost(genotype)
-        return all(c.get(k, 0.0) <= v for k, v in limits.items())
-
     def valid_sample(self, tries: int = 1000) -> Genotype:
         for _ in range(tries):
             g = self.space.sample(self.rng)
-            if self.fits(g):
+            if self.context.within(g):
                 return g
         raise ConfigError(
             f"ofa-evolution: no random subnet within the limits {dict(self.context.limits)} "
@@ -189,16 +182,9 @@ class OFAEvolution(Searcher):
     def _child(self, make: Any, tries: int = 50) -> Genotype | None:
         for _ in range(tries):
             g = make()
-            if self.fits(g):
+            if self.context.within(g):
                 return g
         return None
-
-    def _mutate(self, g: Genotype) -> Genotype:
-        idx = self.space.to_indices(g)
-        for i, (_, n) in enumerate(self.space.choices()):
-            if self.rng.random() < self.options.mutate_prob:
-                idx[i] = int(self.rng.integers(n))
-        return self.space.from_indices(idx)
 
     def evolve(self, predictor: AccuracyPredictor) -> list[tuple[Genotype, float]]:
         """OFA's ``EvolutionFinder.run_evolution_search`` against ``predictor``; every
@@ -218,7 +204,7 @@ class OFAEvolution(Searcher):
             for k in range(o.population - n_parents):
                 if k < n_mutate:
                     p = parents[int(self.rng.integers(len(parents)))]
-                    c = self._child(lambda p=p: self._mutate(p))
+                    c = self._child(lambda p=p: self.resample(p, self.options.mutate_prob))
                 else:
                     a, b = (parents[int(i)] for i in self.rng.integers(len(parents), size=2))
                     c = self._child(lambda a=a, b=b: self.space.crossover(a, b, self.rng))
