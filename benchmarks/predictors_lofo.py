@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,60 +112,45 @@ each inner held-out family, written to ``predictors_lofo_parts.json``."""
 
 def _graf_matrix(data, synflow: bool) -> np.ndarray:
     from nas.predictors.features import features
-    from nas.predictors.graf import graf_features, standardise_by_family
+    from nas.predictors.graf import graf_features, proxy_scores, standardise_by_family
 
     x = graf_features(features(data.graphs))
     if synflow:
-        x = np.hstack([x, _synflow(data)[:, None]])
+        x = np.hstack([x, proxy_scores(data.graphs, ["synflow"], progress=True)])
     return standardise_by_family(x, data.groups)
 
 
-def _synflow(data) -> np.ndarray:
-    """Log synflow of every architecture, cached in ``$NAS_CACHE_DIR``."""
-    from nas.predictors.features import as_graph, cache_dir
-    from nas.predictors.zerocost.proxies import synflow
-
-    path = cache_dir() / "synflow-v1.json"
-    cache = json.loads(path.read_text()) if path.exists() else {}
-    out = []
-    for g in data.graphs:
-        key = f"{g.space}|{g.dataset}|{g.arch}"
-        if key not in cache:
-            cache[key] = synflow(as_graph(g))
-        out.append(cache[key])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cache))
-    return np.asarray(out, np.float64)
+def _z(v: np.ndarray) -> np.ndarray:
+    """A z-score over one family's architectures (no labels): puts the prior and the
+    learned part on one scale before they are mixed."""
+    sd = v.std()
+    return (v - v.mean()) / (sd if sd > 1e-12 else 1.0)
 
 
-def run_graf(data, held: str, seed: int, synflow: bool) -> dict[str, Any]:
+def run_learned(data, held: str, seed: int, learner, scale: str = "") -> dict[str, Any]:
+    """The prior, ``learner(train, out, prior)`` (predictions on indices ``out`` of a model
+    trained on indices ``train``; ``prior`` is the prior fitted on ``train``) and their
+    combinations for one held-out family. ``scale``: ``"both"`` z-scores both parts within
+    the ranked family before mixing, ``"prior"`` only the prior (for a learned part that
+    was trained as a residual of the z-scored prior), ``""`` neither."""
     from nas.predictors.features import features
-    from nas.predictors.transfer import fit_prior, standardise, unseen_share
-    from sklearn.ensemble import GradientBoostingRegressor
+    from nas.predictors.transfer import fit_prior, unseen_share
 
     fam = np.array(data.groups)
-    x = _graf_matrix(data, synflow)
     feats = features(data.graphs)
-    ys, _ = standardise(data.y, list(fam))
-
-    def model(idx):
-        gbm = GradientBoostingRegressor(
-            n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=seed
-        )
-        return gbm.fit(x[idx], ys[idx])
+    keep = lambda v: v  # noqa: E731
+    norm_p, norm_l = {"both": (_z, _z), "prior": (_z, keep), "": (keep, keep)}[scale]
 
     def prior_on(idx):
         return fit_prior("flops_depth", [feats[i] for i in idx], data.y[idx], list(fam[idx]), seed)
 
+    def both(train, out):
+        prior = prior_on(train)
+        return norm_p(prior([feats[i] for i in out])), norm_l(learner(train, out, prior))
+
     tr, te = np.flatnonzero(fam != held), np.flatnonzero(fam == held)
-
-    def parts(train, out):
-        train, out = tr[train], tr[out]
-        return prior_on(train)([feats[i] for i in out]), model(train).predict(x[out])
-
-    share = unseen_share(list(fam[tr]), data.y[tr], parts, seed)
-    prior = prior_on(tr)([feats[i] for i in te])
-    learned = model(tr).predict(x[te])
+    share = unseen_share(list(fam[tr]), data.y[tr], lambda a, b: both(tr[a], tr[b]), seed)
+    prior, learned = both(tr, te)
     y = data.y[te]
     return {
         "prior": _tau(prior, y),
@@ -173,6 +159,147 @@ def run_graf(data, held: str, seed: int, synflow: bool) -> dict[str, Any]:
         "combined": _tau(prior + share * learned, y),
         "combined_full": _tau(prior + learned, y),
     }
+
+
+def _gbm(x: np.ndarray, target: np.ndarray, seed: int):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    def learner(train, out, prior):
+        gbm = GradientBoostingRegressor(
+            n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=seed
+        )
+        return gbm.fit(x[train], target[train]).predict(x[out])
+
+    return learner
+
+
+def run_graf(data, held: str, seed: int, synflow: bool) -> dict[str, Any]:
+    """GRAF statistics z-scored per family (optionally with log synflow) into gradient
+    boosting on per-family standardised accuracy."""
+    from nas.predictors.transfer import standardise
+
+    ys, _ = standardise(data.y, list(data.groups))
+    return run_learned(data, held, seed, _gbm(_graf_matrix(data, synflow), ys, seed))
+
+
+def _zc_matrix(data, proxies: Sequence[str], hide: Sequence[str] = ()) -> np.ndarray:
+    """GRAF statistics (less the columns ``hide``) and zero-cost proxies, each ranked
+    within its family (:func:`nas.predictors.graf.rank_by_family`)."""
+    from nas.predictors.features import features
+    from nas.predictors.graf import NAMES, graf_features, proxy_scores, rank_by_family
+
+    x = graf_features(features(data.graphs))
+    x = x[:, [i for i, n in enumerate(NAMES) if n not in hide]]
+    if proxies:
+        x = np.hstack([x, proxy_scores(data.graphs, proxies, progress=True)])
+    return rank_by_family(x, data.groups)
+
+
+def run_graf_zc(data, held: str, seed: int, variant: str, proxies) -> dict[str, Any]:
+    """Transferrable-surrogate style: ranked GRAF statistics and zero-cost proxies into
+    gradient boosting. ``variant``: ``zc`` (on per-family standardised accuracy),
+    ``zc-rank`` (on per-family accuracy ranks), ``zc-prior`` (the prior's score, ranked
+    within each family, as one more input)."""
+    from nas.predictors.features import features
+    from nas.predictors.graf import rank_by_family
+    from nas.predictors.transfer import standardise
+
+    x = _zc_matrix(data, proxies)
+    if variant == "zc-rank":
+        target = rank_by_family(data.y[:, None], data.groups)[:, 0]
+    else:
+        target = standardise(data.y, list(data.groups))[0]
+    feats = features(data.graphs)
+    if variant == "zc-resid":
+        return run_learned(data, held, seed, _residual_gbm(x, target, feats, data, seed), "prior")
+    if variant != "zc-prior":
+        return run_learned(data, held, seed, _gbm(x, target, seed), scale="both")
+
+    def learner(train, out, prior):
+        col = rank_by_family(prior(feats)[:, None], data.groups)
+        return _gbm(np.hstack([x, col]), target, seed)(train, out, prior)
+
+    return run_learned(data, held, seed, learner, scale="both")
+
+
+def _z_prior(prior, feats, groups) -> np.ndarray:
+    """The prior's score z-scored within each family (over its architectures, no labels)."""
+    from nas.predictors.graf import standardise_by_family
+
+    return standardise_by_family(prior(feats)[:, None], groups)[:, 0]
+
+
+def _residual_gbm(x, target, feats, data, seed: int):
+    """Gradient boosting on what the z-scored prior leaves of the target: ``target - b *
+    prior`` (``b`` by least squares on the training rows); its prediction divided by ``b``
+    adds to the z-scored prior."""
+
+    def learner(train, out, prior):
+        zp = _z_prior(prior, feats, data.groups)
+        b = float(np.dot(zp[train], target[train]) / max(np.dot(zp[train], zp[train]), 1e-9))
+        b = max(b, 1e-3)
+        return _gbm(x, target - b * zp, seed)(train, out, prior) / b
+
+    return learner
+
+
+POOL_SPACES = (("ofa", "imagenet"), ("spos", "imagenet"), ("darts", "cifar10"),
+               ("nasnet", "cifar10"), ("nb101", "cifar10"), ("nb201", "cifar10"),
+               ("nb301", "cifar10"), ("nbmacro", "cifar10"))  # fmt: skip
+"""Spaces whose random architectures (``--pool`` each, drawn once with seed 0) join the
+labelled families' own architectures, without labels, as the pretraining set."""
+_NO_SYNFLOW = ("ofa", "spos")  # ImageNet-sized: synflow is not cheap there; left unknown
+
+
+def pretrain_pool(data, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets of pretraining: the labelled architectures (first, in order)
+    and ``n`` random ones per space of :data:`POOL_SPACES`; inputs are GRAF statistics
+    less :data:`~nas.predictors.pretrain.STATS`, targets those statistics and log synflow,
+    all ranked within each family."""
+    from nas.predictors.features import features
+    from nas.predictors.graf import NAMES, graf_features, proxy_scores, rank_by_family
+    from nas.predictors.pretrain import STATS, sample_unlabelled
+
+    graphs = list(data.graphs) + sample_unlabelled(POOL_SPACES, n, seed=0)
+    fams = list(data.groups) + [f"{s}~sample" for s, _ in POOL_SPACES for _ in range(n)]
+    g = graf_features(features(graphs))
+    keep = [i for i, name in enumerate(NAMES) if name not in STATS]
+    sf = np.full((len(graphs), 1), np.nan)
+    cheap = [i for i, f in enumerate(fams) if f.split("~")[0] not in _NO_SYNFLOW]
+    sf[cheap] = proxy_scores([graphs[i] for i in cheap], ["synflow"], progress=True)
+    x = rank_by_family(g[:, keep], fams)
+    stats = rank_by_family(np.hstack([g[:, [NAMES.index(s) for s in STATS]], sf]), fams)
+    stats[~np.isfinite(sf[:, 0]), -1] = np.nan
+    return x, stats
+
+
+def run_mlp(data, held: str, seed: int, pool, resid: bool = False) -> dict[str, Any]:
+    """The ranking MLP of :mod:`nas.predictors.pretrain` on ranked GRAF statistics (less
+    the pretraining targets), pretrained on ``pool`` (:func:`pretrain_pool`) unless
+    ``pool`` is ``None``, then fine-tuned on the training families' accuracy ranks; with
+    ``resid`` as a residual of the z-scored prior."""
+    from nas.predictors.features import features
+    from nas.predictors.pretrain import RankMLP
+
+    x = pool[0][: len(data)] if pool is not None else None
+    if x is None:
+        from nas.predictors.pretrain import STATS
+
+        x = _zc_matrix(data, (), hide=STATS)
+    fam = np.array(data.groups)
+    base = RankMLP(x.shape[1], pool[1].shape[1] if pool is not None else 1, seed)
+    if pool is not None:
+        base.pretrain(*pool)
+
+    feats = features(data.graphs) if resid else None
+
+    def learner(train, out, prior):
+        m = RankMLP(x.shape[1], 1, seed)
+        m.params = base.params
+        off = _z_prior(prior, feats, data.groups)[train] if resid else None
+        return m.fit(x[train], data.y[train], fam[train], off).predict(x[out])
+
+    return run_learned(data, held, seed, learner, scale="prior" if resid else "both")
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -199,52 +326,69 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+METHODS = ("graf", "gennape", "graf-zc", "graf-zc-rank", "graf-zc-prior", "graf-zc-resid",
+           "mlp", "mlp-pretrain", "mlp-resid", "mlp-pretrain-resid")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument(
-        "--methods", nargs="+", default=["graf", "gennape"], choices=("graf", "gennape")
-    )
+    ap.add_argument("--methods", nargs="+", default=["graf", "gennape"], choices=METHODS)
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     ap.add_argument("--size", type=int, default=1000, help="NB201 and NAS-Bench-Macro cells")
     ap.add_argument("--synflow", action="store_true", help="log synflow beside GRAF")
+    ap.add_argument("--proxies", default="synflow", help="zero-cost proxies of graf-zc*")
+    ap.add_argument("--pool", type=int, default=600, help="unlabelled archs per space")
+    ap.add_argument("--out", type=Path, default=OUT, help="results file")
     args = ap.parse_args(argv)
+    proxies = [p for p in args.proxies.split(",") if p]
     for seed in (int(s) for s in args.seeds.split(",")):
         data = load(args.size, seed)
+        pretrain = any(m.startswith("mlp-pretrain") for m in args.methods)
+        pool = pretrain_pool(data, args.pool) if pretrain else None
         for method in args.methods:
             for held in args.families:
                 t0 = time.time()
+                label = method
                 if method == "gennape":
                     r = run_gennape(data, held, seed)
-                else:
+                elif method == "graf":
                     r = run_graf(data, held, seed, args.synflow)
-                label = method + ("+synflow" if method == "graf" and args.synflow else "")
+                    label += "+synflow" if args.synflow else ""
+                elif method.startswith("graf-"):
+                    r = run_graf_zc(data, held, seed, method[5:], proxies)
+                    label += "" if proxies == ["synflow"] else f"[{','.join(proxies)}]"
+                else:
+                    r = run_mlp(
+                        data, held, seed, pool if "pretrain" in method else None,
+                        resid=method.endswith("resid"),
+                    )  # fmt: skip
                 row = {"method": label, "held_out": held, "seed": seed, "size": args.size, **r}
                 row["seconds"] = time.time() - t0
                 row["loadavg"] = os.getloadavg()[0]
                 print(json.dumps(row), flush=True)
-                _record(row, (held, seed))
-    print(json.dumps(summarize(json.loads(OUT.read_text())["rows"]), indent=1))
+                _record(row, (held, seed), args.out)
+    print(json.dumps(summarize(json.loads(args.out.read_text())["rows"]), indent=1))
 
 
-def _record(row: dict[str, Any], part: tuple[str, int]) -> None:
+def _record(row: dict[str, Any], part: tuple[str, int], out: Path = OUT) -> None:
     """Add a row (replacing one of the same method, family, seed and size) and its kept
     parts, under a lock: several runs may write at once."""
     import fcntl
 
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT.with_suffix(".lock"), "w") as lock:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        doc = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
+        doc = json.loads(out.read_text()) if out.exists() else {"rows": []}
         key = (row["method"], row["held_out"], row["seed"], row["size"])
         doc["rows"] = [
             x for x in doc["rows"]
             if (x["method"], x["held_out"], x["seed"], x.get("size")) != key
         ] + [row]  # fmt: skip
         doc["summary"] = summarize(doc["rows"])
-        OUT.write_text(json.dumps(doc, indent=1) + "\n")
+        out.write_text(json.dumps(doc, indent=1) + "\n")
         if part in PARTS:
-            parts_file = OUT.with_name("predictors_lofo_parts.json")
+            parts_file = out.with_name("predictors_lofo_parts.json")
             kept = json.loads(parts_file.read_text()) if parts_file.exists() else {}
             kept[f"{part[0]}:{part[1]}"] = PARTS[part]
             parts_file.write_text(json.dumps(kept))

@@ -17,6 +17,8 @@ family's architectures without their labels (any unlabelled sample of the space 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -127,3 +129,90 @@ def standardise_by_family(x: np.ndarray, families: Sequence[str]) -> np.ndarray:
         sd = x[sel].std(0)
         out[sel] = (x[sel] - mu) / np.where(sd > 1e-9, sd, 1.0)
     return out
+
+
+def rank_by_family(x: np.ndarray, families: Sequence[str]) -> np.ndarray:
+    """Each column's rank within each family, scaled to [-1, 1] (ties share their mean
+    rank; a constant column becomes 0). Ranks need no labels, and unlike z-scores they do
+    not care how a statistic is distributed in a family: what transfers is the order."""
+    from scipy.stats import rankdata
+
+    x = np.asarray(x, np.float64)
+    out = np.zeros_like(x)
+    fam = np.asarray(list(families))
+    for name in np.unique(fam):
+        sel = np.flatnonzero(fam == name)
+        if len(sel) < 2:
+            continue
+        r = rankdata(x[sel], axis=0)
+        out[sel] = 2.0 * (r - 1.0) / (len(sel) - 1.0) - 1.0
+    return out
+
+
+PROXIES = ("synflow", "jacov", "snip", "grad_norm", "naswot")
+"""Zero-cost proxies :func:`proxy_scores` computes (:mod:`nas.predictors.zerocost.proxies`);
+the data-dependent ones score one batch of :func:`~nas.predictors.zerocost.proxies.digits_batch`
+(16 images, seed 0)."""
+
+
+def proxy_scores(
+    graphs: Sequence, names: Sequence[str], *, progress: bool = False, save_every: int = 200
+) -> np.ndarray:
+    """``(len(graphs), len(names))`` zero-cost proxy scores, cached per architecture in
+    ``$NAS_CACHE_DIR/zerocost-NAME-v1.json`` (key ``space|dataset|arch``), so repeated
+    benchmark folds and seeds compute each score once. Graphs that do not say which space
+    built them are scored without caching."""
+    from nas.predictors.features import as_graph, cache_dir, ref_of
+
+    from nas.errors import ConfigError
+
+    bad = [n for n in names if n not in PROXIES]
+    if bad:
+        raise ConfigError(f"unknown zero-cost proxy {bad[0]!r}; known: {', '.join(PROXIES)}")
+    out = np.zeros((len(graphs), len(names)))
+    for j, name in enumerate(names):
+        path = cache_dir() / f"zerocost-{name}-v1.json"
+        cache = json.loads(path.read_text()) if path.exists() else {}
+        todo = 0
+        for i, g in enumerate(_progress(graphs, f"proxy {name}", progress)):
+            ref = ref_of(g)
+            key = f"{ref.space}|{ref.dataset}|{ref.arch}" if ref is not None else None
+            if key is None or key not in cache:
+                value = _proxy(name, as_graph(g))
+                if key is None:
+                    out[i, j] = value
+                    continue
+                cache[key], todo = value, todo + 1
+                if todo % save_every == 0:
+                    _save_json(path, cache)
+            out[i, j] = cache[key]
+        if todo:
+            _save_json(path, cache)
+    return out
+
+
+def _proxy(name: str, graph) -> float:
+    from nas.predictors.zerocost import proxies
+
+    if name == "synflow":
+        return proxies.synflow(graph)
+    x, labels = proxies.digits_batch(tuple(graph.shape(graph.input)), 16, 0)
+    if name in ("snip", "grad_norm"):
+        return getattr(proxies, name)(graph, x, labels)
+    return getattr(proxies, name)(graph, x)
+
+
+def _save_json(path, obj) -> None:
+    """Write ``obj`` atomically (other processes may read the cache meanwhile)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _progress(items: Sequence, what: str, show: bool):
+    if not show:
+        return items
+    from rich.progress import track
+
+    return track(items, description=what, transient=True)
