@@ -201,7 +201,7 @@ def run_graf_zc(data, held: str, seed: int, variant: str, proxies) -> dict[str, 
     ``zc-rank`` (on per-family accuracy ranks), ``zc-prior`` (the prior's score, ranked
     within each family, as one more input)."""
     from nas.predictors.features import features
-    from nas.predictors.graf import rank_by_family
+    from nas.predictors.graf import NAMES, rank_by_family
     from nas.predictors.transfer import standardise
 
     x = _zc_matrix(data, proxies)
@@ -210,6 +210,11 @@ def run_graf_zc(data, held: str, seed: int, variant: str, proxies) -> dict[str, 
     else:
         target = standardise(data.y, list(data.groups))[0]
     feats = features(data.graphs)
+    if variant == "zc-linear":
+        return run_learned(data, held, seed, _linear(x, data), scale="both")
+    if variant == "zc-linear-few":
+        few = [NAMES.index(n) for n in FEW] + list(range(len(NAMES), x.shape[1]))
+        return run_learned(data, held, seed, _linear(x[:, few], data), scale="both")
     if variant == "zc-resid":
         return run_learned(data, held, seed, _residual_gbm(x, target, feats, data, seed), "prior")
     if variant != "zc-prior":
@@ -220,6 +225,26 @@ def run_graf_zc(data, held: str, seed: int, variant: str, proxies) -> dict[str, 
         return _gbm(np.hstack([x, col]), target, seed)(train, out, prior)
 
     return run_learned(data, held, seed, learner, scale="both")
+
+
+FEW = ("log_live_macs", "log_params", "spatial_depth", "longest_spatial_path", "log_paths")
+"""The statistics ``graf-zc-linear-few`` weighs (beside the proxies): the prior's two
+ingredients and their nearest relatives."""
+
+
+def _linear(x: np.ndarray, data):
+    """A linear score of the ranked statistics, fitted by the pairwise ranking loss within
+    each training family (:class:`~nas.predictors.pretrain.RankMLP` without hidden layers):
+    few weights, on scale-free inputs, so that what it learns can transfer."""
+    from nas.predictors.pretrain import MLPConfig, RankMLP
+
+    fam = np.array(data.groups)
+
+    def learner(train, out, prior):
+        m = RankMLP(x.shape[1], 1, 0, MLPConfig(hidden=(), finetune_steps=400, lr=1e-2))
+        return m.fit(x[train], data.y[train], fam[train]).predict(x[out])
+
+    return learner
 
 
 def _z_prior(prior, feats, groups) -> np.ndarray:
@@ -326,7 +351,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-METHODS = ("graf", "gennape", "graf-zc", "graf-zc-rank", "graf-zc-prior", "graf-zc-resid",
+METHODS = ("graf", "gennape", "graf-zc", "graf-zc-rank", "graf-zc-prior", "graf-zc-resid", "graf-zc-linear", "graf-zc-linear-few",
            "mlp", "mlp-pretrain", "mlp-resid", "mlp-pretrain-resid")  # fmt: skip
 
 
