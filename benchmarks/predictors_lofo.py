@@ -15,13 +15,25 @@ on the fourth by Kendall tau, reporting:
   whole learned part, for reference.
 
 Methods: ``gennape`` (the default predictor; its ``transfer="lofo"`` makes exactly this
-choice) and ``graf`` (GRAF-style graph statistics, :mod:`nas.predictors.graf`, standardised
-within each family on that family's architectures without labels, and optionally log
-synflow beside them, into gradient-boosted trees on per-family standardised accuracy).
+choice), ``graf`` (GRAF-style graph statistics, :mod:`nas.predictors.graf`, standardised
+within each family on that family's architectures without labels, optionally with log
+synflow, into gradient-boosted trees on per-family standardised accuracy), and, with both
+parts z-scored within the ranked family before they are mixed:
+
+* ``graf-zc``: the statistics and zero-cost proxies (``--proxies``, cached per architecture:
+  :func:`nas.predictors.graf.proxy_scores`) *ranked* within each family, into the same
+  trees; ``-rank``: on per-family accuracy ranks; ``-prior``: the prior's score (ranked) as
+  one more input; ``-resid``: the trees fit what the prior leaves; ``-linear``: a linear
+  score by a pairwise ranking loss; ``-linear-few``: the same on the proxies and five
+  statistics (:data:`FEW`);
+* ``mlp``: the ranking MLP of :mod:`nas.predictors.pretrain`; ``mlp-pretrain``: the same,
+  first pretrained FBNetV3-style on free statistics of the labelled architectures and
+  ``--pool`` random ones from each of eight spaces; ``-resid``: fine-tuned as a residual of
+  the prior.
 
 Goal: ``combined`` beats ``prior`` by at least +0.03 mean Kendall tau on at least 3 of the 4
 held-out families. Run: ``.venv/bin/python -m benchmarks.predictors_lofo [--seeds 0,1,2]
-[--methods gennape graf] [--size 1000] [--synflow]``; results in
+[--methods gennape graf graf-zc mlp-pretrain ...] [--size 1000] [--synflow]``; results in
 ``benchmarks/results/predictors_lofo.json`` (rows are kept across runs by method, family and
 seed).
 """
@@ -144,15 +156,20 @@ def run_learned(data, held: str, seed: int, learner, scale: str = "") -> dict[st
     def prior_on(idx):
         return fit_prior("flops_depth", [feats[i] for i in idx], data.y[idx], list(fam[idx]), seed)
 
+    kept: dict[str, dict[str, list]] = {}
+
     def both(train, out):
         prior = prior_on(train)
-        return norm_p(prior([feats[i] for i in out])), norm_l(learner(train, out, prior))
+        p, q = norm_p(prior([feats[i] for i in out])), norm_l(learner(train, out, prior))
+        kept[fam[out[0]]] = {"prior": p.tolist(), "learned": q.tolist(), "y": data.y[out].tolist()}
+        return p, q
 
     tr, te = np.flatnonzero(fam != held), np.flatnonzero(fam == held)
     share = unseen_share(list(fam[tr]), data.y[tr], lambda a, b: both(tr[a], tr[b]), seed)
     prior, learned = both(tr, te)
     y = data.y[te]
     return {
+        "_parts": kept,
         "prior": _tau(prior, y),
         "learned": _tau(learned, y),
         "share": share,
@@ -268,39 +285,10 @@ def _residual_gbm(x, target, feats, data, seed: int):
     return learner
 
 
-POOL_SPACES = (("ofa", "imagenet"), ("spos", "imagenet"), ("darts", "cifar10"),
-               ("nasnet", "cifar10"), ("nb101", "cifar10"), ("nb201", "cifar10"),
-               ("nb301", "cifar10"), ("nbmacro", "cifar10"))  # fmt: skip
-"""Spaces whose random architectures (``--pool`` each, drawn once with seed 0) join the
-labelled families' own architectures, without labels, as the pretraining set."""
-_NO_SYNFLOW = ("ofa", "spos")  # ImageNet-sized: synflow is not cheap there; left unknown
-
-
-def pretrain_pool(data, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets of pretraining: the labelled architectures (first, in order)
-    and ``n`` random ones per space of :data:`POOL_SPACES`; inputs are GRAF statistics
-    less :data:`~nas.predictors.pretrain.STATS`, targets those statistics and log synflow,
-    all ranked within each family."""
-    from nas.predictors.features import features
-    from nas.predictors.graf import NAMES, graf_features, proxy_scores, rank_by_family
-    from nas.predictors.pretrain import STATS, sample_unlabelled
-
-    graphs = list(data.graphs) + sample_unlabelled(POOL_SPACES, n, seed=0)
-    fams = list(data.groups) + [f"{s}~sample" for s, _ in POOL_SPACES for _ in range(n)]
-    g = graf_features(features(graphs))
-    keep = [i for i, name in enumerate(NAMES) if name not in STATS]
-    sf = np.full((len(graphs), 1), np.nan)
-    cheap = [i for i, f in enumerate(fams) if f.split("~")[0] not in _NO_SYNFLOW]
-    sf[cheap] = proxy_scores([graphs[i] for i in cheap], ["synflow"], progress=True)
-    x = rank_by_family(g[:, keep], fams)
-    stats = rank_by_family(np.hstack([g[:, [NAMES.index(s) for s in STATS]], sf]), fams)
-    stats[~np.isfinite(sf[:, 0]), -1] = np.nan
-    return x, stats
-
-
 def run_mlp(data, held: str, seed: int, pool, resid: bool = False) -> dict[str, Any]:
     """The ranking MLP of :mod:`nas.predictors.pretrain` on ranked GRAF statistics (less
-    the pretraining targets), pretrained on ``pool`` (:func:`pretrain_pool`) unless
+    the pretraining targets), pretrained on ``pool`` (whose first rows are ``data``'s
+    architectures: :func:`~nas.predictors.pretrain.pretrain_pool`) unless
     ``pool`` is ``None``, then fine-tuned on the training families' accuracy ranks; with
     ``resid`` as a residual of the z-scored prior."""
     from nas.predictors.features import features
@@ -356,6 +344,8 @@ METHODS = ("graf", "gennape", "graf-zc", "graf-zc-rank", "graf-zc-prior", "graf-
 
 
 def main(argv: list[str] | None = None) -> None:
+    from nas.predictors.pretrain import pretrain_pool
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", nargs="+", default=["graf", "gennape"], choices=METHODS)
@@ -370,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         data = load(args.size, seed)
         pretrain = any(m.startswith("mlp-pretrain") for m in args.methods)
-        pool = pretrain_pool(data, args.pool) if pretrain else None
+        pool = pretrain_pool(data.graphs, data.groups, args.pool) if pretrain else None
         for method in args.methods:
             for held in args.families:
                 t0 = time.time()
@@ -388,12 +378,29 @@ def main(argv: list[str] | None = None) -> None:
                         data, held, seed, pool if "pretrain" in method else None,
                         resid=method.endswith("resid"),
                     )  # fmt: skip
+                _keep_parts(label, held, seed, r.pop("_parts", None))
                 row = {"method": label, "held_out": held, "seed": seed, "size": args.size, **r}
                 row["seconds"] = time.time() - t0
                 row["loadavg"] = os.getloadavg()[0]
                 print(json.dumps(row), flush=True)
                 _record(row, (held, seed), args.out)
     print(json.dumps(summarize(json.loads(args.out.read_text())["rows"]), indent=1))
+
+
+PARTS_DIR = Path("runs") / "lofo_parts"
+"""Where the parts (prior, learned, labels) of every inner and outer held-out family of
+the GRAF-style and MLP methods go, one JSON per method (not committed: megabytes), so that
+other share rules can be compared without refitting."""
+
+
+def _keep_parts(method: str, held: str, seed: int, parts: dict | None) -> None:
+    if not parts:
+        return
+    path = PARTS_DIR / f"{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc[f"{held}:{seed}"] = parts
+    path.write_text(json.dumps(doc))
 
 
 def _record(row: dict[str, Any], part: tuple[str, int], out: Path = OUT) -> None:

@@ -15,6 +15,7 @@ pretraining has something to learn: how structure determines compute.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -148,3 +149,47 @@ def sample_unlabelled(spaces: Sequence[tuple[str, str]], n: int, seed: int) -> l
         space = get_space(name)
         out += [space.to_graph(space.sample(rng), dataset) for _ in range(n)]
     return out
+
+
+POOL_SPACES = (("ofa", "imagenet"), ("spos", "imagenet"), ("darts", "cifar10"),
+               ("nasnet", "cifar10"), ("nb101", "cifar10"), ("nb201", "cifar10"),
+               ("nb301", "cifar10"), ("nbmacro", "cifar10"))  # fmt: skip
+"""Spaces whose random architectures join the pretraining set."""
+_NO_SYNFLOW = ("ofa", "spos")  # ImageNet-sized: synflow is not cheap there; left unknown
+
+
+def pretrain_pool(
+    graphs: Sequence, families: Sequence[str], n: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets of pretraining for ``graphs`` (first, in order; their labels are
+    not used) and ``n`` random architectures per space of :data:`POOL_SPACES` (drawn with
+    ``seed``): inputs are GRAF statistics less :data:`STATS`, targets those statistics and
+    log synflow (unknown on ImageNet-sized spaces), all ranked within each family."""
+    from nas.predictors.graf import NAMES, rank_by_family
+
+    g0, sf0 = _statistics(graphs, families)
+    g1, sf1, fams1 = _sampled(n, seed)
+    g, sf, fams = np.vstack([g0, g1]), np.vstack([sf0, sf1]), list(families) + fams1
+    keep = [i for i, name in enumerate(NAMES) if name not in STATS]
+    x = rank_by_family(g[:, keep], fams)
+    stats = rank_by_family(np.hstack([g[:, [NAMES.index(s) for s in STATS]], sf]), fams)
+    stats[~np.isfinite(sf[:, 0]), -1] = np.nan
+    return x, stats
+
+
+def _statistics(graphs: Sequence, families: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """GRAF statistics and log synflow (NaN where not cheap) of ``graphs``."""
+    from nas.predictors.features import features
+    from nas.predictors.graf import graf_features, proxy_scores
+
+    sf = np.full((len(graphs), 1), np.nan)
+    cheap = [i for i, f in enumerate(families) if f.split("~")[0] not in _NO_SYNFLOW]
+    sf[cheap] = proxy_scores([graphs[i] for i in cheap], ["synflow"], progress=True)
+    return graf_features(features(graphs)), sf
+
+
+@functools.cache
+def _sampled(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`_statistics` of the random architectures, once per process."""
+    fams = [f"{s}~sample" for s, _ in POOL_SPACES for _ in range(n)]
+    return (*_statistics(sample_unlabelled(POOL_SPACES, n, seed), fams), fams)
