@@ -22,13 +22,18 @@ consumer). The features are therefore identical (tests and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas.errors import GraphError
 from nas.graph import CostConvention
 from nas.ops import OPS, REQUIRED, Node
 
-_MEMO: dict[tuple, tuple[dict[str, Any], tuple[int, ...], int, int]] = {}
+if TYPE_CHECKING:
+    from nas.predictors.features import NodeInfo
+
+_MEMO: dict[tuple, list] = {}
+"""(op, attributes, input shapes, convention) -> ``[attributes, shape, macs, params,
+NodeInfo or None]`` (the predictor's node info, filled on first use)."""
 
 
 class LiteGraph:
@@ -43,7 +48,7 @@ class LiteGraph:
         self.meta: dict[str, Any] = {}
         self._op: list[str] = []
         self._inputs: list[tuple[int, ...]] = []
-        self._rec: list[tuple[dict[str, Any], tuple[int, ...], int, int]] = []
+        self._rec: list[list] = []
         self._scope: list[str] = []
         self._io: dict[str, int] = {}
 
@@ -63,7 +68,7 @@ class LiteGraph:
             shape = tuple(int(x) for x in spec.infer(full, list(in_shapes), n))
             macs = int(spec.macs(full, list(in_shapes), shape, self.convention))
             params = int(spec.params(full, list(in_shapes), shape))
-            rec = _MEMO.setdefault(key, (full, shape, macs, params))
+            rec = _MEMO.setdefault(key, [full, shape, macs, params, None])
         self._op.append(op)
         self._inputs.append(ins)
         self._rec.append(rec)
@@ -102,6 +107,18 @@ class LiteGraph:
 
     def params(self) -> int:
         return sum(r[3] for r in self._rec)
+
+    def node_infos(self) -> tuple[list[NodeInfo], list[tuple[int, ...]]]:
+        """Every node's :class:`~nas.predictors.features.NodeInfo` (computed once per
+        distinct node) and inputs, in node order."""
+        from nas.predictors.features import node_info
+
+        infos = []
+        for n, rec in enumerate(self._rec):
+            if rec[4] is None:
+                rec[4] = node_info(self, n)
+            infos.append(rec[4])
+        return infos, self._inputs
 
     def topological(self) -> list[int]:
         return list(range(len(self._op)))
