@@ -274,13 +274,13 @@ def node_info(graph: ArchGraph, n: int) -> NodeInfo:
 def _zero_and_live(infos: Sequence[NodeInfo], ins: Sequence[Sequence[int]], output: int):
     """Which nodes are identically zero, and which live ones reach the output."""
     zero = [False] * len(infos)
+    at = zero.__getitem__
     for n, f in enumerate(infos):
         i = ins[n]
-        zero[n] = (
-            f.zero
-            or (f.zero_if_any and any(zero[j] for j in i))
-            or (bool(i) and f.keeps_zero and all(zero[j] for j in i))
-        )
+        if f.zero:
+            zero[n] = True
+        elif i and (f.zero_if_any or f.keeps_zero):
+            zero[n] = (f.zero_if_any and any(map(at, i))) or (f.keeps_zero and all(map(at, i)))
     live = [False] * len(infos)
     stack = [output]
     while stack:
@@ -378,18 +378,16 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
     total_macs = max(graph.flops(), 1)
     total_params = max(graph.params(), 1)
     senders, receivers = [], []
-    for n in order:
-        for i in inputs[n]:
-            senders.append(index[i])
-            receivers.append(index[n])
+    preds = [[index[i] for i in inputs[n]] for n in order]
+    for k, p in enumerate(preds):
+        senders += p
+        receivers += [k] * len(p)
     n_nodes = len(order)
     info = [infos[n] for n in order]
     outdeg = np.bincount(np.asarray(senders, int), minlength=n_nodes).astype(float)
     indeg = np.bincount(np.asarray(receivers, int), minlength=n_nodes).astype(float)
     is_conv = np.array([f.conv for f in info], float)
-    depth, short, spatial, height = _depths(
-        info, [inputs[n] for n in order], index, senders, receivers
-    )
+    depth, short, spatial, height = _depths(info, preds, senders, receivers)
     longest = max(float(depth.max()), 1.0)
     feats = np.array([f.row for f in info]).reshape(n_nodes, NODE_DIM)
     for k, n in enumerate(order):
@@ -440,7 +438,7 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
     )
 
 
-def _depths(info, inputs, index, senders, receivers):
+def _depths(info, preds, senders, receivers):
     """Conv depth: the longest and shortest path (in convs) from the input; the longest
     path in spatial convs; the conv height (longest path in convs to the output)."""
     n_nodes = len(info)
@@ -449,11 +447,11 @@ def _depths(info, inputs, index, senders, receivers):
     spatial = [0.0] * n_nodes
     for k, f in enumerate(info):
         c, s = float(f.conv), float(f.spatial)
-        ins = [index[i] for i in inputs[k]]
+        ins = preds[k]
         if ins:
-            depth[k] = max(depth[i] for i in ins) + c
-            short[k] = min(short[i] for i in ins) + c
-            spatial[k] = max(spatial[i] for i in ins) + s
+            depth[k] = max(map(depth.__getitem__, ins)) + c
+            short[k] = min(map(short.__getitem__, ins)) + c
+            spatial[k] = max(map(spatial.__getitem__, ins)) + s
         else:
             depth[k], short[k], spatial[k] = c, c, s
     height = [0.0] * n_nodes
@@ -461,7 +459,7 @@ def _depths(info, inputs, index, senders, receivers):
     for s, r in zip(senders, receivers, strict=True):
         succ[s].append(r)
     for k in range(n_nodes - 1, -1, -1):
-        height[k] = float(info[k].conv) + max((height[j] for j in succ[k]), default=0.0)
+        height[k] = float(info[k].conv) + max(map(height.__getitem__, succ[k]), default=0.0)
     return tuple(np.array(v) for v in (depth, short, spatial, height))
 
 
@@ -483,29 +481,30 @@ def _collapse_repeats(
     n = len(feats)
     if n < 4:
         return feats, senders, receivers
-    crossed = np.zeros(n + 1, int)
-    for s, r in zip(senders, receivers, strict=True):
-        a, b = min(s, r), max(s, r)
-        if b - a > 1:
-            crossed[a + 1] += 1
-            crossed[b] -= 1
-    cut = np.cumsum(crossed)[:n] == 0
-    cuts = [i for i in range(n) if cut[i]]
+    snd, rcv = np.asarray(senders, int), np.asarray(receivers, int)
+    lo_end, hi_end = np.minimum(snd, rcv), np.maximum(snd, rcv)
+    jump = hi_end - lo_end > 1
+    crossed = np.bincount(lo_end[jump] + 1, minlength=n + 1)[: n + 1]
+    crossed = crossed - np.bincount(hi_end[jump], minlength=n + 1)[: n + 1]
+    cuts = np.flatnonzero(np.cumsum(crossed)[:n] == 0).tolist()
     blocks = [(cuts[i] + 1, cuts[i + 1]) for i in range(len(cuts) - 1)]  # inclusive ranges
     mask_cols = [NUMERIC.index(c) + len(CATEGORIES) for c in _POSITIONAL]
     out_degree_col = NUMERIC.index("out_degree") + len(CATEGORIES)
     edges_by_target: dict[int, list[int]] = {}
     for s, r in zip(senders, receivers, strict=True):
         edges_by_target.setdefault(r, []).append(s)
+    masked = feats.copy()
+    masked[:, mask_cols] = 0.0
+    half = masked.astype(np.float16)
+    masked[:, out_degree_col] = 0.0  # a block's last node: its copies feed different nodes
+    half_last = masked.astype(np.float16)
 
     def signature(lo: int, hi: int) -> bytes:
-        rows = feats[lo : hi + 1].copy()
-        rows[:, mask_cols] = 0.0
-        rows[-1, out_degree_col] = 0.0  # the last copy feeds a different successor
         wiring = tuple(
             tuple(sorted(s - lo for s in edges_by_target.get(t, ()))) for t in range(lo, hi + 1)
         )
-        return rows.astype(np.float16).tobytes() + repr(wiring).encode()
+        rows = half[lo:hi].tobytes() + half_last[hi].tobytes()
+        return rows + repr(wiring).encode()
 
     drop = np.zeros(n, bool)
     remap = np.arange(n)
@@ -538,13 +537,8 @@ def _collapse_repeats(
     new_index[keep] = np.arange(len(keep))
     out = feats[keep].copy()
     out[:, repeat_col] = repeat[keep]
-    ns, nr = [], []
-    for s, r in zip(senders, receivers, strict=True):
-        if drop[r]:
-            continue
-        ns.append(int(new_index[remap[s]]))
-        nr.append(int(new_index[r]))
-    return out, ns, nr
+    alive = ~drop[rcv]
+    return out, new_index[remap[snd[alive]]].tolist(), new_index[rcv[alive]].tolist()
 
 
 # --------------------------------------------------------------------------------------

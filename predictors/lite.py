@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from nas.predictors.features import NodeInfo
 
 _MEMO: dict[tuple, list] = {}
+_CONVENTIONS: dict[CostConvention, int] = {}
 """(op, attributes, input shapes, convention) -> ``[attributes, shape, macs, params,
 NodeInfo or None]`` (the predictor's node info, filled on first use)."""
 
@@ -45,6 +46,7 @@ class LiteGraph:
 
     def __init__(self, convention: CostConvention) -> None:
         self.convention = convention
+        self._conv = _CONVENTIONS.setdefault(convention, len(_CONVENTIONS))  # cheap to hash
         self.meta: dict[str, Any] = {}
         self._op: list[str] = []
         self._inputs: list[tuple[int, ...]] = []
@@ -56,9 +58,15 @@ class LiteGraph:
         """Append a node (inputs must exist); returns its id."""
         ins = (inputs,) if isinstance(inputs, int) else tuple(inputs)
         n = len(self._op)
-        in_shapes = tuple(self._rec[i][1] for i in ins)
-        key = (op, repr(sorted(attrs.items())), in_shapes, self.convention)
-        rec = _MEMO.get(key)
+        in_shapes = tuple([self._rec[i][1] for i in ins])
+        # Attribute values compare by ``==`` (a call site passes the same types each time);
+        # unhashable ones (lists) by their text.
+        key: tuple = (op, tuple(attrs.items()), in_shapes, self._conv)
+        try:
+            rec = _MEMO.get(key)
+        except TypeError:
+            key = (op, repr(sorted(attrs.items())), in_shapes, self._conv)
+            rec = _MEMO.get(key)
         if rec is None:
             spec = OPS[op]
             if spec.refs:
