@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--predictors", nargs="+", default=["gennape", "onnxnet"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT, help="results file (merged into)")
     args = ap.parse_args(argv)
     rows = []
     for name in args.predictors:
@@ -260,11 +261,12 @@ def main(argv: list[str] | None = None) -> None:
             row["loadavg_before"] = load
             rows.append(row)
             print(json.dumps(row, indent=1), flush=True)
-    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = args.out
+    doc = json.loads(out.read_text()) if out.exists() else {}
     doc.update({r["predictor"]: r for r in rows})
     doc["machine"] = {"cpus": os.cpu_count()}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
