@@ -294,13 +294,15 @@ def _zero_and_live(infos: Sequence[NodeInfo], ins: Sequence[Sequence[int]], outp
 
 def _reduce(
     infos: Sequence[NodeInfo], ins: Sequence[Sequence[int]], output: int
-) -> tuple[list[int], dict[int, list[int]], dict[int, dict]]:
-    """Live, contracted, fused graph: (node order, inputs per node, fused flags per node).
-    Nodes are numbered in topological order; ``ins`` are their inputs."""
+) -> tuple[list[int], list[list[int]], list[dict]]:
+    """Live, contracted, fused graph: (node order, inputs per node, fused flags per node;
+    both lists indexed by node). Nodes are numbered in topological order; ``ins`` are their
+    inputs."""
     live = _zero_and_live(infos, ins, output)
+    n_all = len(infos)
     # Pass-through contraction.
-    alias = list(range(len(infos)))
-    inputs: dict[int, list[int]] = {}
+    alias = list(range(n_all))
+    inputs: list[list[int]] = [[] for _ in range(n_all)]
     kept: list[int] = []
     for n, f in enumerate(infos):
         if not live[n]:
@@ -312,41 +314,43 @@ def _reduce(
         inputs[n] = i
         kept.append(n)
     # Fusion of batch norms and activations into neighbours.
-    consumers: dict[int, list[int]] = {n: [] for n in kept}
+    consumers: list[list[int]] = [[] for _ in range(n_all)]
     for n in kept:
         for i in inputs[n]:
             consumers[i].append(n)
-    flags: dict[int, dict] = {n: {} for n in kept}
-    merged: dict[int, int] = {}
+    flags: list[dict] = [{} for _ in range(n_all)]
+    merged = list(range(n_all))  # merged[n] != n: n became a flag of merged[n]
     for n in kept:
-        i = [merged.get(j, j) for j in inputs[n]]
+        i = [merged[j] for j in inputs[n]]
         inputs[n] = i
         kind = infos[n].fuse
         if not kind or len(i) != 1:
             continue
         p = i[0]
-        if infos[p].host and len(consumers[p]) == 1 and f"post_{kind}" not in flags[p]:
-            flags[p][f"post_{kind}"] = 1.0
+        post = "post_" + kind
+        if infos[p].host and len(consumers[p]) == 1 and post not in flags[p]:
+            flags[p][post] = 1.0
             merged[n] = p
             consumers[p] = consumers[n]
             continue
         cons = consumers[n]
+        pre = "pre_" + kind
         if (
             kind != "gate"
             and len(cons) == 1
             and infos[cons[0]].conv_or_dense
             and len(ins[cons[0]]) == 1
-            and f"pre_{kind}" not in flags[cons[0]]
+            and pre not in flags[cons[0]]
         ):
-            flags[cons[0]][f"pre_{kind}"] = 1.0
+            flags[cons[0]][pre] = 1.0
             merged[n] = p
             consumers[p] = [c if c != n else cons[0] for c in consumers[p]]
-    final = [n for n in kept if n not in merged]
+    final = [n for n in kept if merged[n] == n]
     for n in final:
         # a chain of merges: follow until a kept node
         fixed = []
         for i in inputs[n]:
-            while i in merged:
+            while merged[i] != i:
                 i = merged[i]
             fixed.append(i)
         inputs[n] = fixed
@@ -490,21 +494,19 @@ def _collapse_repeats(
     blocks = [(cuts[i] + 1, cuts[i + 1]) for i in range(len(cuts) - 1)]  # inclusive ranges
     mask_cols = [NUMERIC.index(c) + len(CATEGORIES) for c in _POSITIONAL]
     out_degree_col = NUMERIC.index("out_degree") + len(CATEGORIES)
-    edges_by_target: dict[int, list[int]] = {}
-    for s, r in zip(senders, receivers, strict=True):
-        edges_by_target.setdefault(r, []).append(s)
     masked = feats.copy()
     masked[:, mask_cols] = 0.0
     half = masked.astype(np.float16)
     masked[:, out_degree_col] = 0.0  # a block's last node: its copies feed different nodes
     half_last = masked.astype(np.float16)
+    # Edges sorted by (target, source): a block's incoming edges are one slice.
+    by_target = np.lexsort((snd, rcv))
+    edges = np.stack([rcv[by_target], snd[by_target]], 1)
+    starts = np.searchsorted(edges[:, 0], np.arange(n + 1)).tolist()
 
-    def signature(lo: int, hi: int) -> bytes:
-        wiring = tuple(
-            tuple(sorted(s - lo for s in edges_by_target.get(t, ()))) for t in range(lo, hi + 1)
-        )
-        rows = half[lo:hi].tobytes() + half_last[hi].tobytes()
-        return rows + repr(wiring).encode()
+    def signature(lo: int, hi: int) -> tuple:
+        wiring = (edges[starts[lo] : starts[hi + 1]] - lo).tobytes()
+        return (hi - lo, half[lo:hi].tobytes() + half_last[hi].tobytes(), wiring)
 
     drop = np.zeros(n, bool)
     remap = np.arange(n)
