@@ -209,7 +209,8 @@ class NodeInfo:
             receptive field.
         counts: it gets FLOPs and parameter shares. macs, params: its costs.
         row: the features that depend on nothing else (category, kernel, stride,
-            dilation, channels, resolution), float64.
+            dilation, channels, resolution), then ``macs`` and ``params`` where they count
+            (else 0), ``conv``, ``spatial`` and ``cat`` (float64; see ``_EXTRA``).
     """
 
     zero: bool
@@ -250,6 +251,14 @@ def node_info(graph: ArchGraph, n: int) -> NodeInfo:
     row[_COL["log_cout"]] = _log2(out[-1]) / 10.0
     row[_COL["log_res"]] = _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0
     macs = graph.node_macs(n)
+    counts = bool(macs) or (spec.parametric and spec.fuse != "bn")  # not the norms
+    conv = cat.startswith("conv") or cat == "dense"
+    # A spatial conv has a kernel larger than 1x1 (depthwise ones included) and attention
+    # mixes tokens: they widen the receptive field, which a 1x1 conv, a dense layer or a
+    # stride-2 1x1 shortcut does not.
+    spatial = (cat.startswith("conv") or cat == "attention") and spec.mixes(node)
+    params = graph.node_params(n)
+    extra = (macs if counts else 0, params if counts else 0, conv, spatial, _CAT[cat])
     return NodeInfo(
         zero=spec.name == "zero",
         zero_if_any=spec.zero_if_any,
@@ -259,15 +268,12 @@ def node_info(graph: ArchGraph, n: int) -> NodeInfo:
         host=spec.host and op != "input",
         conv_or_dense=op in ("conv", "dense"),
         cat=_CAT[cat],
-        conv=cat.startswith("conv") or cat == "dense",
-        # A spatial conv has a kernel larger than 1x1 (depthwise ones included) and
-        # attention mixes tokens: they widen the receptive field, which a 1x1 conv, a
-        # dense layer or a stride-2 1x1 shortcut does not.
-        spatial=(cat.startswith("conv") or cat == "attention") and spec.mixes(node),
-        counts=bool(macs) or (spec.parametric and spec.fuse != "bn"),  # not the norms
+        conv=conv,
+        spatial=spatial,
+        counts=counts,
         macs=macs,
-        params=graph.node_params(n),
-        row=row,
+        params=params,
+        row=np.concatenate([row, np.array(extra, float)]),
     )
 
 
@@ -371,6 +377,8 @@ def _nodes(graph: ArchGraph) -> tuple[list[NodeInfo], list[list[int]], int, int]
 
 
 _COL = {name: len(CATEGORIES) + i for i, name in enumerate(NUMERIC)}
+_EXTRA = ("macs", "params", "conv", "spatial", "cat")
+"""What :attr:`NodeInfo.row` holds after the static features."""
 _FLAG_COLS = {f: _COL[f] for f in ("pre_act", "pre_bn", "post_bn", "post_act", "post_gate")}
 
 
@@ -388,22 +396,18 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
         receivers += [k] * len(p)
     n_nodes = len(order)
     info = [infos[n] for n in order]
+    table = np.array([f.row for f in info]).reshape(n_nodes, NODE_DIM + len(_EXTRA))
+    feats = table[:, :NODE_DIM]
+    macs, params, is_conv, is_spatial, cat = (table[:, NODE_DIM + i] for i in range(5))
     outdeg = np.bincount(np.asarray(senders, int), minlength=n_nodes).astype(float)
     indeg = np.bincount(np.asarray(receivers, int), minlength=n_nodes).astype(float)
-    is_conv = np.array([f.conv for f in info], float)
-    depth, short, spatial, height = _depths(info, preds, senders, receivers)
+    depth, short, spatial, height = _depths(is_conv, is_spatial, preds)
     longest = max(float(depth.max()), 1.0)
-    feats = np.array([f.row for f in info]).reshape(n_nodes, NODE_DIM)
     for k, n in enumerate(order):
         for f, v in flags[n].items():
             feats[k, _FLAG_COLS[f]] = v
-    counts = np.array([f.counts for f in info], bool)
-    feats[:, _COL["flops_share"]] = np.where(
-        counts, np.array([f.macs for f in info], float) / total_macs * 10.0, 0.0
-    )
-    feats[:, _COL["params_share"]] = np.where(
-        counts, np.array([f.params for f in info], float) / total_params * 10.0, 0.0
-    )
+    feats[:, _COL["flops_share"]] = macs / total_macs * 10.0
+    feats[:, _COL["params_share"]] = params / total_params * 10.0
     feats[:, _COL["in_degree"]] = np.minimum(indeg, 8) / 4.0
     feats[:, _COL["out_degree"]] = np.minimum(outdeg, 8) / 4.0
     feats[:, _COL["position"]] = np.arange(n_nodes) / max(n_nodes - 1, 1)
@@ -414,7 +418,7 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
     in_shape = graph.shape(graph.input)
     out_shape = graph.shape(graph.output)
     chans = feats[is_conv > 0, _COL["log_cout"]]
-    cats = np.bincount(np.array([f.cat for f in info], int), minlength=len(CATEGORIES))
+    cats = np.bincount(cat.astype(int), minlength=len(CATEGORIES))
     g = np.array(
         [
             math.log10(total_params) / 7.0,
@@ -442,28 +446,29 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
     )
 
 
-def _depths(info, preds, senders, receivers):
+def _depths(is_conv: np.ndarray, is_spatial: np.ndarray, preds: list[list[int]]):
     """Conv depth: the longest and shortest path (in convs) from the input; the longest
     path in spatial convs; the conv height (longest path in convs to the output)."""
-    n_nodes = len(info)
+    n_nodes = len(preds)
+    conv, spat = is_conv.tolist(), is_spatial.tolist()
     depth = [0.0] * n_nodes
     short = [math.inf] * n_nodes
     spatial = [0.0] * n_nodes
-    for k, f in enumerate(info):
-        c, s = float(f.conv), float(f.spatial)
-        ins = preds[k]
-        if ins:
-            depth[k] = max(map(depth.__getitem__, ins)) + c
-            short[k] = min(map(short.__getitem__, ins)) + c
-            spatial[k] = max(map(spatial.__getitem__, ins)) + s
-        else:
-            depth[k], short[k], spatial[k] = c, c, s
-    height = [0.0] * n_nodes
     succ: list[list[int]] = [[] for _ in range(n_nodes)]
-    for s, r in zip(senders, receivers, strict=True):
-        succ[s].append(r)
+    for k, ins in enumerate(preds):
+        c = conv[k]
+        if ins:
+            depth[k] = max([depth[i] for i in ins]) + c
+            short[k] = min([short[i] for i in ins]) + c
+            spatial[k] = max([spatial[i] for i in ins]) + spat[k]
+            for i in ins:
+                succ[i].append(k)
+        else:
+            depth[k], short[k], spatial[k] = c, c, spat[k]
+    height = [0.0] * n_nodes
     for k in range(n_nodes - 1, -1, -1):
-        height[k] = float(info[k].conv) + max(map(height.__getitem__, succ[k]), default=0.0)
+        after = succ[k]
+        height[k] = conv[k] + (max([height[j] for j in after]) if after else 0.0)
     return tuple(np.array(v) for v in (depth, short, spatial, height))
 
 
