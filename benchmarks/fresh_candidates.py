@@ -11,12 +11,16 @@ from a second pass over the same cells with each stage isolated.
 predictions for the same cells read back from the cache it just filled, and (GENNAPE) with
 features built through the reference path, one graph at a time
 (:func:`nas.predictors.features.graph_features` on :meth:`SearchSpace.to_graph`), while
-the timed path builds NB201 cells as light graphs (:mod:`nas.predictors.lite`).
+the timed path splices NB201 cells into light graphs (:mod:`nas.predictors.lite`). Both
+compare with ``np.array_equal``: the features and predictions are bit for bit the same.
 
 Run on a quiet machine: ``.venv/bin/python -m benchmarks.fresh_candidates [--cells 2000]
 [--predictors gennape onnxnet] [--workers 2]``; results in
 ``benchmarks/results/fresh_candidates.json``. ``--workers 2`` also times the same work split
-over two spawned processes (one per core).
+over two spawned processes (one per core), with each worker's CPU time in the timed call
+and its start-up cost (spawn and imports, loading the saved predictor, the warm-up call).
+Every rate has a CPU-time twin (``cells_per_cpu_second...``), which a loaded machine
+inflates less than wall time.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ lexicographic topological order ``ArchGraph`` uses (every input is added before 
 consumer). The features are therefore identical (tests and
 ``benchmarks/fresh_candidates.py`` compare them with the reference path).
 
+Each distinct node's :class:`~nas.predictors.features.NodeInfo` (what the features need of
+it alone) is kept with its attributes, so featurising a new network computes none of them.
+An NB201 network on the benchmark's skeleton is not even built node by node: it is spliced
+from the skeleton, each edge op's nodes and the ``add`` nodes, which the space code builds
+once per dataset (:class:`_Nb201Splicer`; tests compare the result with the space code's
+graph, and its features with the IR graph's for every CIFAR-10 cell).
+
 :func:`lite_graph` builds one for a space that supports it (NB201), else ``None``.
 """
 
