@@ -307,9 +307,9 @@ def test_a_learning_rate_given_per_update_trains_as_the_schedule_inside_does(nam
 def test_reset_optimizer_zeroes_the_momentum_and_keeps_the_compiled_step(digits):
     """A new phase starts a new optimiser (OFA) without a new compile."""
     import jax
-
     from nas.search_spaces.ofa.supernet import ElasticMBNet
     from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
+
     from nas.training import optimizer_given_lr
 
     model = ElasticMBNet(_tiny_layout(), seed=0)
@@ -351,7 +351,7 @@ def test_progressive_shrinking_compiles_one_step_per_shape_across_its_six_phases
     from nas.search_spaces import get_space
     from nas.search_spaces.ofa.elastic import OFA_PHASES, OFANet, ProgressiveShrinking
 
-    from nas.training import TrainingOptions, run_training, schedule
+    from nas.training import run_training, schedule
 
     net = OFANet(get_space("ofa"), "digits", seed=0)
     opts = replace_steps(OFANet.defaults, 12)

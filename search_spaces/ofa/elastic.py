@@ -29,8 +29,7 @@ from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer, _cal
 
 from nas.space import Genotype, SearchSpace
 from nas.supernet import Supernet, cumulative_bn
-from nas.training import Trainable, TrainingOptions
-from nas.training import optimizer_given_lr, schedule
+from nas.training import Trainable, TrainingOptions, optimizer_given_lr, schedule
 
 OFA_TRAINING = TrainingOptions(
     steps=600,
