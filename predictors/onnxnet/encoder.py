@@ -11,8 +11,12 @@ and runs the BERT forward itself: 6 post-LayerNorm transformer layers, hidden si
 heads, exact (erf) GELU, then mean pooling over the attention mask and L2 normalisation, as
 sentence-transformers does.
 
-Sentences are encoded in batches padded to a few bucket lengths, so that the jitted forward
-compiles once per bucket; :class:`EmbeddingCache` keeps embeddings on disk by text hash, separately for each
+Sentences are encoded in batches of exactly :data:`ROWS` rows, each padded to the first bucket
+length that holds it, so that the jitted forward compiles once per bucket and a sentence's
+embedding is bit-identical whichever sentences share its batch, in whichever process: XLA
+blocks a matrix product by its shape, so a batch of another row count rounds differently
+in the last place (a sentence's row position and the other rows' contents do not matter
+at a fixed shape; ``tests/test_onnxnet_identity.py`` checks). :class:`EmbeddingCache` keeps embeddings on disk by text hash, separately for each
 :func:`encoder_fingerprint` (weights, tokenizer and settings).
 
 Example:
@@ -60,7 +64,9 @@ FILES = {
     "tokenizer.json": (466247, "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
 }
 """The files read, with the size and SHA-256 they have at :data:`ORIGIN`."""
-FORWARD_VERSION = 1
+ROWS = 8
+"""Rows of every encoder batch (padded with empty rows): one matrix-product shape per bucket."""
+FORWARD_VERSION = 2
 """Bumped whenever :func:`bert_forward` or the tokenisation changes what an embedding is."""
 
 
@@ -236,8 +242,9 @@ class MiniLM:
         finally:
             self.tokenizer.enable_truncation(self.max_tokens)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised embeddings ``(len(texts), 384)`` as float32."""
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings ``(len(texts), 384)`` as float32, each independent of
+        the other texts (batches of :data:`ROWS` rows)."""
         texts = list(texts)
         out = np.zeros((len(texts), DIM), np.float32)
         if not texts:
@@ -246,15 +253,14 @@ class MiniLM:
         order = np.argsort([len(x) for x in ids], kind="stable")
         i = 0
         while i < len(order):
-            # Group sentences of one bucket length; batch at most batch_size of them.
+            # Up to ROWS sentences of one bucket length, always in a (ROWS, bucket) batch.
             bucket = next(bk for bk in BUCKETS if bk >= len(ids[order[i]]))
             j = i
-            while j < len(order) and j - i < batch_size and len(ids[order[j]]) <= bucket:
+            while j < len(order) and j - i < ROWS and len(ids[order[j]]) <= bucket:
                 j += 1
             sel = order[i:j]
-            rows = max(8, 1 << (len(sel) - 1).bit_length())  # a few batch shapes only
-            tok = np.zeros((rows, bucket), np.int32)
-            mask = np.zeros((rows, bucket), np.int32)
+            tok = np.zeros((ROWS, bucket), np.int32)
+            mask = np.zeros((ROWS, bucket), np.int32)
             for r, s in enumerate(sel):
                 tok[r, : len(ids[s])] = ids[s]
                 mask[r, : len(ids[s])] = 1
