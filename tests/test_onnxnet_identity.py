@@ -107,6 +107,7 @@ def test_prediction_is_the_same_alone_in_any_batch_and_process(tmp_path, monkeyp
     batch = p.predict(graphs)[0]  # 70 cells: two head blocks
     np.testing.assert_array_equal(batch[:3], [p.predict([g])[0][0] for g in graphs[:3]])
     np.testing.assert_array_equal(batch, p.predict(graphs[::-1])[0][::-1])
+    np.testing.assert_array_equal(batch[::2], p.predict(graphs[::2])[0])
     graphs = graphs[:20]
     here = batch[:20]
     p.save(tmp_path / "model")

@@ -41,6 +41,7 @@ def scores(p: dict[str, jax.Array], x: jax.Array, prior: jax.Array) -> jax.Array
 @functools.partial(jax.jit, static_argnames=("opt",))
 def step(p, state, x, prior, i, j, key_w, opt):
     """One optimiser step of the weighted pairwise loss: ``i`` ranks above ``j`` (per head)."""
+
     def loss_fn(p):
         s = scores(p, x, prior)  # (k, n)
         diff = jnp.take_along_axis(s, i, 1) - jnp.take_along_axis(s, j, 1)  # i better than j
