@@ -7,9 +7,10 @@ its predictor options) is fitted and scored by Kendall tau on every seed; the ro
 in ``benchmarks/results/onnxnet_options.json`` by (configuration, seeds).
 
 Run: ``.venv/bin/python -m benchmarks.onnxnet_options [--seeds 0,1,2] [--configs JSON]``
-(default configurations: the text with three size numbers as before ``graph_numbers``
-(``numeric_weight=5``), the default, and the numbers almost alone (``numeric_weight=1000``)).
-Seeds 0-2 chose ``numeric_weight``; seeds 3-5 check that choice on other training sets.
+(default configurations: the default (``nodes`` text), the ``blocks`` text it replaced, the
+``blocks`` text with three size numbers as before ``graph_numbers`` (``numeric_weight=5``),
+and the numbers almost alone (``numeric_weight=1000``)). Seeds 0-2 chose ``numeric_weight``
+and the text mode; seeds 3-5 check those choices on other training sets.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ import numpy as np
 
 OUT = Path(__file__).parent / "results" / "onnxnet_options.json"
 CONFIGS: dict[str, dict[str, Any]] = {
-    "text+3 numbers (weight 5)": {"graph_numbers": False, "numeric_weight": 5.0},
     "default": {},
-    "numbers almost alone (weight 1000)": {"numeric_weight": 1000.0},
+    "blocks": {"mode": "blocks"},
+    "text+3 numbers (weight 5)": {
+        "mode": "blocks",
+        "graph_numbers": False,
+        "numeric_weight": 5.0,
+    },
+    "numbers almost alone (weight 1000)": {"mode": "blocks", "numeric_weight": 1000.0},
 }
 
 

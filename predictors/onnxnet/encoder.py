@@ -157,44 +157,62 @@ def _dense(x, p, name):
     return x @ p[name + ".weight"].T + p[name + ".bias"]
 
 
-def bert_forward(params: dict[str, jax.Array], ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Sentence embeddings ``(B, 384)``, L2-normalised, for token ids and mask ``(B, T)``."""
+def bert_embed(params: dict[str, jax.Array], ids: jax.Array) -> jax.Array:
+    """Token, position and segment embeddings after their LayerNorm: ``(B, T, 384)``."""
     p = params
-    b, t = ids.shape
+    t = ids.shape[1]
     x = (
         p["embeddings.word_embeddings.weight"][ids]
         + p["embeddings.position_embeddings.weight"][:t][None]
         + p["embeddings.token_type_embeddings.weight"][0][None, None]
     )
-    x = _layer_norm(x, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"])
-    maskf = mask.astype(x.dtype)
-    bias = (1.0 - maskf)[:, None, None, :] * jnp.finfo(x.dtype).min
+    return _layer_norm(x, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"])
+
+
+def bert_layer(params: dict[str, jax.Array], i: int, x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Transformer layer ``i`` (post-LayerNorm, erf GELU) on hidden states ``(B, T, 384)``."""
+    p, pre = params, f"encoder.layer.{i}."
+    b, t = mask.shape
+    bias = (1.0 - mask.astype(x.dtype))[:, None, None, :] * jnp.finfo(x.dtype).min
     hd = DIM // HEADS
-    for i in range(LAYERS):
-        pre = f"encoder.layer.{i}."
 
-        def heads(name, x=x, pre=pre):
-            return _dense(x, p, pre + name).reshape(b, t, HEADS, hd).transpose(0, 2, 1, 3)
+    def heads(name):
+        return _dense(x, p, pre + name).reshape(b, t, HEADS, hd).transpose(0, 2, 1, 3)
 
-        q = heads("attention.self.query")
-        k = heads("attention.self.key")
-        v = heads("attention.self.value")
-        att = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias, axis=-1)
-        ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, DIM)
-        x = _layer_norm(
-            _dense(ctx, p, pre + "attention.output.dense") + x,
-            p[pre + "attention.output.LayerNorm.weight"],
-            p[pre + "attention.output.LayerNorm.bias"],
-        )
-        hmid = jax.nn.gelu(_dense(x, p, pre + "intermediate.dense"), approximate=False)
-        x = _layer_norm(
-            _dense(hmid, p, pre + "output.dense") + x,
-            p[pre + "output.LayerNorm.weight"],
-            p[pre + "output.LayerNorm.bias"],
-        )
+    q, k, v = (
+        heads("attention.self.query"),
+        heads("attention.self.key"),
+        heads("attention.self.value"),
+    )
+    att = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias, axis=-1)
+    ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, DIM)
+    x = _layer_norm(
+        _dense(ctx, p, pre + "attention.output.dense") + x,
+        p[pre + "attention.output.LayerNorm.weight"],
+        p[pre + "attention.output.LayerNorm.bias"],
+    )
+    hmid = jax.nn.gelu(_dense(x, p, pre + "intermediate.dense"), approximate=False)
+    return _layer_norm(
+        _dense(hmid, p, pre + "output.dense") + x,
+        p[pre + "output.LayerNorm.weight"],
+        p[pre + "output.LayerNorm.bias"],
+    )
+
+
+def mean_pool(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean over the unmasked tokens, L2-normalised (sentence-transformers' pooling)."""
+    maskf = mask.astype(x.dtype)
     pooled = (x * maskf[..., None]).sum(1) / jnp.maximum(maskf.sum(1, keepdims=True), 1e-9)
     norm = jnp.sqrt((pooled**2).sum(-1, keepdims=True))
     return pooled / jnp.maximum(norm, 1e-12)
+
+
+def bert_forward(params: dict[str, jax.Array], ids: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sentence embeddings ``(B, 384)``, L2-normalised, for token ids and mask ``(B, T)``."""
+    x = bert_embed(params, ids)
+    for i in range(LAYERS):
+        x = bert_layer(params, i, x, mask)
+    return mean_pool(x, mask)
 
 
 _forward = jax.jit(bert_forward)
