@@ -514,13 +514,8 @@ def _search_parser(sub: Any) -> None:
     s.set_defaults(func=cmd_search)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nas", description="Neural architecture search on JAX.")
-    from nas import __version__
-
-    p.add_argument("--version", action="version", version=f"nas {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _listing_parsers(sub: Any) -> None:
+    """``spaces``, ``inspect`` and the registry listings."""
     s = sub.add_parser("spaces", help="list search spaces and their sizes")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_spaces)
@@ -532,8 +527,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_inspect)
 
-    _search_parser(sub)
-
     for kind, func in (
         ("strategies", cmd_strategies),
         ("evaluators", cmd_evaluators),
@@ -543,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--json", action="store_true")
         s.set_defaults(func=func)
 
+
+def _tool_parsers(sub: Any) -> None:
+    """``latency-table``, ``draw`` and ``dashboard``."""
     s = sub.add_parser("latency-table", help="measure a per-layer latency table on this machine")
     s.add_argument("--space", required=True, help="ofa, ofa-proxyless, gpt or gpt-base")
     s.add_argument("--out", required=True, help="JSON file to write")
@@ -568,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.set_defaults(func=cmd_dashboard)
 
+
+def _export_parser(sub: Any) -> None:
+    """``export``: a stored trial as JSON, flax, Python or ONNX."""
     s = sub.add_parser("export", help="export a stored trial")
     s.add_argument("--storage", required=True)
     s.add_argument("--study", required=True)
@@ -585,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_export)
 
+
+def _predictor_parsers(sub: Any) -> None:
+    """``predictor evaluate|fit`` and ``predict``."""
     s = sub.add_parser("predictor", help="train and evaluate accuracy predictors")
     psub = s.add_subparsers(dest="predictor_command", required=True, parser_class=_Parser)
     e = psub.add_parser("evaluate", help="fit on --train SPECs, rank the --test SPEC")
@@ -615,6 +617,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=cmd_predictor_fit)
 
+    s = sub.add_parser("predict", help="predict an architecture's accuracy with a saved predictor")
+    s.add_argument(
+        "--predictor",
+        required=True,
+        help="folder written by nas predictor fit, or pretrained:NAME (e.g. pretrained:gennape)",
+    )
+    s.add_argument("--space", help="search space (optional when --arch is an exported JSON)")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--arch", help="native string, known name, or JSON file")
+    what.add_argument("--onnx", help="an ONNX file made by any tool (torch.onnx.export, ...)")
+    s.add_argument("--dataset", help="network variant (default: the space's default)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_predict)
+
+
+def _data_parsers(sub: Any) -> None:
+    """``data list|verify|fetch``: the reference tables."""
     s = sub.add_parser("data", help="reference tables: list, verify, fetch (into $NAS_DATA_DIR)")
     dsub = s.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     d = dsub.add_parser("list", help="every reference table: size, source, licence, presence")
@@ -632,19 +651,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_data_fetch)
 
-    s = sub.add_parser("predict", help="predict an architecture's accuracy with a saved predictor")
-    s.add_argument(
-        "--predictor",
-        required=True,
-        help="folder written by nas predictor fit, or pretrained:NAME (e.g. pretrained:gennape)",
-    )
-    s.add_argument("--space", help="search space (optional when --arch is an exported JSON)")
-    what = s.add_mutually_exclusive_group(required=True)
-    what.add_argument("--arch", help="native string, known name, or JSON file")
-    what.add_argument("--onnx", help="an ONNX file made by any tool (torch.onnx.export, ...)")
-    s.add_argument("--dataset", help="network variant (default: the space's default)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_predict)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nas`` command line: one sub-command per task."""
+    p = _Parser(prog="nas", description="Neural architecture search on JAX.")
+    from nas import __version__
+
+    p.add_argument("--version", action="version", version=f"nas {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _listing_parsers(sub)
+    _search_parser(sub)
+    _tool_parsers(sub)
+    _export_parser(sub)
+    _predictor_parsers(sub)
+    _data_parsers(sub)
     return p
 
 

@@ -62,19 +62,14 @@ def write_report(study: TrialStore, out_dir: str | Path, top: int = 3) -> Path:
     "Best" is :func:`nas.objectives.best_records` (the first objective; the Pareto set for
     several), the same definition the summary and ``nas export --trial best`` use.
     """
-    from nas.draw import draw
-    from nas.search_spaces import get_space
-
     out = Path(out_dir)
     recs = study.records()
     settings = study.settings()
     objectives = objectives_of(study)
-    first = objectives[0]
     best = best_records(recs, objectives)
     ranked = best_records(recs, objectives[:1])
     done = [*best[:1], *(r for r in ranked if not best or r.number != best[0].number)]
     failed = [r for r in recs if r.state == "FAIL" and not r.interrupted]
-    interrupted = [r for r in recs if r.interrupted]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>nas report: {html.escape(study.name)}</title>",
@@ -82,8 +77,34 @@ def write_report(study: TrialStore, out_dir: str | Path, top: int = 3) -> Path:
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
         "font-size:13px;text-align:left}code{font-size:12px}img{max-width:100%}</style></head><body>",
         f"<h1>Search report: {html.escape(study.name)}</h1>",
-        "<h2 id='summary'>Summary</h2><table>",
+        *_summary(study, settings, objectives, done, failed, recs),
+        "<h2 id='trajectory'>Trajectory</h2>",
     ]
+    if recs:
+        parts.append(f"<img alt='trajectory' src='{_png(trajectory_figure(study))}'>")
+    parts += _best(done[:top], settings, objectives, out)
+    pareto_png = out / "pareto.png"
+    if pareto_png.exists():
+        parts.append("<h2 id='pareto'>Pareto front</h2>")
+        parts.append(f"<img alt='Pareto front' src='{_file_uri(pareto_png)}'>")
+        pareto_json = out / "pareto.json"
+        if pareto_json.exists():
+            parts.append(f"<pre>{html.escape(pareto_json.read_text()[:5000])}</pre>")
+    parts += _failures(failed)
+    parts.append(
+        "<h2>Settings</h2><pre>"
+        + html.escape(mask_url(json.dumps(settings, indent=1, default=str)) or "")
+        + "</pre>"
+    )
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _summary(study, settings, objectives, done, failed, recs) -> list[str]:
+    """The summary table: what ran, how many trials, the best value."""
+    first = objectives[0]
     summary = {
         "space": settings.get("space"),
         "strategy": settings.get("strategy"),
@@ -93,20 +114,26 @@ def write_report(study: TrialStore, out_dir: str | Path, top: int = 3) -> Path:
         "budget": settings.get("budget"),
         "completed trials": len(done),
         "failed trials": len(failed),
-        "interrupted (re-run) trials": len(interrupted),
+        "interrupted (re-run) trials": sum(1 for r in recs if r.interrupted),
         "objectives": ", ".join(f"{o.name} ({o.direction})" for o in objectives),
         f"best {first.name}": f"{first.value(done[0]):.6g}" if done else "-",
         "storage": study.display_url,
     }
-    for k, v in summary.items():
-        parts.append(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>")
-    parts.append("</table>")
-    parts.append("<h2 id='trajectory'>Trajectory</h2>")
-    if recs:
-        parts.append(f"<img alt='trajectory' src='{_png(trajectory_figure(study))}'>")
-    parts.append("<h2 id='best'>Best architectures</h2>")
+    rows = [
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in summary.items()
+    ]
+    return ["<h2 id='summary'>Summary</h2><table>", *rows, "</table>"]
+
+
+def _best(records, settings, objectives, out: Path) -> list[str]:
+    """The best architectures, each with its values, costs and diagram."""
+    from nas.draw import draw
+    from nas.search_spaces import get_space
+
+    parts = ["<h2 id='best'>Best architectures</h2>"]
     space = get_space(settings["space"]) if settings.get("space") else None
-    for rank, r in enumerate(done[:top], 1):
+    for rank, r in enumerate(records, 1):
         parts.append(
             f"<h3>#{rank}: trial {r.number}, "
             + ", ".join(f"{o.name} {o.value(r):.6g}" for o in objectives if o.value(r) is not None)
@@ -122,30 +149,18 @@ def write_report(study: TrialStore, out_dir: str | Path, top: int = 3) -> Path:
                 parts.append(f"<img alt='diagram of trial {r.number}' src='{_file_uri(path)}'>")
             except Exception as e:  # noqa: BLE001 - a missing diagram must not lose the report
                 parts.append(f"<p>(no diagram: {html.escape(str(e))})</p>")
-    pareto_png = out / "pareto.png"
-    if pareto_png.exists():
-        parts.append("<h2 id='pareto'>Pareto front</h2>")
-        parts.append(f"<img alt='Pareto front' src='{_file_uri(pareto_png)}'>")
-        pareto_json = out / "pareto.json"
-        if pareto_json.exists():
-            parts.append(f"<pre>{html.escape(pareto_json.read_text()[:5000])}</pre>")
-    parts.append("<h2 id='failures'>Failures</h2>")
-    if failed:
-        parts.append("<table><tr><th>trial</th><th>architecture</th><th>error</th></tr>")
-        for r in failed:
-            parts.append(
-                f"<tr><td>{r.number}</td><td><code>{html.escape(r.arch)}</code></td>"
-                f"<td>{html.escape(r.error)}</td></tr>"
-            )
-        parts.append("</table>")
-    else:
-        parts.append("<p>No trial failed.</p>")
-    parts.append(
-        "<h2>Settings</h2><pre>"
-        + html.escape(mask_url(json.dumps(settings, indent=1, default=str)) or "")
-        + "</pre>"
-    )
-    parts.append("</body></html>")
-    path = out / "report.html"
-    path.write_text("\n".join(parts))
-    return path
+    return parts
+
+
+def _failures(failed) -> list[str]:
+    """The failed trials and why."""
+    parts = ["<h2 id='failures'>Failures</h2>"]
+    if not failed:
+        return [*parts, "<p>No trial failed.</p>"]
+    parts.append("<table><tr><th>trial</th><th>architecture</th><th>error</th></tr>")
+    for r in failed:
+        parts.append(
+            f"<tr><td>{r.number}</td><td><code>{html.escape(r.arch)}</code></td>"
+            f"<td>{html.escape(r.error)}</td></tr>"
+        )
+    return [*parts, "</table>"]

@@ -121,9 +121,31 @@ def decay_mask(params: Any) -> Any:
 
 def optimizer(opts: TrainingOptions, steps: int | None = None, lr: float | None = None) -> Any:
     """The optax optimiser of ``opts`` (clipping, decay, schedule) over ``steps``."""
+    return _optimizer(opts, schedule(opts, steps, lr))
+
+
+def optimizer_given_lr(opts: TrainingOptions) -> Any:
+    """``opts``'s optimiser with the learning rate given to every update
+    (``tx.update(..., learning_rate=lr)``, ``nnx.Optimizer.update(model, grads,
+    learning_rate=lr)``) instead of computed from a schedule inside the compiled step.
+
+    The update is the same function of the learning rate as :func:`optimizer`'s, and its state
+    does not depend on it, so a training whose schedule changes (OFA's phases, each with its
+    own rate and warm-up) keeps one compiled step: the schedule runs on the host
+    (:func:`schedule`, evaluated at the phase's step) and only its value enters the program.
+    """
     import optax
 
-    lr_fn = schedule(opts, steps, lr)
+    def update(updates: Any, state: Any, params: Any = None, *, learning_rate: Any, **_: Any):
+        return _optimizer(opts, learning_rate).update(updates, state, params)
+
+    return optax.GradientTransformationExtraArgs(_optimizer(opts, 1.0).init, update)
+
+
+def _optimizer(opts: TrainingOptions, lr_fn: Any) -> Any:
+    """``opts``'s optimiser at learning rate ``lr_fn`` (a schedule or a number)."""
+    import optax
+
     if opts.optimizer == "adamw":
         core = optax.adamw(lr_fn, weight_decay=opts.weight_decay, mask=decay_mask)
     else:

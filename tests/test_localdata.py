@@ -136,3 +136,27 @@ def test_train_evaluator_takes_cifar100_and_arrays(tmp_path):
     assert arr.folder and graph.shape(graph.input) == (16, 16, 1)
     assert graph.shape(graph.output) == (5,)
     assert arr.settings()["data_kind"] == "arrays"
+
+
+def test_supernet_evaluator_takes_a_cifar_folder_and_refuses_other_data_in_one_line(tmp_path):
+    """--data-dir without --dataset for a supernet: a CIFAR-10 folder selects NAS-Bench-Macro's
+    CIFAR-10 supernet; an .npz file or a CIFAR folder the space has no network for is one
+    line naming the layout and what to do instead."""
+    from nas.search_spaces import get_space
+
+    from nas.errors import ConfigError
+    from nas.evaluators.oneshot import SupernetEvaluator
+
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    for name in ("data_batch_1", "test_batch"):
+        (c10 / name).write_bytes(b"")  # the layout is what is read here, not the batches
+    ev = SupernetEvaluator(get_space("nbmacro"), data_dir=str(c10))
+    assert ev.dataset == "cifar10"
+    with pytest.raises(ConfigError, match="cifar10 folder: the supernet evaluator trains ofa"):
+        SupernetEvaluator(get_space("ofa"), data_dir=str(c10))
+    path = tmp_path / "a.npz"
+    np.savez(path, x=np.zeros((4, 8, 8)), y=np.arange(4))
+    with pytest.raises(ConfigError, match=r"is an \.npz file: .*--evaluator train") as e:
+        SupernetEvaluator(get_space("nbmacro"), data_dir=str(path))
+    assert "\n" not in str(e.value)

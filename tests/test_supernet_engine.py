@@ -272,3 +272,112 @@ def test_elastic_resolution_is_trained_and_scored_at_the_genotypes_size(tmp_path
     c_small, c_big = ev.cost(small), ev.cost(big)
     assert c_big["params"] == c_small["params"]
     assert c_big["flops"] == pytest.approx(c_small["flops"] * (320 / 192) ** 2, rel=0.05)
+
+
+# ------------------------------------------------------------------ one compiled step per phase
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw", "rmsprop"])
+def test_a_learning_rate_given_per_update_trains_as_the_schedule_inside_does(name):
+    """:func:`optimizer_given_lr` fed the schedule's values step by step updates the
+    parameters as the optimiser with the schedule inside it does (warm-up, then cosine)."""
+    import jax.numpy as jnp
+
+    from nas.training import TrainingOptions, optimizer, optimizer_given_lr, schedule
+
+    opts = TrainingOptions(steps=6, lr=0.1, optimizer=name, nesterov=True, warmup=2)
+    inside, given = optimizer(opts), optimizer_given_lr(opts)
+    lr_at = schedule(opts)
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.ones(4)}
+    p1, p2 = params, params
+    s1, s2 = inside.init(params), given.init(params)
+    for step in range(6):
+        g = {k: jnp.asarray(rng.normal(size=v.shape), jnp.float32) for k, v in params.items()}
+        u1, s1 = inside.update(g, s1, p1)
+        u2, s2 = given.update(g, s2, p2, learning_rate=lr_at(step))
+        p1 = {k: p1[k] + u1[k] for k in p1}
+        p2 = {k: p2[k] + u2[k] for k in p2}
+    assert float(lr_at(0)) == 0.0 and float(lr_at(2)) == pytest.approx(0.1)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(p1[k]), np.asarray(p2[k]), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(np.asarray(p1[k]), np.asarray(params[k]))
+
+
+def test_reset_optimizer_zeroes_the_momentum_and_keeps_the_compiled_step(digits):
+    """A new phase starts a new optimiser (OFA) without a new compile."""
+    import jax
+    from nas.search_spaces.ofa.supernet import ElasticMBNet
+    from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer
+
+    from nas.training import optimizer_given_lr
+
+    model = ElasticMBNet(_tiny_layout(), seed=0)
+    cfg = ElasticTrainConfig(optimizer="sgd", lr=0.05, grad_clip=0.0)
+    tr = ElasticTrainer(model, cfg, tx=optimizer_given_lr(cfg))
+    from nas.pipeline import match_channels
+
+    x = match_channels(eval_view(digits.x_train[:16], 16), 3)
+    y = digits.y_train[:16]
+    arch = [model.max_arch_arrays()]
+    tr.step(x, y, arch, lr=0.05)
+
+    def momentum():
+        return [np.asarray(v) for v in jax.tree.leaves(tr.optimizer.opt_state)]
+
+    assert any(np.abs(m).sum() > 0 for m in momentum())
+    tr.reset_optimizer()
+    assert all(np.abs(m).sum() == 0 for m in momentum())
+    before = [np.asarray(v).copy() for v in jax.tree.leaves(nnx_params(model))]
+    tr.step(x, y, arch, lr=0.0)  # no step size: weights stay, momentum fills again
+    after = [np.asarray(v) for v in jax.tree.leaves(nnx_params(model))]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(np.abs(m).sum() > 0 for m in momentum())
+    assert tr.traces == 1
+
+
+def nnx_params(model):
+    from flax import nnx
+
+    return nnx.state(model, nnx.Param)
+
+
+@pytest.mark.slow
+def test_progressive_shrinking_compiles_one_step_per_shape_across_its_six_phases(digits):
+    """OFA's six phases need four step programs (1 subnet plain; 1, 2 and 4 subnets with
+    distillation): a phase with its own rate and warm-up does not compile again, and each
+    phase starts with the learning rate its own schedule gives."""
+    from nas.search_spaces import get_space
+    from nas.search_spaces.ofa.elastic import OFA_PHASES, OFANet, ProgressiveShrinking
+
+    from nas.training import run_training, schedule
+
+    net = OFANet(get_space("ofa"), "digits", seed=0)
+    opts = replace_steps(OFANet.defaults, 12)
+    task = ProgressiveShrinking(net, opts, seed=0, resolutions=(32,))
+    seen: list[float] = []
+    step = task.step
+
+    def record(s, x, y):
+        out = step(s, x, y)
+        seen.append(float(task.lr_at(s - task.starts[task.current])))
+        return out
+
+    task.step = record  # type: ignore[method-assign]
+    batches = Batches(digits.x_train, digits.y_train, 8, seed=0, channels=3)
+    run_training(task, batches, 12, progress=False)
+    assert task.trainer.traces == 4
+    for i, phase in enumerate(OFA_PHASES):
+        n = task.lengths[i]
+        warm = round(n * phase.warmup_epochs / phase.epochs)
+        first = schedule(
+            replace_steps(opts, n, warmup=warm), lr=opts.lr * phase.lr / OFA_PHASES[1].lr
+        )(0)
+        assert seen[task.starts[i]] == pytest.approx(float(first))
+
+
+def replace_steps(opts, steps, **more):
+    from dataclasses import replace
+
+    return replace(opts, steps=steps, **more)

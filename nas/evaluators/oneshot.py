@@ -122,6 +122,28 @@ class SupernetOptions:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v != base[k]}
 
 
+def _local_dataset(space: SearchSpace, data_dir: str) -> str:
+    """The dataset a ``--data-dir`` given without ``--dataset`` holds, for a supernet: a
+    CIFAR-10/100 folder the space has a network for (:func:`nas.localdata.local_kind`).
+
+    Raises:
+        ConfigError: anything else (a supernet is one of the space's network variants, with
+            its classes and input size; an image folder or ``.npz`` file has none).
+    """
+    from nas.localdata import local_kind
+
+    kind = local_kind(data_dir)
+    if kind in ("cifar10", "cifar100") and kind in space.datasets:
+        return kind
+    what = {None: "no data this reads", "arrays": "an .npz file", "images": "an image folder"}
+    raise ConfigError(
+        f"--data-dir {str(data_dir)[:80]} is {what.get(kind, f'a {kind} folder')}: the supernet "
+        f"evaluator trains {space.name}'s network for one of "
+        f"{', '.join(d for d in space.datasets)}; train on it with --evaluator train, or give "
+        f"--dataset"
+    )
+
+
 class SupernetEvaluator(Evaluator):
     """Scores genotypes with the space's trained weight-sharing supernet (inherited
     weights, BatchNorm recalibrated per genotype, at the genotype's resolution)."""
@@ -155,6 +177,8 @@ class SupernetEvaluator(Evaluator):
         from nas.supernet import supernet_class
 
         self.supernet_cls = supernet_class(space)  # a space without one: ConfigError
+        if dataset is None and data_dir is not None:
+            dataset = _local_dataset(space, data_dir)
         super().__init__(
             space, dataset or "digits", seed=seed, data_dir=data_dir, run_dir=run_dir,
             options=options,

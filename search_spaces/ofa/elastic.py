@@ -29,8 +29,7 @@ from nas.search_spaces.ofa.train import ElasticTrainConfig, ElasticTrainer, _cal
 
 from nas.space import Genotype, SearchSpace
 from nas.supernet import Supernet, cumulative_bn
-from nas.training import Trainable, TrainingOptions
-from nas.training import optimizer as make_optimizer
+from nas.training import Trainable, TrainingOptions, optimizer_given_lr, schedule
 
 OFA_TRAINING = TrainingOptions(
     steps=600,
@@ -218,29 +217,32 @@ class ProgressiveShrinking(ElasticTraining):
         self.starts = [sum(self.lengths[:i]) for i in range(len(self.phases))]
         self.current = -1
         self.summary: list[dict[str, Any]] = []
-        self._traces = 0
+        self.lr_at: Any = None
 
     def phase_of(self, step: int) -> int:
         return max(i for i, s in enumerate(self.starts) if s <= step)
 
     def _setup(self, index: int, entry: bool) -> None:
-        """Phase ``index``'s optimiser (and teacher); ``entry``: also its entry actions
-        (channel sorting, freezing the teacher)."""
+        """Phase ``index``'s learning-rate schedule (and teacher); ``entry``: also its entry
+        actions (channel sorting, a fresh optimiser, freezing the teacher). Every phase
+        trains with the one compiled step: the schedule is evaluated on the host and its
+        value passed in (:func:`nas.training.optimizer_given_lr`)."""
         phase = self.phases[index]
         if entry and phase.sort:
             self.model.reorganize_channels()
         if phase.distill and self.teacher is None:
             self.teacher = nnx.clone(self.model)  # after a restore, overwritten by it
             self.teacher.eval()
-        if self.trainer is not None:
-            self._traces += self.trainer.traces
         length = self.lengths[index]
-        scale = phase.lr / OFA_PHASES[1].lr
         warm = round(length * phase.warmup_epochs / phase.epochs)
         opts = replace(self.options, warmup=warm)
-        cfg = elastic_config(opts, self.seed)
-        tx = make_optimizer(opts, steps=length, lr=self.options.lr * scale)
-        self.trainer = ElasticTrainer(self.model, cfg, tx=tx)
+        lr = self.options.lr * phase.lr / OFA_PHASES[1].lr
+        self.lr_at = schedule(opts, steps=length, lr=lr)
+        if self.trainer is None:
+            cfg = elastic_config(self.options, self.seed)
+            self.trainer = ElasticTrainer(self.model, cfg, tx=optimizer_given_lr(self.options))
+        elif entry:
+            self.trainer.reset_optimizer()
         self.current = index
 
     def restore_structure(self, done: int) -> None:
@@ -262,11 +264,8 @@ class ProgressiveShrinking(ElasticTraining):
             archs,
             mode="kd" if phase.distill else "plain",
             teacher=self.teacher if phase.distill else None,
+            lr=self.lr_at(step - self.starts[index]),
         )
-
-    @property
-    def traces(self) -> int:
-        return self._traces + (self.trainer.traces if self.trainer is not None else 0)
 
 
 OFA_RESOLUTIONS = (128, 160, 192, 224)

@@ -94,7 +94,9 @@ class ElasticTrainer:
             step's smallest: each gets a program of its own with no conds wherever it appears
             in a step (:class:`~nas.search_spaces.ofa.supernet.FixedSubnet`). The largest subnet
             always does.
-        tx: the optimiser (default: ``config``'s).
+        tx: the optimiser (default: ``config``'s). One made by
+            :func:`nas.training.optimizer_given_lr` takes each step's learning rate from
+            :meth:`step`'s ``lr`` (a changing schedule then keeps one compiled step).
 
     The step runs in training mode whatever the model's mode, and updates the model's arrays
     in place (their buffers are donated): an array read from the model before a step is
@@ -123,7 +125,7 @@ class ElasticTrainer:
         unroll = config.unroll
         trainer = self
 
-        def step(model, optimizer, teacher, x, y, archs, kd_ratio, mode, fixed):
+        def step(model, optimizer, teacher, x, y, archs, kd_ratio, lr, mode, fixed):
             trainer.traces += 1  # runs only while tracing
 
             t_logits = None
@@ -186,7 +188,10 @@ class ElasticTrainer:
                 carry = (params, other, (loss, grads))
                 (_, other, (loss, grads)), _ = jax.lax.scan(body, carry, rest)
                 nnx.update(model, other)
-            optimizer.update(model, grads)
+            if lr is None:
+                optimizer.update(model, grads)
+            else:
+                optimizer.update(model, grads, learning_rate=lr)
             return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
         # The step is a pure function of the flat state (donated: updated in place), and the
@@ -200,13 +205,24 @@ class ElasticTrainer:
         self._vars = [where[path] for path, _ in nnx.to_flat_state(state)]
 
         @partial(jax.jit, static_argnames=("t_def", "mode", "fixed"), donate_argnums=0)
-        def pure_step(leaves, t_state, x, y, archs, kd_ratio, t_def, mode, fixed):
+        def pure_step(leaves, t_state, x, y, archs, kd_ratio, lr, t_def, mode, fixed):
             model, optimizer = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
             teacher = None if t_def is None else nnx.merge(t_def, t_state)
-            out = step(model, optimizer, teacher, x, y, archs, kd_ratio, mode, fixed)
+            out = step(model, optimizer, teacher, x, y, archs, kd_ratio, lr, mode, fixed)
             return jax.tree.leaves(nnx.state((model, optimizer))), out
 
         self._step = pure_step
+
+    def reset_optimizer(self) -> None:
+        """Start the optimiser afresh (momentum and moments zero, as a new ``optax`` state),
+        keeping the compiled step: OFA starts every phase with a new optimiser."""
+        from flax.nnx.training.optimizer import to_opt_state
+
+        fresh = to_opt_state(self.optimizer.tx.init(nnx.state(self.model, nnx.Param)))
+        is_var = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
+        olds = jax.tree.leaves(self.optimizer.opt_state, is_leaf=is_var)
+        for old, new in zip(olds, jax.tree.leaves(fresh, is_leaf=is_var), strict=True):
+            old.set_value(new.get_value())
 
     def _fixed_of(self, arch: dict[str, np.ndarray]) -> FixedSubnet | None:
         for f in self.fixed:
@@ -221,12 +237,16 @@ class ElasticTrainer:
         archs: Sequence[dict[str, np.ndarray]],
         mode: str = "plain",
         teacher: ElasticMBNet | None = None,
+        lr: Any = None,
     ) -> tuple[float, float]:
         """One update on the summed loss of ``archs``.
 
         Args:
             mode: ``plain`` (labels), ``kd`` (labels + distillation from ``teacher``'s full
                 network) or ``sandwich`` (first subnet on labels, the rest on its logits).
+            lr: this step's learning rate, for an optimiser that takes it per update
+                (:func:`nas.training.optimizer_given_lr`); ``None`` for one with its schedule
+                inside.
         """
         leaves = [v.get_value() for v in self._vars]
         t_def, t_state = (None, None) if teacher is None else nnx.split(teacher)
@@ -244,6 +264,7 @@ class ElasticTrainer:
             jnp.asarray(y),
             stack_archs(archs),
             jnp.float32(self.config.kd_ratio),
+            None if lr is None else jnp.float32(lr),
             t_def,
             mode,
             tuple(self._fixed_of(a) for a in archs),
