@@ -93,7 +93,7 @@ def run_seed(seed: int, train, test, steps: int, layers: int, encoder_lr: float)
     tok = np.zeros((len(vocab), BUCKET), np.int32)
     mask = np.zeros_like(tok)
     for i, x in enumerate(ids):
-        x = x[:BUCKET]  # node lines are shorter (longest NB201 line: about 25 tokens)
+        x = x[:BUCKET]  # node lines are shorter (longest NB201 line: 23 tokens)
         tok[i, : len(x)], mask[i, : len(x)] = x, 1
     first = LAYERS - layers
     x0 = bert_embed(enc.params, jnp.asarray(tok))
