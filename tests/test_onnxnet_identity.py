@@ -124,3 +124,15 @@ def test_prediction_is_the_same_alone_in_any_batch_and_process(tmp_path, monkeyp
     there, first = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_array_equal(np.asarray(there)[::-1], here)
     assert first[0] == here[-1]
+    if mode == "nodes":
+        # A save from another version of the node lines is refused, not misread.
+        from nas.predictors.base import CONFIG_FILE, load_predictor
+
+        from nas.errors import ConfigError
+
+        cfg = tmp_path / "model" / CONFIG_FILE
+        doc = json.loads(cfg.read_text())
+        doc["state"]["lines_version"] = 0
+        cfg.write_text(json.dumps(doc))
+        with pytest.raises(ConfigError, match="node lines version 0"):
+            load_predictor(tmp_path / "model")

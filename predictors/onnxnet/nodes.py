@@ -72,6 +72,9 @@ SHORT = {"kernel": "k", "stride": "s", "padding": "p", "dilation": "d", "groups"
 SILENT = {"out_channels", "out_features", "shape", "dtype", "eps", "momentum", "embedding"}
 """Attributes a line leaves out: the output shape says them, or they do not shape the net."""
 NUMBERS = 3
+LINES_VERSION = 1
+"""Bumped whenever :func:`node_lines` or :func:`pool` changes what a network's features are
+(a predictor saved with another version is refused, not misread)."""
 COMMUTATIVE = {"add", "mul"}
 """Ops whose feeding ops a line lists sorted (their order says nothing)."""
 

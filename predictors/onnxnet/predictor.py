@@ -74,7 +74,7 @@ from nas.predictors.features import features as graph_features
 from nas.predictors.gennape.prior import EffectiveFlops
 from nas.predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
 from nas.predictors.onnxnet.head import init_heads, learned_rows, scores, step
-from nas.predictors.onnxnet.nodes import NodeTextStore
+from nas.predictors.onnxnet.nodes import LINES_VERSION, NodeTextStore
 from nas.predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
 from nas.predictors.transfer import (
     PRIORS,
@@ -461,6 +461,7 @@ class OnnxNetPredictor(Predictor):
         meta.update(
             calib=list(self.calib),
             text_version=TEXT_VERSION,
+            lines_version=LINES_VERSION,
             graph_numbers=bool(self.opts["graph_numbers"]),
         )
         return meta, {**arrays, **extra}
@@ -470,6 +471,11 @@ class OnnxNetPredictor(Predictor):
             raise ConfigError(
                 f"this onnxnet predictor was saved with text version {meta.get('text_version')}; "
                 f"this build writes version {TEXT_VERSION}: refit it"
+            )
+        if self.opts["mode"] == "nodes" and meta.get("lines_version") != LINES_VERSION:
+            raise ConfigError(
+                f"this onnxnet predictor was saved with node lines version "
+                f"{meta.get('lines_version')}; this build writes version {LINES_VERSION}: refit it"
             )
         self.params = {k[5:]: v for k, v in arrays.items() if k.startswith("head.")}
         self.__dict__.pop("_device_params", None)
