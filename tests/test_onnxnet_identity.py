@@ -128,11 +128,11 @@ def test_prediction_is_the_same_alone_in_any_batch_and_process(tmp_path, monkeyp
         # A save from another version of the node lines is refused, not misread.
         from nas.predictors.base import CONFIG_FILE, load_predictor
 
-        from nas.errors import ConfigError
+        from nas.errors import NasError
 
         cfg = tmp_path / "model" / CONFIG_FILE
         doc = json.loads(cfg.read_text())
         doc["state"]["lines_version"] = 0
         cfg.write_text(json.dumps(doc))
-        with pytest.raises(ConfigError, match="node lines version 0"):
+        with pytest.raises(NasError, match="node lines version 0"):
             load_predictor(tmp_path / "model")
