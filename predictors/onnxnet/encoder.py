@@ -16,8 +16,9 @@ length that holds it, so that the jitted forward compiles once per bucket and a 
 embedding is bit-identical whichever sentences share its batch, in whichever process: XLA
 blocks a matrix product by its shape, so a batch of another row count rounds differently
 in the last place (a sentence's row position and the other rows' contents do not matter
-at a fixed shape; ``tests/test_onnxnet_identity.py`` checks). :class:`EmbeddingCache` keeps embeddings on disk by text hash, separately for each
-:func:`encoder_fingerprint` (weights, tokenizer and settings).
+at a fixed shape; ``tests/test_onnxnet_identity.py`` checks). :class:`EmbeddingCache`
+keeps embeddings on disk by text hash, separately for each :func:`encoder_fingerprint`
+(weights, tokenizer and settings).
 
 Example:
     >>> enc = MiniLM.load()  # doctest: +SKIP

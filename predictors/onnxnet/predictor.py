@@ -25,11 +25,11 @@ Modes (how a network becomes fixed-size features):
 * ``flat1``: the plain text truncated to its first chunk (384).
 
 With ``numeric`` (default on), three numbers (log10 of parameters, multiply-adds and node
-count, read from the ONNX graph or, in ``nodes`` mode, the IR graph) are appended to the text features, and with ``graph_numbers``
-(default on) the IR graph's thirteen global features (:data:`nas.predictors.features.GLOBALS`:
-log parameters and MACs, node and conv counts, the longest and shortest conv paths, mean
-channels, shares of 1x1, depthwise and pooling ops, spatial depth); after standardisation the
-numbers are scaled by ``numeric_weight`` (default 40): a sentence encoder reads "0.587 M
+count, read from the ONNX graph or, in ``nodes`` mode, the IR graph) are appended to the text
+features, and with ``graph_numbers`` (default on) the IR graph's thirteen global features
+(:data:`nas.predictors.features.GLOBALS`: log parameters and MACs, node and conv counts, the
+longest and shortest conv paths, mean channels, shares of 1x1, depthwise and pooling ops,
+spatial depth); after standardisation the numbers are scaled by ``numeric_weight`` (default 40): a sentence encoder reads "0.587 M
 parameters" only vaguely, and size and depth are the strongest signals (what the text and
 the numbers each add: ``benchmarks/onnxnet_options.py``). ``numeric=False,
 graph_numbers=False`` is the pure text predictor.
@@ -270,8 +270,9 @@ class OnnxNetPredictor(Predictor):
     """ONNX graph -> text -> all-MiniLM-L6-v2 (JAX) -> ranking-loss MLP ensemble.
 
     Options: ``mode`` (nodes | blocks | stats | flat | flat1), ``max_tokens`` (chunk length
-    of the chunked modes, at most 512), ``hidden``, ``ensemble`` (number of heads), ``steps``, ``lr``, ``weight_decay``,
-    ``pairs`` (pairs per step), ``numeric`` and ``numeric_weight`` (append the size numbers),
+    of the chunked modes, at most 512), ``hidden``, ``ensemble`` (number of heads),
+    ``steps``, ``lr``, ``weight_decay``, ``pairs`` (pairs per step), ``numeric`` and
+    ``numeric_weight`` (append the size numbers),
     ``graph_numbers`` (append the IR graph's global features),
     ``cache`` (use the disk cache), ``prior`` (a compute prior by name, or ``none``) and
     ``transfer`` (``prior``, ``lofo`` or ``full``: the learned part's share on unseen spaces).
