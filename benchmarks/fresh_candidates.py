@@ -11,12 +11,16 @@ from a second pass over the same cells with each stage isolated.
 predictions for the same cells read back from the cache it just filled, and (GENNAPE) with
 features built through the reference path, one graph at a time
 (:func:`nas.predictors.features.graph_features` on :meth:`SearchSpace.to_graph`), while
-the timed path builds NB201 cells as light graphs (:mod:`nas.predictors.lite`).
+the timed path splices NB201 cells into light graphs (:mod:`nas.predictors.lite`). Both
+compare with ``np.array_equal``: the features and predictions are bit for bit the same.
 
 Run on a quiet machine: ``.venv/bin/python -m benchmarks.fresh_candidates [--cells 2000]
 [--predictors gennape onnxnet] [--workers 2]``; results in
 ``benchmarks/results/fresh_candidates.json``. ``--workers 2`` also times the same work split
-over two spawned processes (one per core).
+over two spawned processes (one per core), with each worker's CPU time in the timed call
+and its start-up cost (spawn and imports, loading the saved predictor, the warm-up call).
+Every rate has a CPU-time twin (``cells_per_cpu_second...``), which a loaded machine
+inflates less than wall time.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -67,17 +72,31 @@ def _fit(name: str, seed: int):
     return p.fit(train.graphs, train.y, train.groups), {g.arch for g in train.graphs}
 
 
-def _worker(name: str, folder: str, archs: list[str], warm: list[str]) -> tuple[float, list]:
+def _worker(name: str, folder: str, archs: list[str], warm: list[str], sent: float) -> dict:
     """In a spawned process with its own empty cache: load the saved predictor, warm up,
-    time ``predict``."""
+    time ``predict``; also what starting the worker cost (spawn, imports, loading the
+    predictor, the warm-up call)."""
+    started = time.time()
     os.environ["NAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="nas-fresh-")
+    t = time.perf_counter()
+    import jax  # noqa: F401  (imports timed apart from loading the predictor)
     from nas.predictors.base import load_predictor
 
-    p = load_predictor(folder)
-    p.predict(_refs(warm))
     t0 = time.perf_counter()
+    p = load_predictor(folder)
+    t1 = time.perf_counter()
+    p.predict(_refs(warm))
+    t2, c2 = time.perf_counter(), time.process_time()
     mean, _ = p.predict(_refs(archs))
-    return time.perf_counter() - t0, mean.tolist()
+    return {
+        "spawn_s": started - sent,
+        "import_s": t0 - t,
+        "load_s": t1 - t0,
+        "warm_s": t2 - t1,
+        "seconds": time.perf_counter() - t2,
+        "cpu_seconds": time.process_time() - c2,
+        "mean": mean.tolist(),
+    }
 
 
 def measure(name: str, cells: int, workers: int, seed: int) -> dict[str, Any]:
@@ -100,33 +119,56 @@ def measure(name: str, cells: int, workers: int, seed: int) -> dict[str, Any]:
         "cells_per_cpu_second": cells / cpu,
         "goal_cells_per_second": GOALS.get(name),
         "same_as_cached": bool(np.array_equal(fresh, again)),
-        "stages_ms_per_cell": stages(name, archs[:200]),
+        "stages_ms_per_cell": stages(name, archs[:200], p),
     }
     if name == "gennape":
         row["same_as_reference_features"] = reference_check(p, archs[:200])
     if workers > 1:
-        with tempfile.TemporaryDirectory() as tmp:
-            p.save(tmp)
-            parts = [archs[i::workers] for i in range(workers)]
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(workers) as pool:
-                t0 = time.perf_counter()
-                res = pool.starmap(_worker, [(name, tmp, part, warm) for part in parts])
-                wall = time.perf_counter() - t0
-        row[f"cells_per_second_{workers}_processes"] = cells / max(r[0] for r in res)
-        row["process_pool_wall_seconds"] = wall
-        merged = np.empty(cells)
-        for i in range(workers):
-            merged[i::workers] = res[i][1]
-        row["processes_same_predictions"] = bool(np.allclose(merged, fresh, rtol=0, atol=1e-5))
-        row["processes_max_abs_difference"] = float(np.max(np.abs(merged - fresh)))
-        row["processes_bit_identical"] = bool(np.array_equal(merged, fresh))
+        row.update(_processes(name, p, archs, warm, fresh, workers))
     return row
 
 
-def stages(name: str, archs: list[str]) -> dict[str, float]:
-    """CPU milliseconds per cell of each stage, on fresh copies of the cells (no cache);
-    ONNX-Net's also the distinct texts per cell its embedding stage encodes."""
+def _processes(name: str, p, archs, warm, fresh, workers: int) -> dict[str, Any]:
+    """The same cells split over ``workers`` spawned processes (one per core): the timed
+    calls' throughput and CPU time, and each worker's start-up cost (spawn and imports,
+    loading the saved predictor, a warm-up call on as many other fresh cells as its share,
+    which compiles its batch shapes)."""
+    cells = len(archs)
+    with tempfile.TemporaryDirectory() as tmp:
+        p.save(tmp)
+        parts = [archs[i::workers] for i in range(workers)]
+        # GENNAPE's warm-up compiles its share's batch shapes: as many cells as the share.
+        split = name == "gennape"
+        warms = [warm[i::workers] if split else warm for i in range(workers)]
+        ctx = multiprocessing.get_context("spawn")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        with ctx.Pool(workers) as pool:
+            args = [(name, tmp, part, w, time.time()) for part, w in zip(parts, warms, strict=True)]
+            res = pool.starmap(_worker, args)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    merged = np.empty(cells)
+    for i in range(workers):
+        merged[i::workers] = res[i].pop("mean")
+    cpu = sum(r["cpu_seconds"] for r in res)
+    return {
+        f"cells_per_second_{workers}_processes": cells / max(r["seconds"] for r in res),
+        f"cells_per_cpu_second_{workers}_processes": cells / cpu,
+        "process_pool_wall_seconds": wall,
+        "process_pool_cpu_seconds": (after.ru_utime + after.ru_stime)
+        - (before.ru_utime + before.ru_stime),
+        "workers": res,
+        "processes_same_predictions": bool(np.allclose(merged, fresh, rtol=0, atol=1e-5)),
+        "processes_max_abs_difference": float(np.max(np.abs(merged - fresh))),
+        "processes_bit_identical": bool(np.array_equal(merged, fresh)),
+    }
+
+
+def stages(name: str, archs: list[str], model=None) -> dict[str, float]:
+    """CPU milliseconds per cell of each stage, on fresh copies of the cells (no cache;
+    GENNAPE's ``model``: ``model`` on features already built); ONNX-Net's also the
+    distinct texts per cell its embedding stage encodes."""
     from nas.predictors.features import graph_features
     from nas.search_spaces import get_space
 
@@ -137,6 +179,7 @@ def stages(name: str, archs: list[str]) -> dict[str, float]:
     t1 = time.process_time()
     out = {"parse_and_graph": (t1 - t0) / len(archs) * 1e3}
     if name == "gennape":
+        from nas.predictors.features import _round
         from nas.predictors.lite import lite_graph
 
         for g in graphs:
@@ -147,10 +190,15 @@ def stages(name: str, archs: list[str]) -> dict[str, float]:
         # same feature code.
         lite = [lite_graph("nb201", a, "cifar10") for a in archs]
         t3 = time.process_time()
-        for g in lite:
-            graph_features(g)
         out["light_graph"] = (t3 - t2) / len(archs) * 1e3
-        out["graph_features_on_light_graph"] = (time.process_time() - t3) / len(archs) * 1e3
+        feats = [_round(graph_features(g)) for g in lite]
+        t4 = time.process_time()
+        out["graph_features_on_light_graph"] = (t4 - t3) / len(archs) * 1e3
+        # The model on ready features (prior, packing, the jitted forward pass).
+        model._run(_refs(archs), feats)  # compiles this batch's shapes
+        t4 = time.process_time()
+        model._run(_refs(archs), feats)
+        out["model"] = (time.process_time() - t4) / len(archs) * 1e3
     elif _onnxnet_mode() == "nodes":
         out.update(_node_stages(archs))
     else:
@@ -245,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--predictors", nargs="+", default=["gennape", "onnxnet"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=OUT, help="results file (merged into)")
     args = ap.parse_args(argv)
     rows = []
     for name in args.predictors:
@@ -258,11 +307,12 @@ def main(argv: list[str] | None = None) -> None:
             row["loadavg_before"] = load
             rows.append(row)
             print(json.dumps(row, indent=1), flush=True)
-    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+    out = args.out
+    doc = json.loads(out.read_text()) if out.exists() else {}
     doc.update({r["predictor"]: r for r in rows})
     doc["machine"] = {"cpus": os.cpu_count()}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -192,184 +192,233 @@ def _log2(x: float) -> float:
     return math.log2(max(float(x), 1.0))
 
 
-def _reduce(graph: ArchGraph) -> tuple[list[int], dict[int, list[int]], dict[int, dict]]:
-    """Live, contracted, fused graph: (node order, inputs per node, fused flags per node)."""
-    order = graph.topological()
-    zero: set[int] = set()
-    for n in order:
-        spec, ins = _spec(graph, n), graph.inputs(n)
-        if spec.name == "zero":
-            zero.add(n)
-        elif spec.zero_if_any and any(i in zero for i in ins):
-            zero.add(n)
-        elif ins and all(i in zero for i in ins) and spec.zero_preserving(graph.attrs(n)):
-            zero.add(n)
-    live: set[int] = set()
-    stack = [graph.output]
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What :func:`graph_features` needs of one node that its op, attributes and input
+    shapes decide alone, so that a graph of repeated nodes (a
+    :class:`~nas.predictors.lite.LiteGraph`) computes it once per distinct node.
+
+    Attributes:
+        zero: the op is ``zero``. zero_if_any, keeps_zero: its zero propagation.
+        forwards: with a single live input it forwards it (pass-through ops, ``add``,
+            ``concat``).
+        fuse: its fusion role (``act``, ``gate``, ``bn`` or ``""``).
+        host: a following norm or activation may fuse into it (never the input).
+        conv_or_dense: a preceding norm or activation may fuse into it.
+        cat: its category index. conv: a conv or dense node. spatial: it widens the
+            receptive field.
+        counts: it gets FLOPs and parameter shares. macs, params: its costs.
+        row: the features that depend on nothing else (category, kernel, stride,
+            dilation, channels, resolution), then ``macs`` and ``params`` where they count
+            (else 0), ``conv``, ``spatial`` and ``cat`` (float64; see ``_EXTRA``).
+    """
+
+    zero: bool
+    zero_if_any: bool
+    keeps_zero: bool
+    forwards: bool
+    fuse: str
+    host: bool
+    conv_or_dense: bool
+    cat: int
+    conv: bool
+    spatial: bool
+    counts: bool
+    macs: int
+    params: int
+    row: np.ndarray
+
+
+def node_info(graph: ArchGraph, n: int) -> NodeInfo:
+    """The :class:`NodeInfo` of node ``n`` of a finalized graph."""
+    spec, op, a = _spec(graph, n), graph.op(n), graph.attrs(n)
+    node = graph.node(n)
+    cat = spec.category(node)
+    cat = cat if cat in _CAT else "other"
+    row = np.zeros(NODE_DIM)
+    row[_CAT[cat]] = 1.0
+    out = graph.shape(n)
+    ins = graph.inputs(n)
+    in_shape = graph.shape(ins[0]) if ins else out
+    if "kernel" in a:
+        kh, kw = pair(a["kernel"], "kernel", n)
+        row[_COL["kernel"]] = (kh + kw) / 14.0
+    if "stride" in a and max(pair(a["stride"], "stride", n)) > 1:
+        row[_COL["stride2"]] = 1.0
+    if "dilation" in a and max(pair(a["dilation"], "dilation", n)) > 1:
+        row[_COL["dilated"]] = 1.0
+    row[_COL["log_cin"]] = _log2(in_shape[-1]) / 10.0
+    row[_COL["log_cout"]] = _log2(out[-1]) / 10.0
+    row[_COL["log_res"]] = _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0
+    macs = graph.node_macs(n)
+    counts = bool(macs) or (spec.parametric and spec.fuse != "bn")  # not the norms
+    conv = cat.startswith("conv") or cat == "dense"
+    # A spatial conv has a kernel larger than 1x1 (depthwise ones included) and attention
+    # mixes tokens: they widen the receptive field, which a 1x1 conv, a dense layer or a
+    # stride-2 1x1 shortcut does not.
+    spatial = (cat.startswith("conv") or cat == "attention") and spec.mixes(node)
+    params = graph.node_params(n)
+    extra = (macs if counts else 0, params if counts else 0, conv, spatial, _CAT[cat])
+    return NodeInfo(
+        zero=spec.name == "zero",
+        zero_if_any=spec.zero_if_any,
+        keeps_zero=spec.zero_preserving(a),
+        forwards=spec.passthrough or op in ("add", "concat"),
+        fuse=spec.fuse,
+        host=spec.host and op != "input",
+        conv_or_dense=op in ("conv", "dense"),
+        cat=_CAT[cat],
+        conv=conv,
+        spatial=spatial,
+        counts=counts,
+        macs=macs,
+        params=params,
+        row=np.concatenate([row, np.array(extra, float)]),
+    )
+
+
+def _zero_and_live(infos: Sequence[NodeInfo], ins: Sequence[Sequence[int]], output: int):
+    """Which nodes are identically zero, and which live ones reach the output."""
+    zero = [False] * len(infos)
+    at = zero.__getitem__
+    for n, f in enumerate(infos):
+        i = ins[n]
+        if f.zero:
+            zero[n] = True
+        elif i and (f.zero_if_any or f.keeps_zero):
+            zero[n] = (f.zero_if_any and any(map(at, i))) or (f.keeps_zero and all(map(at, i)))
+    live = [False] * len(infos)
+    stack = [output]
     while stack:
         n = stack.pop()
-        if n in live or n in zero:
+        if live[n] or zero[n]:
             continue
-        live.add(n)
-        stack.extend(graph.inputs(n))
+        live[n] = True
+        stack.extend(ins[n])
+    return live
+
+
+def _reduce(
+    infos: Sequence[NodeInfo], ins: Sequence[Sequence[int]], output: int
+) -> tuple[list[int], list[list[int]], list[dict]]:
+    """Live, contracted, fused graph: (node order, inputs per node, fused flags per node;
+    both lists indexed by node). Nodes are numbered in topological order; ``ins`` are their
+    inputs."""
+    live = _zero_and_live(infos, ins, output)
+    n_all = len(infos)
     # Pass-through contraction.
-    alias: dict[int, int] = {}
-    inputs: dict[int, list[int]] = {}
+    alias = list(range(n_all))
+    inputs: list[list[int]] = [[] for _ in range(n_all)]
     kept: list[int] = []
-    for n in order:
-        if n not in live:
+    for n, f in enumerate(infos):
+        if not live[n]:
             continue
-        op = graph.op(n)
-        ins = [alias[i] for i in graph.inputs(n) if i in live]
-        if len(ins) == 1 and (_spec(graph, n).passthrough or op in ("add", "concat")):
-            alias[n] = ins[0]
+        i = [alias[j] for j in ins[n] if live[j]]
+        if len(i) == 1 and f.forwards:
+            alias[n] = i[0]
             continue
-        alias[n] = n
-        inputs[n] = ins
+        inputs[n] = i
         kept.append(n)
     # Fusion of batch norms and activations into neighbours.
-    consumers: dict[int, list[int]] = {n: [] for n in kept}
+    consumers: list[list[int]] = [[] for _ in range(n_all)]
     for n in kept:
         for i in inputs[n]:
             consumers[i].append(n)
-    flags: dict[int, dict] = {n: {} for n in kept}
-    merged: dict[int, int] = {}
+    flags: list[dict] = [{} for _ in range(n_all)]
+    merged = list(range(n_all))  # merged[n] != n: n became a flag of merged[n]
     for n in kept:
-        ins = [merged.get(i, i) for i in inputs[n]]
-        inputs[n] = ins
-        kind = _spec(graph, n).fuse
-        if not kind:
+        i = [merged[j] for j in inputs[n]]
+        inputs[n] = i
+        kind = infos[n].fuse
+        if not kind or len(i) != 1:
             continue
-        if len(ins) == 1:
-            p = ins[0]
-            if (
-                _spec(graph, p).host
-                and graph.op(p) != "input"
-                and len(consumers[p]) == 1
-                and f"post_{kind}" not in flags[p]
-            ):
-                flags[p][f"post_{kind}"] = 1.0
-                merged[n] = p
-                consumers[p] = consumers[n]
-                continue
-            cons = consumers[n]
-            if (
-                kind != "gate"
-                and len(cons) == 1
-                and graph.op(cons[0]) in ("conv", "dense")
-                and len(graph.inputs(cons[0])) == 1
-                and f"pre_{kind}" not in flags[cons[0]]
-            ):
-                flags[cons[0]][f"pre_{kind}"] = 1.0
-                merged[n] = ins[0]
-                consumers[ins[0]] = [c if c != n else cons[0] for c in consumers[ins[0]]]
-                continue
-    final = [n for n in kept if n not in merged]
+        p = i[0]
+        post = "post_" + kind
+        if infos[p].host and len(consumers[p]) == 1 and post not in flags[p]:
+            flags[p][post] = 1.0
+            merged[n] = p
+            consumers[p] = consumers[n]
+            continue
+        cons = consumers[n]
+        pre = "pre_" + kind
+        if (
+            kind != "gate"
+            and len(cons) == 1
+            and infos[cons[0]].conv_or_dense
+            and len(ins[cons[0]]) == 1
+            and pre not in flags[cons[0]]
+        ):
+            flags[cons[0]][pre] = 1.0
+            merged[n] = p
+            consumers[p] = [c if c != n else cons[0] for c in consumers[p]]
+    final = [n for n in kept if merged[n] == n]
     for n in final:
-        inputs[n] = [merged.get(i, i) for i in inputs[n]]
         # a chain of merges: follow until a kept node
         fixed = []
         for i in inputs[n]:
-            while i in merged:
+            while merged[i] != i:
                 i = merged[i]
             fixed.append(i)
         inputs[n] = fixed
     return final, inputs, flags
 
 
-def _category(graph: ArchGraph, n: int) -> str:
-    cat = _spec(graph, n).category(graph.node(n))
-    return cat if cat in _CAT else "other"
+def _nodes(graph: ArchGraph) -> tuple[list[NodeInfo], list[list[int]], int, int]:
+    """``(infos, inputs, output, input)`` in topological positions. A graph that keeps
+    its nodes' infos (``node_infos``, a LiteGraph: once per distinct node) gives them."""
+    own = getattr(graph, "node_infos", None)
+    if own is not None:
+        infos, ins = own()
+        return infos, ins, graph.output, graph.input
+    order = graph.topological()
+    pos = {n: k for k, n in enumerate(order)}
+    ins = [[pos[i] for i in graph.inputs(n)] for n in order]
+    return [node_info(graph, n) for n in order], ins, pos[graph.output], pos[graph.input]
+
+
+_COL = {name: len(CATEGORIES) + i for i, name in enumerate(NUMERIC)}
+_EXTRA = ("macs", "params", "conv", "spatial", "cat")
+"""What :attr:`NodeInfo.row` holds after the static features."""
+_FLAG_COLS = {f: _COL[f] for f in ("pre_act", "pre_bn", "post_bn", "post_act", "post_gate")}
 
 
 def graph_features(graph: ArchGraph) -> GraphFeatures:
     """The compact computation graph of a finalized :class:`ArchGraph` (see module doc)."""
-    order, inputs, flags = _reduce(graph)
+    infos, ins, output, inp = _nodes(graph)
+    order, inputs, flags = _reduce(infos, ins, output)
     index = {n: i for i, n in enumerate(order)}
     total_macs = max(graph.flops(), 1)
     total_params = max(graph.params(), 1)
     senders, receivers = [], []
-    for n in order:
-        for i in inputs[n]:
-            senders.append(index[i])
-            receivers.append(index[n])
+    preds = [[index[i] for i in inputs[n]] for n in order]
+    for k, p in enumerate(preds):
+        senders += p
+        receivers += [k] * len(p)
     n_nodes = len(order)
-    indeg = np.zeros(n_nodes)
-    outdeg = np.zeros(n_nodes)
-    for s, r in zip(senders, receivers, strict=True):
-        outdeg[s] += 1
-        indeg[r] += 1
-    cats = [_category(graph, n) for n in order]
-    is_conv = np.array([c.startswith("conv") or c == "dense" for c in cats], float)
-    # A spatial conv has a kernel larger than 1x1 (depthwise ones included) and attention
-    # mixes tokens: they widen the receptive field, which a 1x1 conv, a dense layer or a
-    # stride-2 1x1 shortcut does not.
-    is_spatial = np.array(
-        [
-            (cats[k].startswith("conv") or cats[k] == "attention")
-            and _spec(graph, n).mixes(graph.node(n))
-            for k, n in enumerate(order)
-        ],
-        float,
-    )
-    # Conv depth: longest path (in convs) from the input, and to the output; spatial depth:
-    # the longest path in spatial convs.
-    depth = np.zeros(n_nodes)
-    short = np.full(n_nodes, np.inf)
-    spatial = np.zeros(n_nodes)
-    for k, n in enumerate(order):
-        ins = [index[i] for i in inputs[n]]
-        if ins:
-            depth[k] = max(depth[i] for i in ins) + is_conv[k]
-            short[k] = min(short[i] for i in ins) + is_conv[k]
-            spatial[k] = max(spatial[i] for i in ins) + is_spatial[k]
-        else:
-            depth[k] = is_conv[k]
-            short[k] = is_conv[k]
-            spatial[k] = is_spatial[k]
-    height = np.zeros(n_nodes)
-    succ: list[list[int]] = [[] for _ in range(n_nodes)]
-    for s, r in zip(senders, receivers, strict=True):
-        succ[s].append(r)
-    for k in range(n_nodes - 1, -1, -1):
-        height[k] = is_conv[k] + max((height[j] for j in succ[k]), default=0.0)
+    info = [infos[n] for n in order]
+    table = np.array([f.row for f in info]).reshape(n_nodes, NODE_DIM + len(_EXTRA))
+    feats = table[:, :NODE_DIM]
+    macs, params, is_conv, is_spatial, cat = (table[:, NODE_DIM + i] for i in range(5))
+    outdeg = np.bincount(np.asarray(senders, int), minlength=n_nodes).astype(float)
+    indeg = np.bincount(np.asarray(receivers, int), minlength=n_nodes).astype(float)
+    depth, short, spatial, height = _depths(is_conv, is_spatial, preds)
     longest = max(float(depth.max()), 1.0)
-    feats = np.zeros((n_nodes, NODE_DIM), np.float32)
-    base = len(CATEGORIES)
-    col = {name: base + i for i, name in enumerate(NUMERIC)}
-    params_by_node = {}
     for k, n in enumerate(order):
-        feats[k, _CAT[cats[k]]] = 1.0
-        a = graph.attrs(n)
-        out = graph.shape(n)
-        ins = graph.inputs(n)
-        in_shape = graph.shape(ins[0]) if ins else out
-        if "kernel" in a:
-            kh, kw = pair(a["kernel"], "kernel", n)
-            feats[k, col["kernel"]] = (kh + kw) / 14.0
-        if "stride" in a and max(pair(a["stride"], "stride", n)) > 1:
-            feats[k, col["stride2"]] = 1.0
-        if "dilation" in a and max(pair(a["dilation"], "dilation", n)) > 1:
-            feats[k, col["dilated"]] = 1.0
-        for f in ("pre_act", "pre_bn", "post_bn", "post_act", "post_gate"):
-            feats[k, col[f]] = flags[n].get(f, 0.0)
-        feats[k, col["log_cin"]] = _log2(in_shape[-1]) / 10.0
-        feats[k, col["log_cout"]] = _log2(out[-1]) / 10.0
-        feats[k, col["log_res"]] = _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0
-        spec = _spec(graph, n)
-        if graph.node_macs(n) or (spec.parametric and spec.fuse != "bn"):  # not the norms
-            feats[k, col["flops_share"]] = graph.node_macs(n) / total_macs * 10.0
-            params_by_node[k] = graph.node_params(n)
-            feats[k, col["params_share"]] = params_by_node[k] / total_params * 10.0
-        feats[k, col["in_degree"]] = min(indeg[k], 8) / 4.0
-        feats[k, col["out_degree"]] = min(outdeg[k], 8) / 4.0
-        feats[k, col["position"]] = k / max(n_nodes - 1, 1)
-        feats[k, col["conv_depth"]] = depth[k] / longest
-        feats[k, col["conv_height"]] = height[k] / longest
+        for f, v in flags[n].items():
+            feats[k, _FLAG_COLS[f]] = v
+    feats[:, _COL["flops_share"]] = macs / total_macs * 10.0
+    feats[:, _COL["params_share"]] = params / total_params * 10.0
+    feats[:, _COL["in_degree"]] = np.minimum(indeg, 8) / 4.0
+    feats[:, _COL["out_degree"]] = np.minimum(outdeg, 8) / 4.0
+    feats[:, _COL["position"]] = np.arange(n_nodes) / max(n_nodes - 1, 1)
+    feats[:, _COL["conv_depth"]] = depth / longest
+    feats[:, _COL["conv_height"]] = height / longest
+    feats = feats.astype(np.float32)
     n_conv = float(is_conv.sum())
     in_shape = graph.shape(graph.input)
     out_shape = graph.shape(graph.output)
-    chans = [feats[k, col["log_cout"]] for k in range(n_nodes) if is_conv[k]]
+    chans = feats[is_conv > 0, _COL["log_cout"]]
+    cats = np.bincount(cat.astype(int), minlength=len(CATEGORIES))
     g = np.array(
         [
             math.log10(total_params) / 7.0,
@@ -380,21 +429,47 @@ def graph_features(graph: ArchGraph) -> GraphFeatures:
             float(short[-1] if np.isfinite(short[-1]) else 0.0) / 50.0,
             _log2(in_shape[0] if len(in_shape) == 3 else 1) / 8.0,
             _log2(out_shape[-1]) / 10.0,
-            float(np.mean(chans)) if chans else 0.0,
-            sum(c == "conv_1x1" for c in cats) / max(n_conv, 1.0),
-            sum(c == "conv_dw" for c in cats) / max(n_conv, 1.0),
-            sum(c in ("max_pool", "avg_pool") for c in cats) / max(n_nodes, 1),
+            float(np.mean(chans)) if len(chans) else 0.0,
+            int(cats[_CAT["conv_1x1"]]) / max(n_conv, 1.0),
+            int(cats[_CAT["conv_dw"]]) / max(n_conv, 1.0),
+            int(cats[_CAT["max_pool"]] + cats[_CAT["avg_pool"]]) / max(n_nodes, 1),
             _log2(float(spatial.max()) + 1.0) / SPATIAL_DEPTH_SCALE,
         ],
         np.float32,
     )
-    feats, senders, receivers = _collapse_repeats(feats, senders, receivers, col["repeat"])
+    feats, senders, receivers = _collapse_repeats(feats, senders, receivers, _COL["repeat"])
     return GraphFeatures(
         feats,
         np.asarray(senders, np.int32),
         np.asarray(receivers, np.int32),
         g,
     )
+
+
+def _depths(is_conv: np.ndarray, is_spatial: np.ndarray, preds: list[list[int]]):
+    """Conv depth: the longest and shortest path (in convs) from the input; the longest
+    path in spatial convs; the conv height (longest path in convs to the output)."""
+    n_nodes = len(preds)
+    conv, spat = is_conv.tolist(), is_spatial.tolist()
+    depth = [0.0] * n_nodes
+    short = [math.inf] * n_nodes
+    spatial = [0.0] * n_nodes
+    succ: list[list[int]] = [[] for _ in range(n_nodes)]
+    for k, ins in enumerate(preds):
+        c = conv[k]
+        if ins:
+            depth[k] = max([depth[i] for i in ins]) + c
+            short[k] = min([short[i] for i in ins]) + c
+            spatial[k] = max([spatial[i] for i in ins]) + spat[k]
+            for i in ins:
+                succ[i].append(k)
+        else:
+            depth[k], short[k], spatial[k] = c, c, spat[k]
+    height = [0.0] * n_nodes
+    for k in range(n_nodes - 1, -1, -1):
+        after = succ[k]
+        height[k] = conv[k] + (max([height[j] for j in after]) if after else 0.0)
+    return tuple(np.array(v) for v in (depth, short, spatial, height))
 
 
 # Columns that legitimately differ between copies of a repeated block.
@@ -415,29 +490,28 @@ def _collapse_repeats(
     n = len(feats)
     if n < 4:
         return feats, senders, receivers
-    crossed = np.zeros(n + 1, int)
-    for s, r in zip(senders, receivers, strict=True):
-        a, b = min(s, r), max(s, r)
-        if b - a > 1:
-            crossed[a + 1] += 1
-            crossed[b] -= 1
-    cut = np.cumsum(crossed)[:n] == 0
-    cuts = [i for i in range(n) if cut[i]]
+    snd, rcv = np.asarray(senders, int), np.asarray(receivers, int)
+    lo_end, hi_end = np.minimum(snd, rcv), np.maximum(snd, rcv)
+    jump = hi_end - lo_end > 1
+    crossed = np.bincount(lo_end[jump] + 1, minlength=n + 1)[: n + 1]
+    crossed = crossed - np.bincount(hi_end[jump], minlength=n + 1)[: n + 1]
+    cuts = np.flatnonzero(np.cumsum(crossed)[:n] == 0).tolist()
     blocks = [(cuts[i] + 1, cuts[i + 1]) for i in range(len(cuts) - 1)]  # inclusive ranges
     mask_cols = [NUMERIC.index(c) + len(CATEGORIES) for c in _POSITIONAL]
     out_degree_col = NUMERIC.index("out_degree") + len(CATEGORIES)
-    edges_by_target: dict[int, list[int]] = {}
-    for s, r in zip(senders, receivers, strict=True):
-        edges_by_target.setdefault(r, []).append(s)
+    masked = feats.copy()
+    masked[:, mask_cols] = 0.0
+    half = masked.astype(np.float16)
+    masked[:, out_degree_col] = 0.0  # a block's last node: its copies feed different nodes
+    half_last = masked.astype(np.float16)
+    # Edges sorted by (target, source): a block's incoming edges are one slice.
+    by_target = np.lexsort((snd, rcv))
+    edges = np.stack([rcv[by_target], snd[by_target]], 1)
+    starts = np.searchsorted(edges[:, 0], np.arange(n + 1)).tolist()
 
-    def signature(lo: int, hi: int) -> bytes:
-        rows = feats[lo : hi + 1].copy()
-        rows[:, mask_cols] = 0.0
-        rows[-1, out_degree_col] = 0.0  # the last copy feeds a different successor
-        wiring = tuple(
-            tuple(sorted(s - lo for s in edges_by_target.get(t, ()))) for t in range(lo, hi + 1)
-        )
-        return rows.astype(np.float16).tobytes() + repr(wiring).encode()
+    def signature(lo: int, hi: int) -> tuple:
+        wiring = (edges[starts[lo] : starts[hi + 1]] - lo).tobytes()
+        return (hi - lo, half[lo:hi].tobytes() + half_last[hi].tobytes(), wiring)
 
     drop = np.zeros(n, bool)
     remap = np.arange(n)
@@ -470,13 +544,8 @@ def _collapse_repeats(
     new_index[keep] = np.arange(len(keep))
     out = feats[keep].copy()
     out[:, repeat_col] = repeat[keep]
-    ns, nr = [], []
-    for s, r in zip(senders, receivers, strict=True):
-        if drop[r]:
-            continue
-        ns.append(int(new_index[remap[s]]))
-        nr.append(int(new_index[r]))
-    return out, ns, nr
+    alive = ~drop[rcv]
+    return out, new_index[remap[snd[alive]]].tolist(), new_index[rcv[alive]].tolist()
 
 
 # --------------------------------------------------------------------------------------

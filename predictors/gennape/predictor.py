@@ -207,7 +207,10 @@ class GennapePredictor(Predictor):
         self.prior: EffectiveFlops | None = None
         self.families: set[str] = set()
         self.transfer_weight = 1.0
-        self.model = self._new_model()
+        # Shapes only: ``fit`` initialises a new model and loading restores every array,
+        # so random initialisation here (a compilation per shape, seconds) would be
+        # thrown away.
+        self.model = nnx.eval_shape(self._new_model)
         self.y_mean, self.y_scale = 0.0, 1.0
         self.label_stats: dict[str, tuple[float, float]] = {}
         self.timings: dict[str, float] = {}

@@ -394,6 +394,41 @@ def _history_entry(step: int, search: BilevelSearch, m: dict[str, Any]) -> dict[
     }
 
 
+def _halves(data: Dataset, cfg: DartsSearchConfig) -> tuple[tuple, tuple, int]:
+    """The training split cut into search-train and search-validation halves (seeded), and
+    the batch size both can give."""
+    order = np.random.default_rng(cfg.seed).permutation(len(data.x_train))
+    half = len(order) // 2
+    tr, va = order[:half], order[half:]
+    bs = min(cfg.batch_size, len(tr), len(va))
+    if bs < 2:
+        raise ConfigError(f"dataset {data.name!r} is too small for a DARTS search")
+    return (data.x_train[tr], data.y_train[tr]), (data.x_train[va], data.y_train[va]), bs
+
+
+def _run(
+    search: BilevelSearch, train_batches: Batches, val_batches: Batches, cfg: DartsSearchConfig
+) -> tuple[list[dict[str, Any]], float, float]:
+    """``cfg.steps`` bilevel steps with a progress bar; returns the alpha history (every
+    ``log_every`` steps), the search's seconds and the first step's (its compile)."""
+    log_every = cfg.log_every or max(1, math.ceil(cfg.steps / 20))
+    history = [_history_entry(0, search, {})]
+    t0 = time.perf_counter()
+    compile_s = 0.0
+    with progress_bar("darts search", cfg.steps, 0, cfg.progress) as update:
+        for step in range(1, cfg.steps + 1):
+            m = search.step(*train_batches(step - 1), *val_batches(step - 1))
+            if step == 1:
+                jax.block_until_ready(m)
+                compile_s = time.perf_counter() - t0
+            if step % log_every == 0 or step == cfg.steps:
+                history.append(_history_entry(step, search, m))
+            if cfg.progress:
+                update(step, float(m["train_loss"]))
+    jax.block_until_ready(search.state)
+    return history, time.perf_counter() - t0, compile_s
+
+
 def darts_search(
     dataset: str | Dataset = "digits",
     config: DartsSearchConfig | None = None,
@@ -427,15 +462,7 @@ def darts_search(
     )
     c_default, l_default = SEARCH_DEFAULTS.get(data.name, (16, 8))
     C, layers = cfg.C or c_default, cfg.layers or l_default
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(data.x_train))
-    half = len(order) // 2
-    tr, va = order[:half], order[half:]
-    xt_all, yt_all = data.x_train[tr], data.y_train[tr]
-    xv_all, yv_all = data.x_train[va], data.y_train[va]
-    bs = min(cfg.batch_size, len(tr), len(va))
-    if bs < 2:
-        raise ConfigError(f"dataset {data.name!r} is too small for a DARTS search")
+    (xt_all, yt_all), (xv_all, yv_all), bs = _halves(data, cfg)
 
     model = DartsSupernet(
         C,
@@ -446,28 +473,11 @@ def darts_search(
         seed=cfg.seed,
     )
     search = BilevelSearch(model, cfg)
-    log_every = cfg.log_every or max(1, math.ceil(cfg.steps / 20))
-
     # the platform's one batch iterator (nas.pipeline): batch s of each half depends on
     # (seed, s) only
     train_batches = Batches(xt_all, yt_all, bs, cfg.seed + 1)
     val_batches = Batches(xv_all, yv_all, bs, cfg.seed + 2)
-    history = [_history_entry(0, search, {})]
-    t0 = time.perf_counter()
-    compile_s = 0.0
-    m: dict[str, Any] = {}
-    with progress_bar("darts search", cfg.steps, 0, cfg.progress) as update:
-        for step in range(1, cfg.steps + 1):
-            m = search.step(*train_batches(step - 1), *val_batches(step - 1))
-            if step == 1:
-                jax.block_until_ready(m)
-                compile_s = time.perf_counter() - t0
-            if step % log_every == 0 or step == cfg.steps:
-                history.append(_history_entry(step, search, m))
-            if cfg.progress:
-                update(step, float(m["train_loss"]))
-    jax.block_until_ready(search.state)
-    search_s = time.perf_counter() - t0
+    history, search_s, compile_s = _run(search, train_batches, val_batches, cfg)
     normal, reduce = search.op_weights()
     genotype = derive_genotype(normal, reduce, genotype_cls)
     metrics = {

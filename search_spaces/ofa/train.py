@@ -84,6 +84,80 @@ def _hard_ce(logits: jax.Array, y: jax.Array, n: int, smoothing: float) -> jax.A
     return optax.softmax_cross_entropy(logits, labels).mean()
 
 
+def _summed_loss_grads(
+    model, teacher, x, y, archs, kd_ratio, mode, fixed, *, n_cls, smooth, unroll
+):
+    """The summed loss of a step's subnets and its gradient, and the first subnet's logits.
+
+    One gradient per subnet, summed: each subnet's backward pass follows its forward pass,
+    so only one subnet's activations are alive at a time. Fixed subnets run their own
+    programs; up to ``unroll`` others are traced one after the other, more share a
+    ``lax.scan`` (:func:`_scan_subnets`).
+    """
+    t_logits = None
+    if mode == "kd":
+        t_logits = jax.lax.stop_gradient(teacher(x, teacher.max_arch_arrays(), full=True))
+
+    def pick(i):
+        return {k: v[i] for k, v in archs.items()}
+
+    def first_loss(model):
+        logits0 = model(x, pick(0), fixed=fixed[0])
+        loss = _hard_ce(logits0, y, n_cls, smooth)
+        if mode == "kd":
+            loss = loss + kd_ratio * _soft_ce(logits0, t_logits)
+        return loss, logits0
+
+    (loss, logits), grads = nnx.value_and_grad(first_loss, has_aux=True)(model)
+    target = jax.lax.stop_gradient(logits) if mode == "sandwich" else t_logits
+
+    def subnet_loss(m, arch, fixed=None):
+        out = m(x, arch, fixed=fixed)
+        if mode == "sandwich":
+            return _soft_ce(out, target)
+        sub = _hard_ce(out, y, n_cls, smooth)
+        if mode == "kd":
+            sub = sub + kd_ratio * _soft_ce(out, target)
+        return sub
+
+    acc, traced = (loss, grads), []
+    for i in range(1, len(fixed)):
+        if fixed[i] is None:
+            traced.append(i)
+        else:
+            acc = _add(acc, nnx.value_and_grad(subnet_loss)(model, pick(i), fixed[i]))
+    if len(traced) <= unroll:
+        for i in traced:
+            acc = _add(acc, nnx.value_and_grad(subnet_loss)(model, pick(i)))
+    else:
+        rest = {k: v[np.asarray(traced)] for k, v in archs.items()}
+        acc = _scan_subnets(model, subnet_loss, rest, acc)
+    return acc[0], logits, acc[1]
+
+
+def _add(acc, loss_grads):
+    return acc[0] + loss_grads[0], jax.tree.map(jnp.add, acc[1], loss_grads[1])
+
+
+def _scan_subnets(model, subnet_loss, rest, acc):
+    """``acc`` plus the losses and gradients of the subnets ``rest`` under one ``lax.scan``
+    (one compiled body whatever their number); BN statistics and the summed gradient travel
+    in the carry."""
+    gdef, params, other = nnx.split(model, nnx.Param, ...)
+
+    def body(carry, arch):
+        # the weights ride in the carry (unchanged) so that the module merged here lives at
+        # this trace level, as nnx's transforms require
+        params, other, acc = carry
+        m = nnx.merge(gdef, params, other)
+        acc = _add(acc, nnx.value_and_grad(subnet_loss)(m, arch))
+        return (params, nnx.state(m, nnx.Not(nnx.Param)), acc), None
+
+    (_, other, acc), _ = jax.lax.scan(body, (params, other, acc), rest)
+    nnx.update(model, other)
+    return acc
+
+
 class ElasticTrainer:
     """The jitted training step of an elastic supernet.
 
@@ -120,74 +194,17 @@ class ElasticTrainer:
         self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
         self.traces = 0
         self.fixed = [model.max_arch_arrays(), *fixed]
-        n_cls = model.layout.n_classes
-        smooth = config.label_smoothing
-        unroll = config.unroll
+        losses = partial(
+            _summed_loss_grads,
+            n_cls=model.layout.n_classes,
+            smooth=config.label_smoothing,
+            unroll=config.unroll,
+        )
         trainer = self
 
         def step(model, optimizer, teacher, x, y, archs, kd_ratio, lr, mode, fixed):
             trainer.traces += 1  # runs only while tracing
-
-            t_logits = None
-            if mode == "kd":
-                t_logits = jax.lax.stop_gradient(teacher(x, teacher.max_arch_arrays(), full=True))
-
-            def pick(i):
-                return {k: v[i] for k, v in archs.items()}
-
-            def first_loss(model):
-                logits0 = model(x, pick(0), fixed=fixed[0])
-                loss = _hard_ce(logits0, y, n_cls, smooth)
-                if mode == "kd":
-                    loss = loss + kd_ratio * _soft_ce(logits0, t_logits)
-                return loss, logits0
-
-            # One gradient per subnet, summed: each subnet's backward pass follows its forward
-            # pass, so only one subnet's activations are alive at a time.
-            (loss, logits), grads = nnx.value_and_grad(first_loss, has_aux=True)(model)
-            target = jax.lax.stop_gradient(logits) if mode == "sandwich" else t_logits
-
-            def subnet_loss(m, arch, fixed=None):
-                out = m(x, arch, fixed=fixed)
-                if mode == "sandwich":
-                    return _soft_ce(out, target)
-                sub = _hard_ce(out, y, n_cls, smooth)
-                if mode == "kd":
-                    sub = sub + kd_ratio * _soft_ce(out, target)
-                return sub
-
-            def add(acc, loss_grads):
-                return acc[0] + loss_grads[0], jax.tree.map(jnp.add, acc[1], loss_grads[1])
-
-            traced = []
-            for i in range(1, len(fixed)):
-                if fixed[i] is None:
-                    traced.append(i)
-                else:
-                    sub = nnx.value_and_grad(subnet_loss)(model, pick(i), fixed[i])
-                    loss, grads = add((loss, grads), sub)
-            if len(traced) <= unroll:
-                for i in traced:
-                    loss, grads = add(
-                        (loss, grads), nnx.value_and_grad(subnet_loss)(model, pick(i))
-                    )
-            else:
-                # More subnets run under one lax.scan (one compiled body whatever their
-                # number); BN statistics and the summed gradient travel in the carry.
-                rest = {k: v[np.asarray(traced)] for k, v in archs.items()}
-                gdef, params, other = nnx.split(model, nnx.Param, ...)
-
-                def body(carry, arch):
-                    # the weights ride in the carry (unchanged) so that the module merged
-                    # here lives at this trace level, as nnx's transforms require
-                    params, other, acc = carry
-                    m = nnx.merge(gdef, params, other)
-                    acc = add(acc, nnx.value_and_grad(subnet_loss)(m, arch))
-                    return (params, nnx.state(m, nnx.Not(nnx.Param)), acc), None
-
-                carry = (params, other, (loss, grads))
-                (_, other, (loss, grads)), _ = jax.lax.scan(body, carry, rest)
-                nnx.update(model, other)
+            loss, logits, grads = losses(model, teacher, x, y, archs, kd_ratio, mode, fixed)
             if lr is None:
                 optimizer.update(model, grads)
             else:
