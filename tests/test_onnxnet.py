@@ -121,6 +121,11 @@ def test_node_lines_of_nb201():
         assert lite[0] == full[0] and np.array_equal(lite[1], full[1])
         vocab.update(lite[0])
     assert len(vocab) < 200
+    from nas.predictors.onnxnet.nodes import _words
+
+    assert _words("conv", {"kernel": [3, 1], "padding": [1, 1, 1, 1], "stride": 2}, 8) == (
+        "Conv k3x1 p1 s2"
+    )
 
 
 @needs_minilm
@@ -181,6 +186,13 @@ def test_fit_predict_save_load(tmp_path, monkeypatch):
         ],
     )
     assert np.isfinite(p.predict([g])[0]).all()
+    # An ONNX file made by another tool (torchvision's ResNet-18), read into the IR.
+    from pathlib import Path
+
+    from nas.onnx_import import onnx_to_graph
+
+    resnet = onnx_to_graph(Path(__file__).parent / "data" / "onnx" / "torchvision_resnet18.onnx")
+    assert np.isfinite(p.predict([resnet])[0]).all()
 
 
 def test_prior_and_share_for_unseen_spaces(tmp_path, monkeypatch):

@@ -92,10 +92,18 @@ def _words(op: str, attrs: dict[str, Any], in_channels: int | None) -> str:
         elif isinstance(v, bool):
             words.append(k.replace("_", " ") if v else "no " + k.replace("_", " "))
         elif k in SHORT:
-            words.append(f"{SHORT[k]}{v}")
+            words.append(f"{SHORT[k]}{_value(v)}")
         else:
-            words.append(f"{k.replace('_', ' ')} {v}")
+            words.append(f"{k.replace('_', ' ')} {_value(v)}")
     return " ".join(words)
+
+
+def _value(v: Any) -> str:
+    """An attribute value as ONNX-Net text: ``1`` for ``[1, 1, 1, 1]``, ``1x2`` for ``[1, 2]``."""
+    if isinstance(v, list | tuple):
+        items = [str(x) for x in v]
+        return items[0] if len(set(items)) == 1 else "x".join(items)
+    return str(v)
 
 
 def _shape(s: Sequence[int]) -> str:
