@@ -160,8 +160,8 @@ def _processes(name: str, p, archs, warm, fresh, workers: int) -> dict[str, Any]
         - (before.ru_utime + before.ru_stime),
         "workers": res,
         "processes_same_predictions": bool(np.allclose(merged, fresh, rtol=0, atol=1e-5)),
-        # Texts embedded in other batches can differ in float16's last place (ONNX-Net).
         "processes_max_abs_difference": float(np.max(np.abs(merged - fresh))),
+        "processes_bit_identical": bool(np.array_equal(merged, fresh)),
     }
 
 
@@ -199,6 +199,8 @@ def stages(name: str, archs: list[str], model=None) -> dict[str, float]:
         t4 = time.process_time()
         model._run(_refs(archs), feats)
         out["model"] = (time.process_time() - t4) / len(archs) * 1e3
+    elif _onnxnet_mode() == "nodes":
+        out.update(_node_stages(archs))
     else:
         from nas.predictors.onnxnet.encoder import MiniLM
         from nas.predictors.onnxnet.text import describe_onnx
@@ -225,6 +227,44 @@ def stages(name: str, archs: list[str], model=None) -> dict[str, float]:
         out["embed_new_texts"] = (t4 - t3) / len(archs) * 1e3
         out["distinct_texts_per_cell"] = len(texts) / len(archs)
     return out
+
+
+def _onnxnet_mode() -> str:
+    """The text mode of the default ONNX-Net predictor (the one :func:`_fit` builds)."""
+    from nas.predictors.onnxnet.predictor import OnnxNetOptions
+
+    return OnnxNetOptions().mode
+
+
+def _node_stages(archs: list[str]) -> dict[str, float]:
+    """ONNX-Net ``nodes`` mode: CPU ms per cell of the light graph, the node lines and the
+    pooling over already-embedded lines (a known space's lines are all cached), and the
+    distinct lines per cell that were new to a fresh store (after the other cells)."""
+    from nas.predictors.lite import lite_graph
+    from nas.predictors.onnxnet.nodes import NodeTextStore, node_lines, pool
+
+    t0 = time.process_time()
+    graphs = [lite_graph("nb201", a, "cifar10") for a in archs]
+    t1 = time.process_time()
+    described = [node_lines(g) for g in graphs]
+    t2 = time.process_time()
+    store = NodeTextStore(None)
+    half = len(archs) // 2
+    store.features(_refs(archs[:half]))
+    known = len(store.vectors)
+    store.features(_refs(archs[half:]))
+    t3 = time.process_time()
+    for lines, snd, rcv in described:
+        pool(np.stack([store.vectors[x] for x in lines]), snd, rcv)
+    t4 = time.process_time()
+    return {
+        "light_graph": (t1 - t0) / len(archs) * 1e3,
+        "node_lines": (t2 - t1) / len(archs) * 1e3,
+        "pool_cached_lines": (t4 - t3) / len(archs) * 1e3,
+        "distinct_lines": len(store.vectors),
+        "new_lines_per_cell_in_second_half": (len(store.vectors) - known) / (len(archs) - half),
+        "lines_per_cell": float(np.mean([len(d[0]) for d in described])),
+    }
 
 
 def reference_check(p, archs: list[str]) -> bool:

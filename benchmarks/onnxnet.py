@@ -6,10 +6,12 @@ Runs end to end with one command and writes ``benchmarks/results/onnxnet.json``:
     .venv/bin/python -m benchmarks.onnxnet --nb201-test 3000 --macro-test 2000   # subsample
 
 Parts:
-  (a) NB201 CIFAR-10: train on 100 architectures, test on the rest (or ``--nb201-test``).
+  (a) NB201 CIFAR-10: train on 100 architectures, test on the rest (or ``--nb201-test``),
+      in the text mode ``--mode`` (default ``nodes``, the predictor's default).
   (b) zero-shot: train on NB101 + NB301 (all 500 + 500), test on NB201 CIFAR-10 and
       NAS-Bench-Macro.
-  (c) what the long-description plan costs: the text modes ``blocks`` (default: repeated
+  (c) what the long-description plan costs: the text modes ``nodes`` (default: one line
+      per node, distinct lines embedded once), ``blocks`` (repeated
       blocks once, chunks pooled), ``stats`` (the totals line only), ``flat1`` (node-by-node
       text truncated to 256 tokens) and ``flat`` (node-by-node text, every chunk, pooled) on
       a subsample (``--modes-test``).
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--modes-test", type=int, default=500, help="test archs for part (c)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--skip-modes", action="store_true")
+    ap.add_argument("--mode", default="nodes", help="text mode of parts (a) and (b)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     cmd = " ".join(argv if argv is not None else sys.argv[1:])
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
             # One fixed subsample for every seed and part (embeddings are computed once).
             pool = {g.arch for g in _sub(load_spec("nb201:cifar10"), args.nb201_test, 0).graphs}
             test = test.subset([i for i, g in enumerate(test.graphs) if g.arch in pool])
-        p, fit_s = _fit(train, "blocks", seed)
+        p, fit_s = _fit(train, args.mode, seed)
         r = _score(p, test) | {"seed": seed, "n_train": len(train), "fit_seconds": fit_s}
         runs.append(r)
         print("nb201-100", r, flush=True)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = LabelledSet.concat([load_spec("nb101"), load_spec(nb301)])
     zs = {}
     for seed in range(args.seeds):
-        p, fit_s = _fit(train, "blocks", seed)
+        p, fit_s = _fit(train, args.mode, seed)
         for name, spec, n in (
             ("nb201", "nb201:cifar10", args.nb201_test),
             ("nbmacro", "nbmacro", args.macro_test),
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     t = time.time()
     p.predict(test.graphs)
     cached = len(test) / (time.time() - t)
-    fresh_p = get_predictor("onnxnet", seed=0, cache=False)
+    fresh_p = get_predictor("onnxnet", seed=0, cache=False, mode=args.mode)
     fresh_p.params, fresh_p.mu, fresh_p.sd = p.params, p.mu, p.sd
     fresh_p.calib, fresh_p.fitted = p.calib, True
     few = _sub(load_spec("nb201:cifar10"), 50, 2)
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         tr, te = load_split(["nb201:cifar10:100"], "nb201:cifar10", seed=0)
         te = _sub(te, args.modes_test, 0)
         configs = {
+            "nodes+numbers": ("nodes", True),
+            "nodes": ("nodes", False),
             "blocks+numbers": ("blocks", True),
             "blocks": ("blocks", False),
             "stats": ("stats", False),
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
             res["parts"]["modes"] = modes
             save()
         zs_train = train
-        for label in ("blocks+numbers", "blocks", "stats", "flat1"):
+        for label in ("nodes+numbers", "blocks+numbers", "blocks", "stats", "flat1"):
             mode, numeric = configs[label]
             p, fit_s = _fit(zs_train, mode, 0, numeric=numeric)
             for name, spec in (("nb201", "nb201:cifar10"), ("nbmacro", "nbmacro")):

@@ -3,13 +3,15 @@
 The split of :mod:`benchmarks.onnxnet` part (a): per seed, 100 training architectures
 (``nb201:cifar10:100``) and as test set the rest of one fixed 3000-architecture pool (the
 same for every seed, so that embeddings are computed once). Each configuration (a name and
-its predictor options) is fitted and scored by Kendall tau on every seed; the rows are kept
+its predictor options) is fitted and scored by Kendall tau on every seed (with, where it has a
+compute prior, the tau of the prior alone and of the learned part alone); the rows are kept
 in ``benchmarks/results/onnxnet_options.json`` by (configuration, seeds).
 
 Run: ``.venv/bin/python -m benchmarks.onnxnet_options [--seeds 0,1,2] [--configs JSON]``
-(default configurations: the text with three size numbers as before ``graph_numbers``
-(``numeric_weight=5``), the default, and the numbers almost alone (``numeric_weight=1000``)).
-Seeds 0-2 chose ``numeric_weight``; seeds 3-5 check that choice on other training sets.
+(default configurations: the default (``nodes`` text), the ``blocks`` text it replaced, the
+``blocks`` text with three size numbers as before ``graph_numbers`` (``numeric_weight=5``),
+and the numbers almost alone (``numeric_weight=1000``)). Seeds 0-2 chose ``numeric_weight``
+and the text mode; seeds 3-5 check those choices on other training sets.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ import numpy as np
 
 OUT = Path(__file__).parent / "results" / "onnxnet_options.json"
 CONFIGS: dict[str, dict[str, Any]] = {
-    "text+3 numbers (weight 5)": {"graph_numbers": False, "numeric_weight": 5.0},
     "default": {},
-    "numbers almost alone (weight 1000)": {"numeric_weight": 1000.0},
+    "blocks": {"mode": "blocks"},
+    "text+3 numbers (weight 5)": {
+        "mode": "blocks",
+        "graph_numbers": False,
+        "numeric_weight": 5.0,
+    },
+    "numbers almost alone (weight 1000)": {"mode": "blocks", "numeric_weight": 1000.0},
 }
 
 
@@ -46,16 +53,22 @@ def score(options: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     from nas.predictors.base import get_predictor
     from scipy.stats import kendalltau
 
-    taus, t0 = [], time.time()
+    taus, parts, t0 = [], {"prior_only": [], "learned_only": []}, time.time()
     for seed, train, test in splits(seeds):
         p = get_predictor("onnxnet", seed=seed, **options)
         p.fit(train.graphs, train.y, train.groups)
         taus.append(float(kendalltau(p.predict(test.graphs)[0], test.y)[0]))
+        dec = p.decompose(test.graphs)  # None without a prior
+        if dec is not None:
+            parts["prior_only"].append(float(kendalltau(dec.prior, test.y)[0]))
+            parts["learned_only"].append(float(kendalltau(dec.learned, test.y)[0]))
+    labels = {f"{k}_tau_mean": float(np.mean(v)) for k, v in parts.items() if v}
     return {
         "options": options,
         "seeds": seeds,
         "kendall_tau": taus,
         "kendall_tau_mean": float(np.mean(taus)),
+        **labels,
         "n_train": 100,
         "seconds": time.time() - t0,
         "loadavg": os.getloadavg()[0],

@@ -94,6 +94,40 @@ def test_different_cells_give_different_text_and_same_cells_the_same():
     assert a[0].text != c[0].text and {x.text for x in a} != {x.text for x in c}
 
 
+def test_node_lines_of_nb201():
+    """``nodes`` mode: one line per IR node in ONNX words, the same from the IR graph and the
+    light graph, and few distinct lines over many cells (what makes fresh cells cheap)."""
+    from nas.predictors.lite import lite_graph
+    from nas.predictors.onnxnet.nodes import depth_share, node_lines
+    from nas.search_spaces import get_space
+
+    g = _nb201()
+    lines, snd, rcv = node_lines(g)
+    assert len(lines) == len(g.topological()) and len(snd) == len(rcv) > len(lines)
+    assert "Conv k3 p1 out 16x32x32 in Relu" in lines
+    assert "AveragePool no count include pad k3 p1 out 16x32x32 in Add" in lines
+    assert "Conv k3 p1 s2 out 32x16x16 in Relu" in lines  # the reduction block
+    assert any(x.startswith("Zero out 16x32x32") for x in lines)
+    assert lines[0] == "Input out 3x32x32" and lines[-1].startswith("Output out 10")
+    d = depth_share(len(lines), snd, rcv)
+    assert d[0] == 0.0 and d.max() == 1.0 and np.all(d[rcv] > d[snd])
+    sp = get_space("nb201")
+    rng = np.random.default_rng(0)
+    vocab = set()
+    for _ in range(30):
+        arch = sp.sample(rng).to_str()
+        lite = node_lines(lite_graph("nb201", arch, "cifar10"))
+        full = node_lines(sp.to_graph(sp.parse(arch), "cifar10"))
+        assert lite[0] == full[0] and np.array_equal(lite[1], full[1])
+        vocab.update(lite[0])
+    assert len(vocab) < 200
+    from nas.predictors.onnxnet.nodes import _words
+
+    assert _words("conv", {"kernel": [3, 1], "padding": [1, 1, 1, 1], "stride": 2}, 8) == (
+        "Conv k3x1 p1 s2"
+    )
+
+
 @needs_minilm
 def test_minilm_matches_sentence_transformers():
     from nas.predictors.onnxnet import MiniLM
@@ -152,6 +186,13 @@ def test_fit_predict_save_load(tmp_path, monkeypatch):
         ],
     )
     assert np.isfinite(p.predict([g])[0]).all()
+    # An ONNX file made by another tool (torchvision's ResNet-18), read into the IR.
+    from pathlib import Path
+
+    from nas.onnx_import import onnx_to_graph
+
+    resnet = onnx_to_graph(Path(__file__).parent / "data" / "onnx" / "torchvision_resnet18.onnx")
+    assert np.isfinite(p.predict([resnet])[0]).all()
 
 
 def test_prior_and_share_for_unseen_spaces(tmp_path, monkeypatch):

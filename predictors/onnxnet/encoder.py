@@ -11,9 +11,14 @@ and runs the BERT forward itself: 6 post-LayerNorm transformer layers, hidden si
 heads, exact (erf) GELU, then mean pooling over the attention mask and L2 normalisation, as
 sentence-transformers does.
 
-Sentences are encoded in batches padded to a few bucket lengths, so that the jitted forward
-compiles once per bucket; :class:`EmbeddingCache` keeps embeddings on disk by text hash, separately for each
-:func:`encoder_fingerprint` (weights, tokenizer and settings).
+Sentences are encoded in batches of exactly :data:`ROWS` rows, each padded to the first bucket
+length that holds it, so that the jitted forward compiles once per bucket and a sentence's
+embedding is bit-identical whichever sentences share its batch, in whichever process: XLA
+blocks a matrix product by its shape, so a batch of another row count rounds differently
+in the last place (a sentence's row position and the other rows' contents do not matter
+at a fixed shape; ``tests/test_onnxnet_identity.py`` checks). :class:`EmbeddingCache`
+keeps embeddings on disk by text hash, separately for each :func:`encoder_fingerprint`
+(weights, tokenizer and settings).
 
 Example:
     >>> enc = MiniLM.load()  # doctest: +SKIP
@@ -60,7 +65,9 @@ FILES = {
     "tokenizer.json": (466247, "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
 }
 """The files read, with the size and SHA-256 they have at :data:`ORIGIN`."""
-FORWARD_VERSION = 1
+ROWS = 8
+"""Rows of every encoder batch (padded with empty rows): one matrix-product shape per bucket."""
+FORWARD_VERSION = 2
 """Bumped whenever :func:`bert_forward` or the tokenisation changes what an embedding is."""
 
 
@@ -151,44 +158,62 @@ def _dense(x, p, name):
     return x @ p[name + ".weight"].T + p[name + ".bias"]
 
 
-def bert_forward(params: dict[str, jax.Array], ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Sentence embeddings ``(B, 384)``, L2-normalised, for token ids and mask ``(B, T)``."""
+def bert_embed(params: dict[str, jax.Array], ids: jax.Array) -> jax.Array:
+    """Token, position and segment embeddings after their LayerNorm: ``(B, T, 384)``."""
     p = params
-    b, t = ids.shape
+    t = ids.shape[1]
     x = (
         p["embeddings.word_embeddings.weight"][ids]
         + p["embeddings.position_embeddings.weight"][:t][None]
         + p["embeddings.token_type_embeddings.weight"][0][None, None]
     )
-    x = _layer_norm(x, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"])
-    maskf = mask.astype(x.dtype)
-    bias = (1.0 - maskf)[:, None, None, :] * jnp.finfo(x.dtype).min
+    return _layer_norm(x, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"])
+
+
+def bert_layer(params: dict[str, jax.Array], i: int, x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Transformer layer ``i`` (post-LayerNorm, erf GELU) on hidden states ``(B, T, 384)``."""
+    p, pre = params, f"encoder.layer.{i}."
+    b, t = mask.shape
+    bias = (1.0 - mask.astype(x.dtype))[:, None, None, :] * jnp.finfo(x.dtype).min
     hd = DIM // HEADS
-    for i in range(LAYERS):
-        pre = f"encoder.layer.{i}."
 
-        def heads(name, x=x, pre=pre):
-            return _dense(x, p, pre + name).reshape(b, t, HEADS, hd).transpose(0, 2, 1, 3)
+    def heads(name):
+        return _dense(x, p, pre + name).reshape(b, t, HEADS, hd).transpose(0, 2, 1, 3)
 
-        q = heads("attention.self.query")
-        k = heads("attention.self.key")
-        v = heads("attention.self.value")
-        att = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias, axis=-1)
-        ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, DIM)
-        x = _layer_norm(
-            _dense(ctx, p, pre + "attention.output.dense") + x,
-            p[pre + "attention.output.LayerNorm.weight"],
-            p[pre + "attention.output.LayerNorm.bias"],
-        )
-        hmid = jax.nn.gelu(_dense(x, p, pre + "intermediate.dense"), approximate=False)
-        x = _layer_norm(
-            _dense(hmid, p, pre + "output.dense") + x,
-            p[pre + "output.LayerNorm.weight"],
-            p[pre + "output.LayerNorm.bias"],
-        )
+    q, k, v = (
+        heads("attention.self.query"),
+        heads("attention.self.key"),
+        heads("attention.self.value"),
+    )
+    att = jax.nn.softmax(q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias, axis=-1)
+    ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, DIM)
+    x = _layer_norm(
+        _dense(ctx, p, pre + "attention.output.dense") + x,
+        p[pre + "attention.output.LayerNorm.weight"],
+        p[pre + "attention.output.LayerNorm.bias"],
+    )
+    hmid = jax.nn.gelu(_dense(x, p, pre + "intermediate.dense"), approximate=False)
+    return _layer_norm(
+        _dense(hmid, p, pre + "output.dense") + x,
+        p[pre + "output.LayerNorm.weight"],
+        p[pre + "output.LayerNorm.bias"],
+    )
+
+
+def mean_pool(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean over the unmasked tokens, L2-normalised (sentence-transformers' pooling)."""
+    maskf = mask.astype(x.dtype)
     pooled = (x * maskf[..., None]).sum(1) / jnp.maximum(maskf.sum(1, keepdims=True), 1e-9)
     norm = jnp.sqrt((pooled**2).sum(-1, keepdims=True))
     return pooled / jnp.maximum(norm, 1e-12)
+
+
+def bert_forward(params: dict[str, jax.Array], ids: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sentence embeddings ``(B, 384)``, L2-normalised, for token ids and mask ``(B, T)``."""
+    x = bert_embed(params, ids)
+    for i in range(LAYERS):
+        x = bert_layer(params, i, x, mask)
+    return mean_pool(x, mask)
 
 
 _forward = jax.jit(bert_forward)
@@ -236,8 +261,9 @@ class MiniLM:
         finally:
             self.tokenizer.enable_truncation(self.max_tokens)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised embeddings ``(len(texts), 384)`` as float32."""
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings ``(len(texts), 384)`` as float32, each independent of
+        the other texts (batches of :data:`ROWS` rows)."""
         texts = list(texts)
         out = np.zeros((len(texts), DIM), np.float32)
         if not texts:
@@ -246,15 +272,14 @@ class MiniLM:
         order = np.argsort([len(x) for x in ids], kind="stable")
         i = 0
         while i < len(order):
-            # Group sentences of one bucket length; batch at most batch_size of them.
+            # Up to ROWS sentences of one bucket length, always in a (ROWS, bucket) batch.
             bucket = next(bk for bk in BUCKETS if bk >= len(ids[order[i]]))
             j = i
-            while j < len(order) and j - i < batch_size and len(ids[order[j]]) <= bucket:
+            while j < len(order) and j - i < ROWS and len(ids[order[j]]) <= bucket:
                 j += 1
             sel = order[i:j]
-            rows = max(8, 1 << (len(sel) - 1).bit_length())  # a few batch shapes only
-            tok = np.zeros((rows, bucket), np.int32)
-            mask = np.zeros((rows, bucket), np.int32)
+            tok = np.zeros((ROWS, bucket), np.int32)
+            mask = np.zeros((ROWS, bucket), np.int32)
             for r, s in enumerate(sel):
                 tok[r, : len(ids[s])] = ids[s]
                 mask[r, : len(ids[s])] = 1

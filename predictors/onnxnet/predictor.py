@@ -1,27 +1,35 @@
 """The ONNX-Net-style predictor: ONNX text, a pretrained sentence encoder, a ranking head.
 
-Pipeline for one architecture: IR graph -> ONNX (structure only) -> text chunks
-(:mod:`nas.predictors.onnxnet.text`) -> all-MiniLM-L6-v2 embeddings in JAX
+Pipeline for one architecture: IR graph -> text (one line per node in the default ``nodes``
+mode, :mod:`nas.predictors.onnxnet.nodes`; or the exported ONNX graph written in chunks,
+:mod:`nas.predictors.onnxnet.text`) -> all-MiniLM-L6-v2 embeddings in JAX
 (:mod:`nas.predictors.onnxnet.encoder`) -> a pooled feature vector -> an ensemble of small MLP
 heads trained with a pairwise logistic ranking loss (RankNet) on pairs from the same
 benchmark only (accuracy scales differ across benchmarks), which is what lets it score
 spaces it never saw. The ensemble's spread is the uncertainty; a linear map fitted on the
-training data turns scores into accuracy-like numbers.
+training data turns scores into accuracy-like numbers. A prediction is bit-identical
+whichever architectures share its batch and in whichever process it is made (fixed batch
+shapes in the encoder and the heads).
 
-Modes (how a long network becomes fixed-size features):
+Modes (how a network becomes fixed-size features):
 
-* ``blocks`` (default): stats, skeleton and each distinct block once, chunks pooled by the
-  share of nodes they stand for: ``[stats, skeleton, pooled blocks]`` (1152 numbers);
+* ``nodes`` (default): one line per IR node (op, attributes, output shape, feeding ops),
+  each distinct line embedded once, pooled as the mean, the mean over edges of the two
+  ends' product and the depth-weighted mean (1152 numbers): a fresh cell of a known space
+  needs no encoder pass;
+* ``blocks``: the exported ONNX graph as stats, skeleton and each distinct block once,
+  chunks pooled by the share of nodes they stand for: ``[stats, skeleton, pooled blocks]``
+  (1152);
 * ``stats``: the stats line alone (384);
 * ``flat``: the plain node-by-node text in chunks, pooled (384);
 * ``flat1``: the plain text truncated to its first chunk (384).
 
-With ``numeric`` (default on), three numbers read from the ONNX graph (log10 of parameters,
-multiply-adds and node count) are appended to the text features, and with ``graph_numbers``
-(default on) the IR graph's thirteen global features (:data:`nas.predictors.features.GLOBALS`:
-log parameters and MACs, node and conv counts, the longest and shortest conv paths, mean
-channels, shares of 1x1, depthwise and pooling ops, spatial depth); after standardisation the
-numbers are scaled by ``numeric_weight`` (default 40): a sentence encoder reads "0.587 M
+With ``numeric`` (default on), three numbers (log10 of parameters, multiply-adds and node
+count, read from the ONNX graph or, in ``nodes`` mode, the IR graph) are appended to the text
+features, and with ``graph_numbers`` (default on) the IR graph's thirteen global features
+(:data:`nas.predictors.features.GLOBALS`: log parameters and MACs, node and conv counts, the
+longest and shortest conv paths, mean channels, shares of 1x1, depthwise and pooling ops,
+spatial depth); after standardisation the numbers are scaled by ``numeric_weight`` (default 40): a sentence encoder reads "0.587 M
 parameters" only vaguely, and size and depth are the strongest signals (what the text and
 the numbers each add: ``benchmarks/onnxnet_options.py``). ``numeric=False,
 graph_numbers=False`` is the pure text predictor.
@@ -65,6 +73,8 @@ from nas.predictors.features import (
 from nas.predictors.features import features as graph_features
 from nas.predictors.gennape.prior import EffectiveFlops
 from nas.predictors.onnxnet.encoder import DIM, EmbeddingCache, MiniLM, text_key
+from nas.predictors.onnxnet.head import init_heads, learned_rows, scores, step
+from nas.predictors.onnxnet.nodes import LINES_VERSION, NodeTextStore
 from nas.predictors.onnxnet.text import Chunk, describe_flat, describe_onnx
 from nas.predictors.transfer import (
     PRIORS,
@@ -81,7 +91,7 @@ from nas.errors import ConfigError
 from nas.options import positive
 
 TEXT_VERSION = 2
-MODES = ("blocks", "stats", "flat", "flat1")
+MODES = ("blocks", "stats", "flat", "flat1", "nodes")
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ class OnnxNetOptions:
     """ONNX-Net's options (``--option KEY=VALUE``; the class docstring of
     :class:`OnnxNetPredictor` says what each does)."""
 
-    mode: str = "blocks"
+    mode: str = "nodes"
     max_tokens: int = 256
     hidden: int = 128
     ensemble: int = 5
@@ -126,7 +136,7 @@ NUMBERS = 3  # log10 parameters, multiply-adds, nodes (read from the ONNX graph)
 
 
 def feature_dim(mode: str) -> int:
-    return (3 * DIM if mode == "blocks" else DIM) + NUMBERS
+    return (3 * DIM if mode in ("blocks", "nodes") else DIM) + NUMBERS
 
 
 class TextStore:
@@ -256,52 +266,13 @@ def _pool(mode: str, vecs: dict[str, list[tuple[float, np.ndarray]]]) -> np.ndar
     return _mean(vecs.get("flat", []))
 
 
-# ------------------------------------------------------------------------------ the head
-
-
-def _init_heads(key: jax.Array, k: int, d: int, h: int) -> dict[str, jax.Array]:
-    k1, k2 = jax.random.split(key)
-    return {
-        "w1": jax.random.normal(k1, (k, d, h)) / np.sqrt(d),
-        "b1": jnp.zeros((k, h)),
-        "w2": jax.random.normal(k2, (k, h)) / np.sqrt(h),
-        "b2": jnp.zeros((k,)),
-        "a": jnp.ones((k,)),
-    }
-
-
-def _learned(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
-    """``(heads, n)`` learned parts of the ranking scores."""
-    hid = jax.nn.gelu(jnp.einsum("nd,kdh->knh", x, p["w1"]) + p["b1"][:, None])
-    return jnp.einsum("knh,kh->kn", hid, p["w2"]) + p["b2"][:, None]
-
-
-def _scores(p: dict[str, jax.Array], x: jax.Array, prior: jax.Array) -> jax.Array:
-    """``(heads, n)`` ranking scores: each head's scaled prior plus its learned part."""
-    return p["a"][:, None] * prior[None] + _learned(p, x)
-
-
-@functools.partial(jax.jit, static_argnames=("opt",))
-def _step(p, state, x, prior, i, j, key_w, opt):
-    def loss_fn(p):
-        s = _scores(p, x, prior)  # (k, n)
-        diff = jnp.take_along_axis(s, i, 1) - jnp.take_along_axis(s, j, 1)  # i better than j
-        return jnp.mean(key_w * jax.nn.softplus(-diff))
-
-    loss, grads = jax.value_and_grad(loss_fn)(p)
-    updates, state = opt.update(grads, state, p)
-    return optax.apply_updates(p, updates), state, loss
-
-
-_learned_jit = jax.jit(_learned)
-
-
 class OnnxNetPredictor(Predictor):
     """ONNX graph -> text -> all-MiniLM-L6-v2 (JAX) -> ranking-loss MLP ensemble.
 
-    Options: ``mode`` (blocks | stats | flat | flat1), ``max_tokens`` (chunk length, at most
-    512), ``hidden``, ``ensemble`` (number of heads), ``steps``, ``lr``, ``weight_decay``,
-    ``pairs`` (pairs per step), ``numeric`` and ``numeric_weight`` (append the size numbers),
+    Options: ``mode`` (nodes | blocks | stats | flat | flat1), ``max_tokens`` (chunk length
+    of the chunked modes, at most 512), ``hidden``, ``ensemble`` (number of heads),
+    ``steps``, ``lr``, ``weight_decay``, ``pairs`` (pairs per step), ``numeric`` and
+    ``numeric_weight`` (append the size numbers),
     ``graph_numbers`` (append the IR graph's global features),
     ``cache`` (use the disk cache), ``prior`` (a compute prior by name, or ``none``) and
     ``transfer`` (``prior``, ``lofo`` or ``full``: the learned part's share on unseen spaces).
@@ -325,8 +296,10 @@ class OnnxNetPredictor(Predictor):
         self.transfer_weight = 1.0
 
     @functools.cached_property
-    def store(self) -> TextStore:
+    def store(self) -> TextStore | NodeTextStore:
         directory = cache_dir() if self.opts["cache"] else None
+        if self.opts["mode"] == "nodes":
+            return NodeTextStore(directory)
         return TextStore(self.opts["mode"], int(self.opts["max_tokens"]), directory)
 
     def featurize(self, graphs: Sequence[GraphLike]) -> np.ndarray:
@@ -380,7 +353,7 @@ class OnnxNetPredictor(Predictor):
         if not usable:
             raise ConfigError("fit needs at least two graphs of one group to rank")
         k = int(o["ensemble"])
-        params = _init_heads(jax.random.PRNGKey(self.seed), k, x.shape[1], int(o["hidden"]))
+        params = init_heads(jax.random.PRNGKey(self.seed), k, x.shape[1], int(o["hidden"]))
         opt = optax.adamw(float(o["lr"]), weight_decay=float(o["weight_decay"]))
         state = opt.init(params)
         names = list(usable)
@@ -401,11 +374,12 @@ class OnnxNetPredictor(Predictor):
             i = np.where(better, a, b)
             j = np.where(better, b, a)
             w = (y[i] != y[j]).astype(np.float32)
-            params, state, _ = _step(
+            params, state, _ = step(
                 params, state, x, prior, jnp.asarray(i), jnp.asarray(j), jnp.asarray(w), opt
             )
         self.params = {kk: np.asarray(v) for kk, v in params.items()}
-        s = np.asarray(_scores(params, x, prior)).mean(0)
+        self.__dict__.pop("_device_params", None)
+        s = np.asarray(scores(params, x, prior)).mean(0)
         # Scores -> accuracy-like numbers: least squares on the training data.
         slope, icpt = np.polyfit(s, y, 1) if np.std(s) > 0 else (0.0, float(y.mean()))
         if slope <= 0:
@@ -427,8 +401,12 @@ class OnnxNetPredictor(Predictor):
         return self
 
     def _prior_of(self, ir: Sequence, n: int) -> np.ndarray:
-        """The compute prior per graph (zeros without one)."""
-        return np.zeros(n, np.float32) if self.prior is None else self.prior(ir)
+        """The compute prior per graph (zeros without one), one graph per call: the prior's
+        compiled sum is blocked by the batch's shape, so a batch would round each graph's
+        prior by its company."""
+        if self.prior is None or not n:
+            return np.zeros(n, np.float32)
+        return np.concatenate([self.prior([f]) for f in ir]).astype(np.float32)
 
     def _heads(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         """``(heads, n)`` scaled priors and learned parts."""
@@ -436,8 +414,13 @@ class OnnxNetPredictor(Predictor):
         ir = graph_features(graphs) if self.prior is not None else []
         prior = self._prior_of(ir, len(graphs)).astype(np.float64)
         a = np.asarray(self.params.get("a", np.zeros(len(self.params["b2"]))), np.float64)
-        learned = np.asarray(_learned_jit(self.params, jnp.asarray(x)), np.float64)
+        learned = learned_rows(self._device_params, x).astype(np.float64)
         return a[:, None] * prior[None], learned
+
+    @functools.cached_property
+    def _device_params(self) -> dict[str, jax.Array]:
+        """The heads' parameters as JAX arrays (converted once per fit or load)."""
+        return {k: jnp.asarray(v) for k, v in self.params.items()}
 
     def _parts(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         """The (head-averaged) scaled prior and learned part per graph."""
@@ -479,6 +462,7 @@ class OnnxNetPredictor(Predictor):
         meta.update(
             calib=list(self.calib),
             text_version=TEXT_VERSION,
+            lines_version=LINES_VERSION,
             graph_numbers=bool(self.opts["graph_numbers"]),
         )
         return meta, {**arrays, **extra}
@@ -489,7 +473,13 @@ class OnnxNetPredictor(Predictor):
                 f"this onnxnet predictor was saved with text version {meta.get('text_version')}; "
                 f"this build writes version {TEXT_VERSION}: refit it"
             )
+        if self.opts["mode"] == "nodes" and meta.get("lines_version") != LINES_VERSION:
+            raise ConfigError(
+                f"this onnxnet predictor was saved with node lines version "
+                f"{meta.get('lines_version')}; this build writes version {LINES_VERSION}: refit it"
+            )
         self.params = {k[5:]: v for k, v in arrays.items() if k.startswith("head.")}
+        self.__dict__.pop("_device_params", None)
         self.mu, self.sd = arrays["norm.mu"], arrays["norm.sd"]
         if self.opts["graph_numbers"] and "graph_numbers" not in meta:
             # Saved before the option existed: that predictor was trained without them.
