@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--proxies", default="synflow", help="zero-cost proxies of graf-zc*")
     ap.add_argument("--pool", type=int, default=600, help="unlabelled archs per space")
     ap.add_argument("--out", type=Path, default=OUT, help="results file")
+    ap.add_argument("--parts", type=Path, default=PARTS_DIR, help="where the parts go")
     args = ap.parse_args(argv)
     proxies = [p for p in args.proxies.split(",") if p]
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
                         data, held, seed, pool if "pretrain" in method else None,
                         resid=method.endswith("resid"),
                     )  # fmt: skip
-                _keep_parts(label, held, seed, r.pop("_parts", None))
+                _keep_parts(args.parts / f"{label}.json", held, seed, r.pop("_parts", None))
                 row = {"method": label, "held_out": held, "seed": seed, "size": args.size, **r}
                 row["seconds"] = time.time() - t0
                 row["loadavg"] = os.getloadavg()[0]
@@ -393,10 +394,9 @@ the GRAF-style and MLP methods go, one JSON per method (not committed: megabytes
 other share rules can be compared without refitting."""
 
 
-def _keep_parts(method: str, held: str, seed: int, parts: dict | None) -> None:
+def _keep_parts(path: Path, held: str, seed: int, parts: dict | None) -> None:
     if not parts:
         return
-    path = PARTS_DIR / f"{method}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc[f"{held}:{seed}"] = parts
