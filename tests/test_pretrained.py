@@ -83,3 +83,21 @@ def test_fit_of_a_pretrained_predictor_fine_tunes_it():
     p.fit(tune.graphs, tune.y, tune.groups)  # a few steps on top, not a new model
     assert p.from_pretrained == "gennape" and p.families == before
     assert p.label_stats["nb201"][0] == pytest.approx(float(np.mean(tune.y)))
+
+
+def test_a_gennape_prediction_does_not_depend_on_the_graphs_predicted_with_it():
+    """Alone, in a batch of 40, every second one, reversed: the same bits (inference batches
+    have fixed shapes per graph size, the prior scores in fixed blocks)."""
+    from nas.predictors.base import get_predictor
+    from nas.search_spaces import get_space
+
+    space = get_space("nb201")
+    rng = np.random.default_rng(5)
+    graphs = [space.to_graph(space.sample(rng), "cifar10") for _ in range(40)]
+    p = get_predictor("pretrained:gennape")
+    batch = p.predict(graphs)[0]
+    np.testing.assert_array_equal(
+        np.concatenate([p.predict([g])[0] for g in graphs[:6]]), batch[:6]
+    )
+    np.testing.assert_array_equal(p.predict(graphs[::2])[0], batch[::2])
+    np.testing.assert_array_equal(p.predict(graphs[::-1])[0], batch[::-1])

@@ -40,7 +40,7 @@ class GennapeOptions:
     mse_weight: float = 0.5
     head_weight: float = 0.2
     rank_scale: float = 3.0
-    predict_batch: int = 2048
+    predict_batch: int = 64
     prior: str = "flops_depth"
     residual: float = 1.0
     transfer: str = "prior"

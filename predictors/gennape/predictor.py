@@ -333,26 +333,28 @@ class GennapePredictor(Predictor):
             _pretrain_step(self.model, opt, b, sub, self.cfg["temperature"], aug)
 
     def _chunks(self, feats: Sequence[GraphFeatures]):
-        """Inference batches: ``(indices, batch)`` over graphs sorted by size, so that each
-        batch pads little; at most ``predict_batch`` graphs and ``64 * predict_batch``
-        padded nodes. Graphs of up to :data:`DENSE_MAX_NODES` nodes go in dense batches,
-        larger ones (NB301's 200-node networks) in flat ones."""
+        """Inference batches ``(indices, batch)``.
+
+        A graph's prediction must not depend on the graphs predicted with it (XLA rounds a
+        reduction by its operands' shape, so a graph padded differently, or in a batch of
+        another size, gets other last bits). Graphs of up to :data:`DENSE_MAX_NODES` nodes go
+        in dense batches of exactly ``predict_batch`` graphs, each padded to its own node
+        count rounded up to 16 (graphs of one padded size together); larger ones (NB301's
+        200-node networks) one at a time in flat batches, whose sums run over the batch.
+        """
         sizes = np.fromiter((f.num_nodes for f in feats), int, len(feats))
-        order = np.argsort(sizes, kind="stable")
-        budget = 64 * self.cfg["predict_batch"]
-
-        def pad(n: int) -> int:  # few distinct shapes: few compilations on a first call
-            return -(-n // 16) * 16 if n <= DENSE_MAX_NODES else bucket(n)
-
-        i = 0
-        while i < len(order):
-            m = pad(int(sizes[order[min(i + self.cfg["predict_batch"], len(order)) - 1]]))
-            bs = min(self.cfg["predict_batch"], max(8, 1 << (budget // m).bit_length() - 1))
-            idx = order[i : i + bs]
-            m = pad(int(sizes[idx[-1]]))
-            chunk = [feats[j] for j in idx]
-            yield idx, (pack_dense(chunk, m) if m <= DENSE_MAX_NODES else pack(chunk))
-            i += len(idx)
+        padded = -(-np.maximum(sizes, 1) // 16) * 16
+        rows = int(self.cfg["predict_batch"])
+        for m in np.unique(padded):
+            same = np.flatnonzero(padded == m)
+            if m > DENSE_MAX_NODES:
+                for j in same:
+                    yield same[j == same], pack([feats[j]])
+                continue
+            for k in range(0, len(same), rows):
+                idx = same[k : k + rows]
+                chunk = [feats[j] for j in idx]
+                yield idx, pack_dense(chunk, int(m), n_graphs=rows)
 
     def _embeddings(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
         out = np.zeros((len(feats), self.cfg["embed"]), np.float32)

@@ -58,23 +58,26 @@ _LOG_DEPTH = SPATIAL_DEPTH_SCALE * np.log(2.0)  # spatial_depth is log2(1 + d) /
 
 
 def _arrays(
-    feats: Sequence[GraphFeatures], pad: int = 1
+    feats: Sequence[GraphFeatures], pad: int = 1, rows: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Padded ``(phi, weight, log_macs, log_depth)``: ``weight`` is a node's share of the
     network's MACs times the number of copies its collapsed block stands for; ``log_depth``
     is ``ln(1 + longest path in spatial convs)``. Nodes are padded (with zero weight) to a
-    multiple of ``pad``."""
+    multiple of ``pad``, and the networks to ``rows`` (zero rows)."""
     m = max((f.num_nodes for f in feats), default=1)
     m = -(-m // pad) * pad
-    phi = np.zeros((len(feats), m, len(PHI_COLS)), np.float32)
-    share = np.zeros((len(feats), m), np.float32)
+    n = max(rows, len(feats))
+    phi = np.zeros((n, m, len(PHI_COLS)), np.float32)
+    share = np.zeros((n, m), np.float32)
     for i, f in enumerate(feats):
-        n = f.num_nodes
-        phi[i, :n] = f.nodes[:, PHI_COLS]
+        k = f.num_nodes
+        phi[i, :k] = f.nodes[:, PHI_COLS]
         copies = np.exp2(3.0 * f.nodes[:, _COL["repeat"]])
-        share[i, :n] = f.nodes[:, _COL["flops_share"]] / 10.0 * copies
-    log_macs = np.array([f.globals[_FLOPS] for f in feats], np.float32) * _LOG_MACS
-    log_depth = np.array([f.globals[_DEPTH] for f in feats], np.float32) * _LOG_DEPTH
+        share[i, :k] = f.nodes[:, _COL["flops_share"]] / 10.0 * copies
+    log_macs = np.zeros(n, np.float32)
+    log_depth = np.zeros(n, np.float32)
+    log_macs[: len(feats)] = np.array([f.globals[_FLOPS] for f in feats], np.float32) * _LOG_MACS
+    log_depth[: len(feats)] = np.array([f.globals[_DEPTH] for f in feats], np.float32) * _LOG_DEPTH
     return phi, share, log_macs, log_depth
 
 
@@ -106,6 +109,9 @@ def _ranking_loss(theta, arrays, members, y, l2) -> jax.Array:
 
 
 _score_jit = jax.jit(_score)
+
+SCORE_ROWS = 64
+"""Networks per scoring block (:meth:`EffectiveFlops.score`)."""
 
 _ADAM = optax.adam(0.05)
 
@@ -141,11 +147,21 @@ class EffectiveFlops:
 
     def score(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
         """Raw scores (log effective MACs plus the depth term); higher is predicted better."""
+        out = np.zeros(len(feats), np.float32)
         if not len(feats):
-            return np.zeros(0, np.float32)
-        # Nodes padded to multiples of 16: few distinct shapes, few compilations.
-        arrays = map(jnp.asarray, _arrays(feats, pad=16))
-        return np.asarray(_score_jit(self._theta(), *arrays))
+            return out
+        # A network's score must not depend on the networks scored with it (XLA rounds a
+        # reduction by its shape): each is scored in a block of SCORE_ROWS networks padded
+        # to its own node count rounded up to 16 (few shapes, few compilations).
+        theta = self._theta()
+        size = np.array([-(-max(f.num_nodes, 1) // 16) * 16 for f in feats])
+        for m in np.unique(size):
+            same = np.flatnonzero(size == m)
+            for k in range(0, len(same), SCORE_ROWS):
+                part = same[k : k + SCORE_ROWS]
+                arrays = _arrays([feats[i] for i in part], pad=int(m), rows=SCORE_ROWS)
+                out[part] = np.asarray(_score_jit(theta, *map(jnp.asarray, arrays)))[: len(part)]
+        return out
 
     def __call__(self, feats: Sequence[GraphFeatures]) -> np.ndarray:
         """The prior in standardised-accuracy units: ``slope * (score - center)``."""
