@@ -7,8 +7,9 @@ horizontal flip to ``--resolutions``, the bilinear resize of :func:`nas.pipeline
 (the transform is the same code on both sides, so the comparison is of the loaders: order,
 batching, threads, prefetch). Sides:
 
-- ``ours``: :meth:`Batches.iterate` (one background thread, two batches ahead; the crop of
-  the whole batch vectorised in numpy), and the same without prefetching (``ours-sync``);
+- ``ours``: :meth:`Batches.iterate` with ``--threads`` worker threads building batches
+  ahead (the crop of the whole batch vectorised in numpy), and the same built on demand on
+  the caller's thread (``ours-sync``);
 - ``grain-per-image``: ``MapDataset.range(n).shuffle(seed).repeat()`` -> ``random_map``
   (one image's crop, grain's per-record generator) -> ``batch`` -> ``to_iter_dataset`` with
   ``--threads`` reader threads: grain's usual shape;
@@ -50,11 +51,11 @@ def _crop(x: np.ndarray, rng: np.random.Generator, res: int) -> np.ndarray:
     return resize_boxes(x, boxes, (res, res), rng.random(len(x)) < 0.5)
 
 
-def ours(x, y, bs: int, res: int, seed: int, prefetch: int) -> Iterator[tuple]:
+def ours(x, y, bs: int, res: int, seed: int, prefetch: int, workers: int = 1) -> Iterator[tuple]:
     from nas.pipeline import Augment, Batches
 
     b = Batches(x, y, bs, seed=seed, augment=Augment())
-    for _, xb, yb in b.iterate(0, 10**9, res, prefetch=prefetch):
+    for _, xb, yb in b.iterate(0, 10**9, res, prefetch=prefetch, workers=workers):
         yield xb, yb
 
 
@@ -112,11 +113,9 @@ def main() -> None:
     a = ap.parse_args()
     x, y = _images()
     bs, rows = a.batch_size, []
-    sides: list[tuple[str, Callable]] = [
-        ("ours", lambda r: ours(x, y, bs, r, 0, prefetch=2)),
-        ("ours-sync", lambda r: ours(x, y, bs, r, 0, prefetch=0)),
-    ]
+    sides: list[tuple[str, Callable]] = [("ours-sync", lambda r: ours(x, y, bs, r, 0, prefetch=0))]
     for t in (int(v) for v in a.threads.split(",")):
+        sides.append((f"ours/{t}t", lambda r, t=t: ours(x, y, bs, r, 0, 2, workers=t)))
         sides.append((f"grain-per-image/{t}t", lambda r, t=t: grain_per_image(x, y, bs, r, 0, t)))
         sides.append((f"grain-per-batch/{t}t", lambda r, t=t: grain_per_batch(x, y, bs, r, 0, t)))
     for res in (int(v) for v in a.resolutions.split(",")):

@@ -5,8 +5,8 @@ DARTS search) takes its batches from :class:`Batches`. Batch ``step`` is a pure 
 ``(seed, step)``: the epoch's order is ``default_rng([seed, epoch]).permutation(n)`` and the
 augmentation of the batch draws from ``default_rng([seed, step, 1])``. So a training resumed
 from a checkpoint at step ``s`` sees exactly the batches an uninterrupted run sees from
-``s`` on, with no iterator state to save, and batches can be built ahead of time on a
-background thread (:meth:`Batches.iterate`).
+``s`` on, with no iterator state to save, and batches can be built ahead of time, several
+at once, on worker threads (:meth:`Batches.iterate`).
 
 Images are held in memory as NHWC float32 (standardised) at their stored size; a batch is
 cut and resized on the fly to the resolution the step asks for:
@@ -23,9 +23,10 @@ three for an RGB network (``channels``).
 
 from __future__ import annotations
 
-import queue
-import threading
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,10 @@ NO_AUGMENT = Augment(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip=False, e
 """Plain resizing, no augmentation: a network that sees the images as they are."""
 
 
+_CHUNK = 8
+"""Images resized together by :func:`resize_boxes` (the rest of a batch waits its turn)."""
+
+
 def resize_boxes(
     x: np.ndarray, boxes: np.ndarray, size: tuple[int, int], flip: np.ndarray | None = None
 ) -> np.ndarray:
@@ -77,6 +82,14 @@ def resize_boxes(
         flip: ``(B,)`` booleans, or ``None``.
     """
     b, h, w, _ = x.shape
+    if b > _CHUNK:  # a few images at a time: the gathers' temporaries stay in the cache
+        return np.concatenate(
+            [
+                resize_boxes(x[i : i + _CHUNK], boxes[i : i + _CHUNK], size,
+                             None if flip is None else flip[i : i + _CHUNK])
+                for i in range(0, b, _CHUNK)
+            ]
+        )  # fmt: skip
     oh, ow = size
     top, left, bh, bw = (boxes[:, i : i + 1].astype(np.float64) for i in range(4))
     ys = top + (np.arange(oh) + 0.5) * bh / oh - 0.5  # (B, oh) source rows
@@ -182,13 +195,12 @@ class Batches:
     def indices(self, step: int) -> np.ndarray:
         """The images of batch ``step`` (epochs of whole batches, reshuffled per epoch)."""
         epoch, k = divmod(step, self._per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            self._order = (
-                epoch,
-                np.random.default_rng([self.seed, epoch]).permutation(len(self.x)),
-            )
+        order = self._order  # one read: worker threads may replace it meanwhile
+        if order is None or order[0] != epoch:
+            order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.x)))
+            self._order = order
         bs = self.batch_size
-        return self._order[1][k * bs : (k + 1) * bs]
+        return order[1][k * bs : (k + 1) * bs]
 
     def __call__(self, step: int, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``step`` at ``resolution`` (``None``: the stored size)."""
@@ -212,42 +224,33 @@ class Batches:
         stop: int,
         resolution: Callable[[int], int | None] | int | None = None,
         prefetch: int = 2,
+        workers: int | None = None,
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(step, x, y)`` for ``start <= step < stop``, built ``prefetch`` batches ahead on
-        a background thread. ``resolution`` may depend on the step (elastic resolution)."""
+        """``(step, x, y)`` for ``start <= step < stop``, in order, built ahead on
+        ``workers`` threads (default: up to 4, one per core), at most ``prefetch`` batches
+        beyond those being built. Batches are pure functions of ``(seed, step)``, so they are
+        built in parallel and still the same as :meth:`__call__`'s (numpy releases the GIL in
+        the gathers and arithmetic of the crop). ``resolution`` may depend on the step
+        (elastic resolution); ``prefetch=0`` builds each batch on demand, on the caller's
+        thread."""
         res = resolution if callable(resolution) else (lambda _s, r=resolution: r)
         if prefetch <= 0:
             for s in range(start, stop):
                 yield (s, *self(s, res(s)))
             return
-        q: queue.Queue = queue.Queue(maxsize=prefetch)
-        stop_flag = threading.Event()
-
-        def work() -> None:
-            try:
-                for s in range(start, stop):
-                    item = (s, *self(s, res(s)))
-                    while not stop_flag.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop_flag.is_set():
-                        return
-            except BaseException as e:  # noqa: BLE001 -- handed to the consumer
-                q.put(e)
-
-        t = threading.Thread(target=work, name="nas-batches", daemon=True)
-        t.start()
+        workers = workers or max(1, min(4, os.cpu_count() or 1))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="nas-batches")
+        pending: deque = deque()
+        ahead = start
         try:
-            for _ in range(start, stop):
-                item = q.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            for s in range(start, stop):
+                while ahead < stop and len(pending) < workers + prefetch:
+                    pending.append(pool.submit(self, ahead, res(ahead)))
+                    ahead += 1
+                x, y = pending.popleft().result()
+                yield s, x, y
         finally:
-            stop_flag.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def fixed_batches(

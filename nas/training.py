@@ -7,7 +7,7 @@
 - :func:`schedule` and :func:`optimizer` turn the options into optax objects (cosine with
   warm-up, SPOS's linear decay, BigNAS's exponential decay with a constant ending, constant).
 - :func:`run_training` drives any :class:`Trainable`: batches from :class:`nas.pipeline.Batches`
-  (built ahead on a background thread), a rich progress bar with steps/s and the current loss,
+  (built ahead on worker threads), a rich progress bar with steps/s and the current loss,
   orbax checkpoints every ``checkpoint_every`` steps and on SIGTERM, and resumption from the
   newest checkpoint (:mod:`nas.checkpoint`).
 """

@@ -39,12 +39,18 @@ def test_batches_depend_on_seed_and_step_only(digits):
     assert not np.array_equal(a(8, 24)[0], xa)
     other = Batches(digits.x_train, digits.y_train, 32, seed=4, augment=aug)(7, 24)[0]
     assert not np.array_equal(other, xa[..., :1])
-    # prefetched on a thread = built on demand; the resolution may follow the step
-    got = list(a.iterate(5, 9, resolution=lambda s: 16 if s % 2 else 12))
+    # built ahead on worker threads = built on demand; the resolution may follow the step
+    got = list(a.iterate(5, 9, resolution=lambda s: 16 if s % 2 else 12, workers=3))
     assert [s for s, _, _ in got] == [5, 6, 7, 8]
     for s, x, y in got:
         np.testing.assert_array_equal(x, b(s, 16 if s % 2 else 12)[0])
         np.testing.assert_array_equal(y, b(s)[1])
+    # across an epoch boundary, three threads at once, and a consumer that stops early
+    per_epoch = len(digits.x_train) // 32
+    feed = a.iterate(per_epoch - 3, per_epoch + 40, 12, prefetch=4, workers=3)
+    for (s, x, _), _ in zip(feed, range(6), strict=False):
+        np.testing.assert_array_equal(x, b(s, 12)[0])
+    feed.close()
     # an epoch visits every image once
     per_epoch = len(digits.x_train) // 32
     seen = np.concatenate([a.indices(s) for s in range(per_epoch)])
