@@ -21,17 +21,21 @@ def _same(a, b) -> bool:
     )
 
 
-def _same_as_ir(archs, dataset):
+def _unlike_ir(archs, dataset) -> list[str]:
+    """The cells whose light graph differs from the IR graph in costs or features."""
     from nas.predictors.features import graph_features
     from nas.predictors.lite import lite_graph
     from nas.search_spaces import get_space
 
     sp = get_space("nb201")
+    bad = []
     for arch in archs:
         ir = sp.to_graph(sp.parse(arch), dataset)
         lite = lite_graph("nb201", arch, dataset)
-        assert lite.flops() == ir.flops() and lite.params() == ir.params()
-        assert _same(graph_features(lite), graph_features(ir)), arch
+        same_cost = lite.flops() == ir.flops() and lite.params() == ir.params()
+        if not (same_cost and _same(graph_features(lite), graph_features(ir))):
+            bad.append(arch)
+    return bad
 
 
 @pytest.mark.slow
@@ -44,7 +48,7 @@ def test_every_nb201_cell_gets_the_ir_graphs_features():
 
     sp = get_space("nb201")
     cells = itertools.product(range(len(OPS)), repeat=6)
-    _same_as_ir([sp.from_indices(c).to_str() for c in cells], "cifar10")
+    assert _unlike_ir([sp.from_indices(c).to_str() for c in cells], "cifar10") == []
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "ImageNet16-120"])
@@ -56,7 +60,7 @@ def test_nb201_light_graph_features_equal_the_ir_graphs(dataset):
     sp = get_space("nb201")
     rng = np.random.default_rng(3)
     archs = [sp.sample(rng).to_str() for _ in range(200)]
-    _same_as_ir([*archs, sp.smallest().to_str()], dataset)
+    assert _unlike_ir([*archs, sp.smallest().to_str()], dataset) == []
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "ImageNet16-120", "digits"])
