@@ -401,12 +401,11 @@ class OnnxNetPredictor(Predictor):
         return self
 
     def _prior_of(self, ir: Sequence, n: int) -> np.ndarray:
-        """The compute prior per graph (zeros without one), one graph per call: the prior's
-        compiled sum is blocked by the batch's shape, so a batch would round each graph's
-        prior by its company."""
+        """The compute prior per graph (zeros without one); the prior scores each graph the
+        same whatever graphs share its batch."""
         if self.prior is None or not n:
             return np.zeros(n, np.float32)
-        return np.concatenate([self.prior([f]) for f in ir]).astype(np.float32)
+        return np.asarray(self.prior(ir), np.float32)
 
     def _heads(self, graphs: Sequence[GraphLike]) -> tuple[np.ndarray, np.ndarray]:
         """``(heads, n)`` scaled priors and learned parts."""
