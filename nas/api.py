@@ -547,6 +547,26 @@ def fit_predictor(
     return {"predictor": predictor, "out": str(out), "n_train": len(data)}
 
 
+def _graph_to_predict(
+    arch: str | Path | None, space: str | None, dataset: str | None, onnx: str | Path | None
+) -> tuple[Any, dict[str, Any]]:
+    """The graph :func:`predict` scores, and what the result says it is."""
+    if (arch is None) == (onnx is None):
+        raise ConfigError("predict needs exactly one of an architecture (--arch) or --onnx")
+    if onnx is not None:
+        from nas.onnx_import import onnx_to_graph
+
+        graph = onnx_to_graph(onnx)
+        where: dict[str, Any] = {"onnx": str(onnx), "params": graph.params()}
+        where.update(flops=graph.flops(), notes=graph.meta.get("notes", []))
+        return graph, where
+    s, genotype, file_dataset = resolve_arch(arch, space)
+    return s.to_graph(genotype, dataset or file_dataset), {
+        "space": s.name,
+        "arch": genotype.to_str(),
+    }
+
+
 def predict(
     predictor: str | Path | Predictor,
     arch: str | Path | None = None,
@@ -591,18 +611,7 @@ def predict(
     """
     from nas.predictors.base import load_predictor
 
-    if (arch is None) == (onnx is None):
-        raise ConfigError("predict needs exactly one of an architecture (--arch) or --onnx")
-    if onnx is not None:
-        from nas.onnx_import import onnx_to_graph
-
-        graph = onnx_to_graph(onnx)
-        where: dict[str, Any] = {"onnx": str(onnx), "params": graph.params()}
-        where.update(flops=graph.flops(), notes=graph.meta.get("notes", []))
-    else:
-        s, genotype, file_dataset = resolve_arch(arch, space)
-        graph = s.to_graph(genotype, dataset or file_dataset)
-        where = {"space": s.name, "arch": genotype.to_str()}
+    graph, where = _graph_to_predict(arch, space, dataset, onnx)
     model = load_predictor(predictor) if isinstance(predictor, str | Path) else predictor
     what = where.get("space") or "ONNX"
     try:
